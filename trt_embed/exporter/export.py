@@ -1,0 +1,293 @@
+"""`export_model`: HF model directory -> artifact (manifest, tokenizer, ONNX graphs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trt_embed.errors import ExportError
+from trt_embed.exporter import onnx_graph
+from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
+from trt_embed.exporter.source import (
+    SentenceTransformerConfig,
+    check_model_dir,
+    read_sentence_transformers,
+    resolve_model_dir,
+    weight_files,
+)
+from trt_embed.exporter.tokenizer import tokenizer_to_artifact
+from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, TokenizerInfo, sha256_file
+from trt_embed.poolers import POOLING_MODES
+from trt_embed.runtime.backends.onnxruntime import OnnxRuntimeEngine
+from trt_embed.runtime.tokenizer import TextTokenizer, pad_batch
+from trt_embed.zoo import ZooEntry, zoo_entry
+
+log = logging.getLogger("trt_embed.export")
+
+PRECISIONS = ("auto", "fp32", "int8")
+INT8_MIN_MEAN_COSINE = 0.99
+INT8_MIN_COSINE = 0.97
+EXACT_MIN_COSINE = 0.99999
+
+
+@dataclasses.dataclass
+class ExportOptions:
+    max_seq_len: int | None = None
+    pooling: str | None = None
+    normalize: bool | None = None
+    precision: str = "auto"  # auto: fp32, plus int8 when it is accurate enough
+    trust_remote_code: bool = False
+    revision: str | None = None
+    fuse: bool = True
+    calibration_texts: list[str] | None = None
+
+
+def default_calibration_texts() -> list[str]:
+    text = resources.files("trt_embed.exporter").joinpath("calibration.txt").read_text()
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("trt-embed", "torch", "transformers", "onnx", "onnxruntime"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def export_model(model: str, output: str | Path, options: ExportOptions | None = None) -> Manifest:
+    """Export `model` (a directory or a cached hub id) into the artifact directory `output`."""
+    opts = options or ExportOptions()
+    if opts.precision not in PRECISIONS:
+        raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {opts.precision!r}")
+    if opts.pooling is not None and opts.pooling not in POOLING_MODES:
+        raise ExportError(f"pooling must be one of {', '.join(POOLING_MODES)}, got {opts.pooling!r}")
+    model_dir = resolve_model_dir(model, opts.revision)
+    st = read_sentence_transformers(model_dir)
+    config = check_model_dir(st.transformer_dir)
+    architectures = config.get("architectures") or []
+    if not architectures:
+        raise ExportError(f"{st.transformer_dir}/config.json names no `architectures`; cannot pick an exporter")
+    entry = zoo_entry(architectures[0])
+
+    final = Path(output).expanduser().resolve()
+    _check_output(final)
+    out = final.with_name(f".{final.name}.partial")  # built aside, moved into place when complete
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    try:
+        manifest = _export_into(out, model, model_dir, st, config, entry, opts)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    out.rename(final)
+    log.info("exported %s -> %s (%d engines)", model, final, len(manifest.engines))
+    return manifest
+
+
+def _export_into(
+    out: Path,
+    model: str,
+    model_dir: Path,
+    st: SentenceTransformerConfig,
+    config: dict[str, Any],
+    entry: ZooEntry,
+    opts: ExportOptions,
+) -> Manifest:
+    max_len = _max_seq_length(config, st, opts, entry, model_dir)
+    tokenizer_info = tokenizer_to_artifact(
+        st.transformer_dir, out, model_config=config, padding_side=entry.padding_side, do_lower_case=st.do_lower_case
+    )
+    tokenizer = TextTokenizer(out / "tokenizer", tokenizer_info, max_len)
+    pooling = Pooling(mode=opts.pooling or st.pooling or entry.default_pooling, include_prompt=st.include_prompt)
+
+    graph = _build_graph(st, entry, pooling, opts)
+    calibration = opts.calibration_texts or default_calibration_texts()
+    engines = _export_engines(graph, out, tokenizer, tokenizer_info, entry, config, calibration, opts)
+
+    with torch.no_grad():
+        probe = graph(*_example(graph, tokenizer, tokenizer_info, calibration[:1]))
+    manifest = Manifest(
+        architecture=entry.architecture,
+        family=entry.family,
+        hidden_size=int(config["hidden_size"]),
+        embedding_dim=int(probe[0].shape[-1]),
+        pooling=pooling,
+        max_seq_length=max_len,
+        tokenizer=tokenizer_info,
+        source={
+            "model": str(model),
+            "path_name": model_dir.name,
+            "revision": opts.revision,
+            "weights_sha256": {p.name: sha256_file(p) for p in weight_files(st.transformer_dir)},
+        },
+        normalize=_normalize(st, opts),
+        matryoshka_dimensions=_matryoshka(config),
+        prompts=st.prompts,
+        default_prompt_name=st.default_prompt_name,
+        uses_token_type_ids=entry.token_type_ids,
+        dense_layers=len(st.dense),
+        engines=engines,
+    )
+    manifest.write(out)
+    return manifest
+
+
+def _check_output(out: Path) -> None:
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / "trt_embed.json").is_file()):
+        raise ExportError(
+            f"{out} exists and is not a trt-embed artifact; choose an empty or new directory "
+            "(an existing artifact there is replaced)"
+        )
+
+
+def _normalize(st: SentenceTransformerConfig, opts: ExportOptions) -> bool:
+    if opts.normalize is not None:
+        return opts.normalize
+    return True if st.normalize is None else st.normalize
+
+
+def _matryoshka(config: dict[str, Any]) -> list[int] | None:
+    dims = config.get("matryoshka_dimensions")
+    if dims:
+        return sorted(int(d) for d in dims)
+    return [] if config.get("is_matryoshka") else None
+
+
+def _max_seq_length(
+    config: dict[str, Any], st: SentenceTransformerConfig, opts: ExportOptions, entry: ZooEntry, model_dir: Path
+) -> int:
+    positions = int(config.get("max_position_embeddings", 512))
+    if entry.loader.startswith(("Roberta", "XLMRoberta")):
+        positions -= int(config.get("pad_token_id", 1)) + 1  # RoBERTa positions start after padding_idx
+    limit = opts.max_seq_len or st.max_seq_length or positions
+    if limit > positions:
+        raise ExportError(
+            f"max sequence length {limit} exceeds the model's {positions} positions ({model_dir}); "
+            f"use --max-seq-len {positions} or less"
+        )
+    return int(limit)
+
+
+def _build_graph(
+    st: SentenceTransformerConfig, entry: ZooEntry, pooling: Pooling, opts: ExportOptions
+) -> EmbeddingGraph:
+    import transformers
+
+    loader = getattr(transformers, entry.loader)
+    try:
+        encoder = loader.from_pretrained(
+            str(st.transformer_dir), attn_implementation="eager", trust_remote_code=opts.trust_remote_code
+        )
+    except Exception as exc:
+        raise ExportError(f"{st.transformer_dir}: {entry.loader} cannot load this checkpoint ({exc})") from exc
+    encoder.eval()
+    dense = [dense_from_st(layer) for layer in st.dense]
+    return EmbeddingGraph(
+        encoder,
+        pooling.mode,
+        dense,
+        uses_token_type_ids=entry.token_type_ids,
+        separate_pooling_mask=not pooling.include_prompt,
+    ).eval()
+
+
+def _example(
+    graph: EmbeddingGraph, tokenizer: TextTokenizer, info: TokenizerInfo, texts: list[str]
+) -> tuple[torch.Tensor, ...]:
+    tokenized = tokenizer.encode(texts)
+    arrays = pad_batch(tokenized.ids, tokenized.type_ids, pad_id=info.pad_token_id, side=info.padding_side)
+    arrays["pooling_mask"] = arrays["attention_mask"]
+    return tuple(torch.from_numpy(arrays[name]) for name in graph.input_names)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+
+
+def _export_engines(
+    graph: EmbeddingGraph,
+    out: Path,
+    tokenizer: TextTokenizer,
+    info: TokenizerInfo,
+    entry: ZooEntry,
+    config: dict[str, Any],
+    calibration: list[str],
+    opts: ExportOptions,
+) -> list[EngineEntry]:
+    # Trace on two inputs of different lengths (padding present), check on other shapes.
+    by_length = sorted(calibration, key=len)
+    example = _example(graph, tokenizer, info, [by_length[0], by_length[-1]])
+    check_inputs = _example(graph, tokenizer, info, calibration)
+    with torch.no_grad():
+        reference = graph(*check_inputs)[0].numpy()
+    feeds = {name: t.numpy() for name, t in zip(graph.input_names, check_inputs, strict=True)}
+    inputs = [TensorSpec(name, "int64", ["batch", "sequence"]) for name in graph.input_names]
+    outputs = [
+        TensorSpec("sentence_embedding", "float32", ["batch", int(reference.shape[-1])]),
+        TensorSpec("token_embeddings", "float32", ["batch", "sequence", int(config["hidden_size"])]),
+    ]
+
+    def measured(file: str, precision: str, optimized: bool) -> tuple[EngineEntry, np.ndarray]:
+        engine_entry = EngineEntry(
+            file=file, kind="onnx", precision=precision, target="any", optimized=optimized,
+            inputs=inputs, outputs=outputs, tools=tool_versions(), sha256=sha256_file(out / file),
+        )
+        engine = OnnxRuntimeEngine(out / file, engine_entry, threads=2)
+        got = engine.infer(feeds, ["sentence_embedding"])["sentence_embedding"]
+        engine.close()
+        cos = _cosines(got, reference)
+        engine_entry.quality = {
+            "cosine_mean": float(cos.mean()),
+            "cosine_min": float(cos.min()),
+            "max_abs_diff": float(np.abs(got - reference).max()),
+            "checked_inputs": float(len(reference)),
+        }
+        return engine_entry, cos
+
+    onnx_graph.onnx_from_graph(graph, example, out / "model.onnx")
+    base, cos = measured("model.onnx", "fp32", False)
+    if cos.min() < EXACT_MIN_COSINE:
+        raise ExportError(
+            f"the exported ONNX graph does not match PyTorch (min cosine {cos.min():.6f}); this is a bug in the "
+            f"{entry.architecture} exporter, please report it"
+        )
+    engines = [base]
+    source = out / "model.onnx"
+    if opts.fuse and entry.ort_fusion:
+        onnx_graph.fused_from_onnx(
+            source, out / "model.optimized.onnx", model_type=entry.ort_fusion,
+            num_heads=int(config["num_attention_heads"]), hidden_size=int(config["hidden_size"]),
+        )
+        fused, cos = measured("model.optimized.onnx", "fp32", True)
+        if cos.min() >= EXACT_MIN_COSINE:
+            engines.append(fused)
+            source = out / "model.optimized.onnx"
+        else:
+            log.warning("fused graph is inaccurate (min cosine %.6f); not shipping it", cos.min())
+            (out / "model.optimized.onnx").unlink()
+    if opts.precision in ("auto", "int8"):
+        onnx_graph.int8_from_onnx(source, out / "model.int8.onnx")
+        int8, cos = measured("model.int8.onnx", "int8", source.name != "model.onnx")
+        if cos.mean() >= INT8_MIN_MEAN_COSINE and cos.min() >= INT8_MIN_COSINE:
+            engines.append(int8)
+        else:
+            (out / "model.int8.onnx").unlink()
+            message = (
+                f"int8 quantization is not accurate enough for this model (cosine vs fp32: mean "
+                f"{cos.mean():.4f}, min {cos.min():.4f}; needs >= {INT8_MIN_MEAN_COSINE} / {INT8_MIN_COSINE})"
+            )
+            if opts.precision == "int8":
+                raise ExportError(message + "; export with --precision fp32")
+            log.warning("%s; the artifact has fp32 graphs only", message)
+    return engines

@@ -1,0 +1,75 @@
+"""ONNX steps: `onnx_from_graph` (trace), `fused_from_onnx` (onnxruntime fusions), `int8_from_onnx`."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from trt_embed.errors import ExportError
+from trt_embed.exporter.graph import EmbeddingGraph
+
+log = logging.getLogger("trt_embed.export")
+OPSET = 17
+DYNAMIC = {0: "batch", 1: "sequence"}
+
+
+def onnx_from_graph(graph: EmbeddingGraph, example: tuple[torch.Tensor, ...], path: Path) -> None:
+    """Trace the graph with dynamic batch and sequence axes.
+
+    The example must be a padded batch of at least two rows of different lengths: the tracer bakes in
+    Python-level branches, and an all-ones mask would trace the 'no padding' branch of the mask code.
+    """
+    dynamic_axes = {name: DYNAMIC for name in graph.input_names}
+    dynamic_axes["sentence_embedding"] = {0: "batch"}
+    dynamic_axes["token_embeddings"] = DYNAMIC
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            graph,
+            example,
+            str(path),
+            input_names=graph.input_names,
+            output_names=graph.output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def fused_from_onnx(src: Path, dst: Path, *, model_type: str, num_heads: int, hidden_size: int) -> None:
+    """Apply onnxruntime's transformer fusions (Attention, SkipLayerNorm, BiasGelu, ...) offline."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+    model = optimize_model(
+        str(src), model_type=model_type, num_heads=num_heads, hidden_size=hidden_size, opt_level=0
+    )
+    fused = model.get_fused_operator_statistics()
+    log.info("onnxruntime fusions: %s", {k: v for k, v in fused.items() if v})
+    model.save_model_to_file(str(dst))
+
+
+def int8_from_onnx(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantization of the MatMul weights, per output channel.
+
+    Per-channel weight scales keep the error of each projection small; activations are quantized per
+    tensor at run time. Export measures the result against fp32 and keeps it only if it is accurate.
+    """
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    try:
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
+        )
+    except Exception as exc:
+        raise ExportError(f"int8 quantization failed: {exc}") from exc

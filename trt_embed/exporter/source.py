@@ -1,0 +1,194 @@
+"""Finds a model on disk and reads its sentence-transformers configuration, as sentence-transformers would."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from trt_embed.errors import ExportError
+
+WEIGHT_PATTERNS = ("model.safetensors", "model-*.safetensors", "pytorch_model.bin", "pytorch_model-*.bin")
+
+# sentence-transformers pooling names -> ours
+_ST_POOLING = {
+    "cls": "cls",
+    "mean": "mean",
+    "max": "max",
+    "mean_sqrt_len_tokens": "mean_sqrt_len",
+    "weightedmean": "weightedmean",
+    "lasttoken": "last",
+}
+_ST_LEGACY_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "last",
+}
+
+
+@dataclasses.dataclass
+class DenseLayer:
+    """A sentence-transformers `Dense` module: linear projection plus activation."""
+
+    directory: Path
+    in_features: int
+    out_features: int
+    bias: bool
+    activation: str  # "identity" | "tanh" | "relu" | "gelu" | "sigmoid"
+
+
+@dataclasses.dataclass
+class SentenceTransformerConfig:
+    """What the sentence-transformers files of a checkpoint say; None where they are silent."""
+
+    transformer_dir: Path
+    pooling: str | None = None
+    include_prompt: bool = True
+    dense: list[DenseLayer] = dataclasses.field(default_factory=list)
+    normalize: bool | None = None
+    max_seq_length: int | None = None
+    do_lower_case: bool = False
+    prompts: dict[str, str] = dataclasses.field(default_factory=dict)
+    default_prompt_name: str | None = None
+
+
+def resolve_model_dir(model: str, revision: str | None = None) -> Path:
+    """A local directory as is; otherwise a hub id looked up in the local Hugging Face cache only."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists():
+        raise ExportError(f"{model} is a file, not a model directory")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, revision=revision, local_files_only=True))
+    except Exception as exc:  # huggingface_hub raises several types for "not cached"
+        raise ExportError(
+            f"{model!r} is neither a local directory nor a model in the local Hugging Face cache ({exc}). "
+            f"Download it first, e.g. `huggingface-cli download {model}`, or pass the directory path."
+        ) from exc
+
+
+def check_model_dir(directory: Path) -> dict[str, Any]:
+    """Return `config.json`; raise a clear error if the directory lacks config or weights."""
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise ExportError(
+            f"{directory} has no config.json: it is not a Hugging Face model directory. "
+            "Point to the folder that holds config.json and the weights."
+        )
+    if not any(any(directory.glob(p)) for p in WEIGHT_PATTERNS):
+        raise ExportError(
+            f"{directory} has no model weights (looked for {', '.join(WEIGHT_PATTERNS)}). "
+            "The download may be incomplete: fetch the weights again."
+        )
+    has_tokenizer = (directory / "tokenizer.json").is_file() or (directory / "tokenizer_config.json").is_file()
+    if not has_tokenizer:
+        raise ExportError(
+            f"{directory} has no tokenizer (tokenizer.json or tokenizer_config.json). "
+            "Save the tokenizer next to the model with `tokenizer.save_pretrained(DIR)`."
+        )
+    config: dict[str, Any] = json.loads(config_path.read_text())
+    return config
+
+
+def weight_files(directory: Path) -> list[Path]:
+    for pattern in WEIGHT_PATTERNS:
+        found = sorted(directory.glob(pattern))
+        if found:
+            return found
+    return []
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _pooling_from_config(cfg: dict[str, Any], where: Path) -> tuple[str, bool]:
+    mode = cfg.get("pooling_mode")
+    if mode is not None:
+        modes = [mode] if isinstance(mode, str) else list(mode)
+    else:
+        modes = [name for key, name in _ST_LEGACY_POOLING_KEYS.items() if cfg.get(key)]
+        modes = [next(k for k, v in _ST_POOLING.items() if v == m) for m in modes]
+    if len(modes) != 1:
+        raise ExportError(
+            f"{where}: pooling {modes!r} is not supported; exactly one pooling mode is "
+            f"(one of {', '.join(_ST_POOLING)}). Override it with `--pooling`."
+        )
+    if modes[0] not in _ST_POOLING:
+        raise ExportError(f"{where}: unknown pooling mode {modes[0]!r}; expected one of {', '.join(_ST_POOLING)}")
+    return _ST_POOLING[modes[0]], bool(cfg.get("include_prompt", True))
+
+
+_ACTIVATIONS = {
+    "identity": "identity",
+    "tanh": "tanh",
+    "relu": "relu",
+    "gelu": "gelu",
+    "sigmoid": "sigmoid",
+}
+
+
+def _dense_from_dir(directory: Path) -> DenseLayer:
+    cfg = _read_json(directory / "config.json")
+    raw = str(cfg.get("activation_function", "torch.nn.modules.activation.Tanh"))
+    short = raw.rsplit(".", 1)[-1].lower()
+    if short not in _ACTIVATIONS:
+        raise ExportError(f"{directory}: Dense activation {raw!r} is not supported ({', '.join(_ACTIVATIONS)})")
+    return DenseLayer(
+        directory=directory,
+        in_features=int(cfg["in_features"]),
+        out_features=int(cfg["out_features"]),
+        bias=bool(cfg.get("bias", True)),
+        activation=short,
+    )
+
+
+def read_sentence_transformers(directory: Path) -> SentenceTransformerConfig:
+    """Read modules.json and the module configs the way sentence-transformers loads them."""
+    st = SentenceTransformerConfig(transformer_dir=directory)
+    modules_path = directory / "modules.json"
+    modules: list[dict[str, Any]] = json.loads(modules_path.read_text()) if modules_path.is_file() else []
+    for module in sorted(modules, key=lambda m: int(m.get("idx", 0))):
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        sub = directory / str(module.get("path", ""))
+        if kind == "Transformer":
+            st.transformer_dir = sub if (sub / "config.json").is_file() else directory
+        elif kind == "Pooling":
+            st.pooling, st.include_prompt = _pooling_from_config(_read_json(sub / "config.json"), sub)
+        elif kind == "Dense":
+            st.dense.append(_dense_from_dir(sub))
+        elif kind == "Normalize":
+            st.normalize = True
+        else:
+            raise ExportError(
+                f"{modules_path}: sentence-transformers module {module.get('type')!r} is not supported "
+                "(supported: Transformer, Pooling, Dense, Normalize)"
+            )
+    if modules and st.normalize is None:
+        st.normalize = False
+
+    for name in ("sentence_bert_config.json", "sentence_roberta_config.json", "sentence_xlnet_config.json"):
+        path = st.transformer_dir / name
+        if not path.is_file():
+            path = directory / name
+        if path.is_file():
+            cfg = _read_json(path)
+            if cfg.get("max_seq_length") is not None:
+                st.max_seq_length = int(cfg["max_seq_length"])
+            st.do_lower_case = bool(cfg.get("do_lower_case", False))
+            break
+
+    prompts_path = directory / "config_sentence_transformers.json"
+    if prompts_path.is_file():
+        cfg = _read_json(prompts_path)
+        st.prompts = {str(k): str(v) for k, v in (cfg.get("prompts") or {}).items()}
+        st.default_prompt_name = cfg.get("default_prompt_name")
+    return st

@@ -1,0 +1,60 @@
+"""Opens an artifact directory: manifest, integrity checks and engine selection."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from trt_embed.errors import ArtifactError, InvalidRequest, UnknownModel
+from trt_embed.manifest import EngineEntry, Manifest, sha256_file
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclasses.dataclass
+class Artifact:
+    directory: Path
+    manifest: Manifest
+
+    @classmethod
+    def open(cls, directory: str | Path) -> Artifact:
+        path = Path(directory).expanduser()
+        if not path.is_dir():
+            raise ArtifactError(f"artifact directory {path} does not exist; create it with `trt-embed export`")
+        return cls(directory=path.resolve(), manifest=Manifest.read(path))
+
+    @property
+    def variants(self) -> list[str]:
+        return sorted({e.variant for e in self.manifest.engines})
+
+    def engine_path(self, entry: EngineEntry, *, verify: bool = True) -> Path:
+        """Path of an engine file, after checking it exists and matches its recorded sha256."""
+        path = self.directory / entry.file
+        if not path.is_file():
+            raise ArtifactError(f"{path} is listed in the manifest but missing; the artifact is incomplete")
+        if verify and entry.sha256:
+            actual = sha256_file(path)
+            if actual != entry.sha256:
+                raise ArtifactError(
+                    f"{path} is corrupt or does not belong to this artifact: sha256 {actual[:12]}… "
+                    f"does not match the manifest's {entry.sha256[:12]}…. Re-export or copy the artifact again."
+                )
+        return path
+
+    def onnx_entry(self, *, variant: str = "base", precision: str = "fp32") -> EngineEntry:
+        """The ONNX engine to run for a variant and precision; fused graphs are preferred."""
+        if variant not in self.variants:
+            raise UnknownModel(f"variant {variant!r} is not in this artifact; available: {', '.join(self.variants)}")
+        if precision not in PRECISIONS:
+            raise InvalidRequest(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}", "precision")
+        candidates = [
+            e for e in self.manifest.engines if e.kind == "onnx" and e.variant == variant and e.precision == precision
+        ]
+        if not candidates:
+            have = sorted({e.precision for e in self.manifest.engines if e.kind == "onnx" and e.variant == variant})
+            raise ArtifactError(
+                f"this artifact has no {precision} ONNX graph for variant {variant!r} (it has: {', '.join(have)}); "
+                f"re-export with `--precision {precision}` or pick one of those"
+            )
+        return max(candidates, key=lambda e: e.optimized)

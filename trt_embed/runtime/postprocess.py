@@ -1,0 +1,50 @@
+"""Backend-neutral post-processing: Matryoshka slicing, then L2 normalization."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from trt_embed.errors import InvalidRequest
+from trt_embed.manifest import Manifest
+
+Vectors = npt.NDArray[np.float32]
+
+
+def check_dimensions(manifest: Manifest, dimensions: int | None) -> int | None:
+    """Validate a requested output dimension against the manifest; None means full size."""
+    if dimensions is None or dimensions == manifest.embedding_dim:
+        return None
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int):
+        raise InvalidRequest(f"dimensions must be an integer, got {dimensions!r}", "dimensions")
+    allowed = manifest.matryoshka_dimensions
+    if allowed is None:
+        raise InvalidRequest(
+            f"this model does not support Matryoshka dimensions (its output has {manifest.embedding_dim}); "
+            "omit `dimensions`, or export with `--matryoshka` if the model was trained for it",
+            "dimensions",
+        )
+    if not 1 <= dimensions <= manifest.embedding_dim:
+        raise InvalidRequest(
+            f"dimensions must be between 1 and {manifest.embedding_dim}, got {dimensions}", "dimensions"
+        )
+    if allowed and dimensions not in allowed:
+        raise InvalidRequest(
+            f"dimensions {dimensions} is not one this model supports: {', '.join(map(str, allowed))}",
+            "dimensions",
+        )
+    return dimensions
+
+
+def l2_normalize(vectors: Vectors) -> Vectors:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def finish(vectors: Vectors, *, dimensions: int | None, normalize: bool) -> Vectors:
+    """Slice to `dimensions` (already validated), then normalize."""
+    if dimensions is not None:
+        vectors = vectors[:, :dimensions]
+    if normalize:
+        return l2_normalize(vectors)
+    return np.ascontiguousarray(vectors, dtype=np.float32)

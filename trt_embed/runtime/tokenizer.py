@@ -1,0 +1,155 @@
+"""Tokenization for the runtime: `tokenizers` only, truncation policies, padded NumPy batches."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from tokenizers import Encoding, Tokenizer
+
+from trt_embed.errors import ArtifactError, InputTooLong, InvalidRequest
+from trt_embed.manifest import TokenizerInfo
+
+Truncate = Literal["end", "start", "none"]
+TRUNCATE_MODES: tuple[Truncate, ...] = ("end", "start", "none")
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclasses.dataclass
+class Tokenized:
+    """Token ids of a list of inputs, unpadded (one list per input)."""
+
+    ids: list[list[int]]
+    type_ids: list[list[int]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(i) for i in self.ids]
+
+
+class TextTokenizer:
+    """Wraps a `tokenizers.Tokenizer`; one configured instance per truncation side (they are not
+    safe to reconfigure while other threads encode)."""
+
+    def __init__(self, directory: Path, info: TokenizerInfo, max_length: int) -> None:
+        path = directory / "tokenizer.json"
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing; the artifact is incomplete, re-export the model")
+        base = Tokenizer.from_file(str(path))
+        base.no_padding()
+        base.no_truncation()
+        self.info = info
+        self.max_length = max_length
+        self.pad_id = info.pad_token_id
+        self._plain = base
+        self._by_side: dict[Truncate, Tokenizer] = {"none": base}
+        for mode, direction in (("end", "right"), ("start", "left")):
+            tok = Tokenizer.from_str(base.to_str())
+            tok.enable_truncation(max_length, direction=direction)
+            self._by_side[mode] = tok  # type: ignore[index]
+        self.num_special_tokens = base.num_special_tokens_to_add(is_pair=False)
+
+    def _prepare(self, texts: Sequence[str], prompt: str | None) -> list[str]:
+        if prompt:
+            texts = [prompt + t for t in texts]
+        if self.info.do_lower_case:
+            texts = [t.lower() for t in texts]
+        return list(texts)
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        prompt: str | None = None,
+        truncate: Truncate = "end",
+        max_tokens: int | None = None,
+        add_special_tokens: bool = True,
+    ) -> Tokenized:
+        """Tokenize texts. `max_tokens` (<= the model maximum) keeps at most that many tokens,
+        special tokens included, cutting from the side `truncate` names."""
+        if truncate not in TRUNCATE_MODES:
+            raise InvalidRequest(f"truncate must be one of {', '.join(TRUNCATE_MODES)}, got {truncate!r}", "truncate")
+        prepared = self._prepare(texts, prompt)
+        limit = self.max_length if max_tokens is None else max_tokens
+        if limit > self.max_length or limit < 1:
+            raise InvalidRequest(
+                f"max tokens {limit} must be between 1 and the model's maximum length {self.max_length}",
+                "truncate_prompt_tokens",
+            )
+        if limit == self.max_length and add_special_tokens:
+            encodings = self._by_side[truncate].encode_batch(prepared, add_special_tokens=True)
+        else:
+            encodings = self._encode_custom(prepared, truncate, limit, add_special_tokens)
+        if truncate == "none":
+            self._check_lengths(encodings, limit)
+        return Tokenized(ids=[e.ids for e in encodings], type_ids=[e.type_ids for e in encodings])
+
+    def _encode_custom(self, texts: list[str], truncate: Truncate, limit: int, specials: bool) -> list[Encoding]:
+        encodings = self._plain.encode_batch(texts, add_special_tokens=False)
+        budget = limit - (self.num_special_tokens if specials else 0)
+        if budget < 1:
+            raise InvalidRequest(f"max tokens {limit} leaves no room for text after special tokens", "max_tokens")
+        out = []
+        for enc in encodings:
+            if truncate != "none" and len(enc.ids) > budget:
+                enc.truncate(budget, direction="right" if truncate == "end" else "left")
+            out.append(self._plain.post_process(enc, add_special_tokens=specials) if specials else enc)
+        return out
+
+    @staticmethod
+    def _check_lengths(encodings: list[Encoding], limit: int) -> None:
+        for index, enc in enumerate(encodings):
+            if len(enc.ids) > limit:
+                raise InputTooLong(
+                    f"input {index} has {len(enc.ids)} tokens, more than the limit of {limit}; "
+                    "shorten it or enable truncation",
+                    "input",
+                )
+
+    def prompt_length(self, prompt: str) -> int:
+        """Tokens a prompt occupies at the start of an input (its leading special tokens included),
+        as sentence-transformers counts it for `include_prompt=False` pooling."""
+        enc = self._plain.encode(self._prepare([prompt], None)[0], add_special_tokens=True)
+        trailing = 1 if enc.special_tokens_mask and enc.special_tokens_mask[-1] else 0
+        return len(enc.ids) - trailing
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return self._plain.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self._plain.id_to_token(token_id)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._plain.get_vocab_size(with_added_tokens=True)
+
+
+def pad_batch(
+    ids: Sequence[Sequence[int]],
+    type_ids: Sequence[Sequence[int]] | None,
+    *,
+    pad_id: int,
+    side: str = "right",
+    length: int | None = None,
+) -> dict[str, IntArray]:
+    """Pad id lists into `input_ids`, `attention_mask` (and `token_type_ids`) arrays [B, S]."""
+    seq = max((len(i) for i in ids), default=0) if length is None else length
+    batch = len(ids)
+    input_ids = np.full((batch, seq), pad_id, dtype=np.int64)
+    mask = np.zeros((batch, seq), dtype=np.int64)
+    types = np.zeros((batch, seq), dtype=np.int64)
+    for row, tokens in enumerate(ids):
+        n = len(tokens)
+        cols = slice(0, n) if side == "right" else slice(seq - n, seq)
+        input_ids[row, cols] = tokens
+        mask[row, cols] = 1
+        if type_ids is not None:
+            types[row, cols] = type_ids[row]
+    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
