@@ -140,8 +140,7 @@ def _engine_from_dict(data: dict[str, Any]) -> EngineEntry:
     fields["inputs"] = [TensorSpec(**t) for t in data.get("inputs", [])]
     fields["outputs"] = [TensorSpec(**t) for t in data.get("outputs", [])]
     fields["profiles"] = [
-        ShapeProfile(min=tuple(p["min"]), opt=tuple(p["opt"]), max=tuple(p["max"]))  # type: ignore[arg-type]
-        for p in data.get("profiles", [])
+        ShapeProfile(min=_pair(p["min"]), opt=_pair(p["opt"]), max=_pair(p["max"])) for p in data.get("profiles", [])
     ]
     return EngineEntry(**fields)
 
@@ -152,3 +151,8 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _pair(values: list[int]) -> tuple[int, int]:
+    batch, seq = values
+    return int(batch), int(seq)

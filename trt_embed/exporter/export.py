@@ -14,6 +14,7 @@ import torch
 
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
+from trt_embed.exporter.families import build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
 from trt_embed.exporter.source import (
     SentenceTransformerConfig,
@@ -182,16 +183,7 @@ def _max_seq_length(
 def _build_graph(
     st: SentenceTransformerConfig, entry: ZooEntry, pooling: Pooling, opts: ExportOptions
 ) -> EmbeddingGraph:
-    import transformers
-
-    loader = getattr(transformers, entry.loader)
-    try:
-        encoder = loader.from_pretrained(
-            str(st.transformer_dir), attn_implementation="eager", trust_remote_code=opts.trust_remote_code
-        )
-    except Exception as exc:
-        raise ExportError(f"{st.transformer_dir}: {entry.loader} cannot load this checkpoint ({exc})") from exc
-    encoder.eval()
+    encoder = build_encoder(st.transformer_dir, entry, opts.trust_remote_code)
     dense = [dense_from_st(layer) for layer in st.dense]
     return EmbeddingGraph(
         encoder,
@@ -240,8 +232,15 @@ def _export_engines(
 
     def measured(file: str, precision: str, optimized: bool) -> tuple[EngineEntry, np.ndarray]:
         engine_entry = EngineEntry(
-            file=file, kind="onnx", precision=precision, target="any", optimized=optimized,
-            inputs=inputs, outputs=outputs, tools=tool_versions(), sha256=sha256_file(out / file),
+            file=file,
+            kind="onnx",
+            precision=precision,
+            target="any",
+            optimized=optimized,
+            inputs=inputs,
+            outputs=outputs,
+            tools=tool_versions(),
+            sha256=sha256_file(out / file),
         )
         engine = OnnxRuntimeEngine(out / file, engine_entry, threads=2)
         got = engine.infer(feeds, ["sentence_embedding"])["sentence_embedding"]
@@ -266,8 +265,11 @@ def _export_engines(
     source = out / "model.onnx"
     if opts.fuse and entry.ort_fusion:
         onnx_graph.fused_from_onnx(
-            source, out / "model.optimized.onnx", model_type=entry.ort_fusion,
-            num_heads=int(config["num_attention_heads"]), hidden_size=int(config["hidden_size"]),
+            source,
+            out / "model.optimized.onnx",
+            model_type=entry.ort_fusion,
+            num_heads=int(config["num_attention_heads"]),
+            hidden_size=int(config["hidden_size"]),
         )
         fused, cos = measured("model.optimized.onnx", "fp32", True)
         if cos.min() >= EXACT_MIN_COSINE:

@@ -6,6 +6,7 @@ Normalization is deliberately not part of the graph: the runtime normalizes afte
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -40,7 +41,9 @@ def _load_state(directory: Path) -> dict[str, torch.Tensor]:
 
         return load_file(str(directory / "model.safetensors"))
     if (directory / "pytorch_model.bin").is_file():
-        state: dict[str, torch.Tensor] = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        state: dict[str, torch.Tensor] = torch.load(
+            directory / "pytorch_model.bin", map_location="cpu", weights_only=True
+        )
         return state
     raise ExportError(f"{directory}: no Dense weights (model.safetensors or pytorch_model.bin)")
 
@@ -78,7 +81,7 @@ class EmbeddingGraph(torch.nn.Module):
             names.append("pooling_mask")
         return names
 
-    output_names = ["sentence_embedding", "token_embeddings"]
+    output_names: ClassVar[list[str]] = ["sentence_embedding", "token_embeddings"]
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         named = dict(zip(self.input_names, inputs, strict=True))

@@ -45,9 +45,7 @@ def fused_from_onnx(src: Path, dst: Path, *, model_type: str, num_heads: int, hi
     from onnxruntime.transformers.optimizer import optimize_model
 
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
-    model = optimize_model(
-        str(src), model_type=model_type, num_heads=num_heads, hidden_size=hidden_size, opt_level=0
-    )
+    model = optimize_model(str(src), model_type=model_type, num_heads=num_heads, hidden_size=hidden_size, opt_level=0)
     fused = model.get_fused_operator_statistics()
     log.info("onnxruntime fusions: %s", {k: v for k, v in fused.items() if v})
     model.save_model_to_file(str(dst))

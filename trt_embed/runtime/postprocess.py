@@ -38,7 +38,8 @@ def check_dimensions(manifest: Manifest, dimensions: int | None) -> int | None:
 
 def l2_normalize(vectors: Vectors) -> Vectors:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    normalized: Vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    return normalized
 
 
 def finish(vectors: Vectors, *, dimensions: int | None, normalize: bool) -> Vectors:

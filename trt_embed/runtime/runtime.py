@@ -47,7 +47,9 @@ class Runtime:
         self.backend_reason = choice.reason
         log.info("trt-embed backend %s: %s", self.backend, self.backend_reason)
         self.tokenizer = TextTokenizer(
-            artifact.directory / self.manifest.tokenizer.directory, self.manifest.tokenizer, self.manifest.max_seq_length
+            artifact.directory / self.manifest.tokenizer.directory,
+            self.manifest.tokenizer,
+            self.manifest.max_seq_length,
         )
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size

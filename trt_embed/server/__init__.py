@@ -1,0 +1,1 @@
+"""Starlette server (OpenAI, Cohere, pooling, score APIs) over the runtime."""
