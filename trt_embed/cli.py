@@ -27,12 +27,27 @@ def _export(args: argparse.Namespace) -> int:
         revision=args.revision,
         fuse=not args.no_fuse,
         calibration_texts=calibration,
+        matryoshka_dims=_matryoshka_dims(args),
+        lora=dict(_lora_pair(spec) for spec in args.lora),
     )
     manifest = export_model(args.model, args.output, options)
     print(f"exported {args.model} -> {args.output}")
     for engine in manifest.engines:
         print(f"  {engine.file:28s} {engine.precision:5s} cosine vs PyTorch min {engine.quality['cosine_min']:.6f}")
     return 0
+
+
+def _matryoshka_dims(args: argparse.Namespace) -> list[int] | None:
+    if args.matryoshka_dims:
+        return [int(d) for d in args.matryoshka_dims.split(",") if d.strip()]
+    return [] if args.matryoshka else None
+
+
+def _lora_pair(spec: str) -> tuple[str, str]:
+    name, sep, directory = spec.partition("=")
+    if not sep or not name or not directory:
+        raise SystemExit(f"--lora expects NAME=ADAPTER_DIR, got {spec!r}")
+    return name, directory
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -81,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None, help="hub revision to look up in the local cache")
     p.add_argument("--no-fuse", action="store_true", help="skip the onnxruntime-fused variant")
     p.add_argument("--calibration-file", default=None, help="texts (one per line) to check int8 accuracy on")
+    p.add_argument("--matryoshka-dims", default=None, help="comma-separated Matryoshka dimensions the model supports")
+    p.add_argument("--matryoshka", action="store_true", help="the model supports any Matryoshka dimension")
+    p.add_argument(
+        "--lora", action="append", default=[], metavar="NAME=ADAPTER_DIR", help="merge a PEFT adapter as variant NAME"
+    )
     p.set_defaults(func=_export)
 
     p = sub.add_parser("inspect", help="print an artifact's manifest in readable form")

@@ -104,7 +104,7 @@ def test_empty_and_wrong_texts(tiny_artifact: Callable[[str], Path]) -> None:
             runtime.embed([])
         with pytest.raises(InvalidRequest, match=r"list of strings"):
             runtime.embed("just a string")  # type: ignore[arg-type]
-        with pytest.raises(InvalidRequest, match=r"texts\[1\] is int"):
+        with pytest.raises(InvalidRequest, match=r"input\[1\] is int: inputs must be all strings"):
             runtime.embed(["ok", 3])  # type: ignore[list-item]
         with pytest.raises(InvalidRequest, match=r"does not support Matryoshka"):
             runtime.embed(["ok"], dimensions=8)

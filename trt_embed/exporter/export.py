@@ -24,6 +24,7 @@ from trt_embed.exporter.source import (
     weight_files,
 )
 from trt_embed.exporter.tokenizer import tokenizer_to_artifact
+from trt_embed.exporter.variants import calibration_ranges, check_adapter, merged_lora_graph
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, TokenizerInfo, sha256_file
 from trt_embed.poolers import POOLING_MODES
 from trt_embed.runtime.backends.onnxruntime import OnnxRuntimeEngine
@@ -48,6 +49,8 @@ class ExportOptions:
     revision: str | None = None
     fuse: bool = True
     calibration_texts: list[str] | None = None
+    matryoshka_dims: list[int] | None = None  # record Matryoshka support the config does not state ([] = any)
+    lora: dict[str, str] = dataclasses.field(default_factory=dict)  # variant name -> PEFT adapter directory
 
 
 def default_calibration_texts() -> list[str]:
@@ -72,6 +75,8 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {opts.precision!r}")
     if opts.pooling is not None and opts.pooling not in POOLING_MODES:
         raise ExportError(f"pooling must be one of {', '.join(POOLING_MODES)}, got {opts.pooling!r}")
+    for name, adapter_dir in opts.lora.items():
+        check_adapter(name, Path(adapter_dir))
     model_dir = resolve_model_dir(model, opts.revision)
     st = read_sentence_transformers(model_dir)
     config = check_model_dir(st.transformer_dir)
@@ -115,14 +120,22 @@ def _export_into(
     graph = _build_graph(st, entry, pooling, opts)
     calibration = opts.calibration_texts or default_calibration_texts()
     engines = _export_engines(graph, out, tokenizer, tokenizer_info, entry, config, calibration, opts)
-
     with torch.no_grad():
-        probe = graph(*_example(graph, tokenizer, tokenizer_info, calibration[:1]))
+        pooled = graph(*_example(graph, tokenizer, tokenizer_info, calibration))[0].numpy()
+    matryoshka = _matryoshka(config, opts)
+    adapters: dict[str, dict[str, Any]] = {}
+    for name, adapter_dir in opts.lora.items():
+        variant_graph, adapters[name] = merged_lora_graph(
+            lambda: _build_graph(st, entry, pooling, opts), Path(adapter_dir), name
+        )
+        engines += _export_engines(
+            variant_graph, out, tokenizer, tokenizer_info, entry, config, calibration, opts, variant=name
+        )
     manifest = Manifest(
         architecture=entry.architecture,
         family=entry.family,
         hidden_size=int(config["hidden_size"]),
-        embedding_dim=int(probe[0].shape[-1]),
+        embedding_dim=int(pooled.shape[-1]),
         pooling=pooling,
         max_seq_length=max_len,
         tokenizer=tokenizer_info,
@@ -133,11 +146,13 @@ def _export_into(
             "weights_sha256": {p.name: sha256_file(p) for p in weight_files(st.transformer_dir)},
         },
         normalize=_normalize(st, opts),
-        matryoshka_dimensions=_matryoshka(config),
+        matryoshka_dimensions=matryoshka,
         prompts=st.prompts,
         default_prompt_name=st.default_prompt_name,
         uses_token_type_ids=entry.token_type_ids,
         dense_layers=len(st.dense),
+        lora_adapters=adapters,
+        calibration=calibration_ranges(pooled, matryoshka),
         engines=engines,
     )
     manifest.write(out)
@@ -158,7 +173,10 @@ def _normalize(st: SentenceTransformerConfig, opts: ExportOptions) -> bool:
     return True if st.normalize is None else st.normalize
 
 
-def _matryoshka(config: dict[str, Any]) -> list[int] | None:
+def _matryoshka(config: dict[str, Any], opts: ExportOptions) -> list[int] | None:
+    """None: not Matryoshka; []: any dimension; else the allowed dimensions."""
+    if opts.matryoshka_dims is not None:
+        return sorted(set(opts.matryoshka_dims))
     dims = config.get("matryoshka_dimensions")
     if dims:
         return sorted(int(d) for d in dims)
@@ -216,7 +234,12 @@ def _export_engines(
     config: dict[str, Any],
     calibration: list[str],
     opts: ExportOptions,
+    variant: str = "base",
 ) -> list[EngineEntry]:
+    """Export, check and (optionally) fuse and quantize one graph; files of LoRA variants go to
+    `variants/NAME/`."""
+    prefix = "" if variant == "base" else f"variants/{variant}/"
+    (out / prefix).mkdir(parents=True, exist_ok=True)
     # Trace on two inputs of different lengths (padding present), check on other shapes.
     by_length = sorted(calibration, key=len)
     example = _example(graph, tokenizer, info, [by_length[0], by_length[-1]])
@@ -237,6 +260,7 @@ def _export_engines(
             precision=precision,
             target="any",
             optimized=optimized,
+            variant=variant,
             inputs=inputs,
             outputs=outputs,
             tools=tool_versions(),
@@ -254,37 +278,37 @@ def _export_engines(
         }
         return engine_entry, cos
 
-    onnx_graph.onnx_from_graph(graph, example, out / "model.onnx")
-    base, cos = measured("model.onnx", "fp32", False)
+    onnx_graph.onnx_from_graph(graph, example, out / f"{prefix}model.onnx")
+    base, cos = measured(f"{prefix}model.onnx", "fp32", False)
     if cos.min() < EXACT_MIN_COSINE:
         raise ExportError(
             f"the exported ONNX graph does not match PyTorch (min cosine {cos.min():.6f}); this is a bug in the "
             f"{entry.architecture} exporter, please report it"
         )
     engines = [base]
-    source = out / "model.onnx"
+    source = out / f"{prefix}model.onnx"
     if opts.fuse and entry.ort_fusion:
         onnx_graph.fused_from_onnx(
             source,
-            out / "model.optimized.onnx",
+            out / f"{prefix}model.optimized.onnx",
             model_type=entry.ort_fusion,
             num_heads=int(config["num_attention_heads"]),
             hidden_size=int(config["hidden_size"]),
         )
-        fused, cos = measured("model.optimized.onnx", "fp32", True)
+        fused, cos = measured(f"{prefix}model.optimized.onnx", "fp32", True)
         if cos.min() >= EXACT_MIN_COSINE:
             engines.append(fused)
-            source = out / "model.optimized.onnx"
+            source = out / f"{prefix}model.optimized.onnx"
         else:
             log.warning("fused graph is inaccurate (min cosine %.6f); not shipping it", cos.min())
-            (out / "model.optimized.onnx").unlink()
+            (out / f"{prefix}model.optimized.onnx").unlink()
     if opts.precision in ("auto", "int8"):
-        onnx_graph.int8_from_onnx(source, out / "model.int8.onnx")
-        int8, cos = measured("model.int8.onnx", "int8", source.name != "model.onnx")
+        onnx_graph.int8_from_onnx(source, out / f"{prefix}model.int8.onnx")
+        int8, cos = measured(f"{prefix}model.int8.onnx", "int8", source.name == "model.optimized.onnx")
         if cos.mean() >= INT8_MIN_MEAN_COSINE and cos.min() >= INT8_MIN_COSINE:
             engines.append(int8)
         else:
-            (out / "model.int8.onnx").unlink()
+            (out / f"{prefix}model.int8.onnx").unlink()
             message = (
                 f"int8 quantization is not accurate enough for this model (cosine vs fp32: mean "
                 f"{cos.mean():.4f}, min {cos.min():.4f}; needs >= {INT8_MIN_MEAN_COSINE} / {INT8_MIN_COSINE})"

@@ -1,29 +1,55 @@
-"""`Runtime`: load an artifact, tokenize, batch through the engine, post-process."""
+"""`Runtime`: load an artifact, tokenize, batch through the scheduler and engine, post-process."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Literal
 
 import numpy as np
 
-from trt_embed.errors import InvalidRequest
+from trt_embed.errors import InvalidRequest, UnknownModel
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.artifact import Artifact
 from trt_embed.runtime.backends import open_engine
+from trt_embed.runtime.backends.base import Engine
 from trt_embed.runtime.postprocess import Vectors, check_dimensions, finish
+from trt_embed.runtime.scheduler import BatchKey, Result, Scheduler
 from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized, Truncate, pad_batch
 
 log = logging.getLogger("trt_embed")
 
 DEFAULT_MAX_BATCH_TOKENS = 8192
 DEFAULT_MAX_BATCH_SIZE = 128
+STREAM_CHUNK = 1024  # inputs tokenized per step of a large `embed` call
+
+Inputs = Sequence[str] | Sequence[Sequence[int]]
+PoolingTask = Literal["embed", "token_embed"]
+OUTPUTS: dict[str, str] = {"embed": "sentence_embedding", "token_embed": "token_embeddings"}
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A request after validation and tokenization, ready for the scheduler."""
+
+    key: BatchKey
+    tokens: Tokenized
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.tokens.lengths)
 
 
 class Runtime:
-    """Embeds texts with an exported artifact. Thread-safe for concurrent `embed` calls."""
+    """Embeds with an exported artifact. Thread-safe; `embed` and `aembed` share one scheduler, so
+    concurrent callers are batched together."""
 
     def __init__(
         self,
@@ -36,30 +62,46 @@ class Runtime:
         verify: bool = True,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_queue: int | None = None,
     ) -> None:
         self.artifact = artifact
         self.manifest: Manifest = artifact.manifest
-        choice = open_engine(
-            artifact, backend=backend, precision=precision, variant=variant, threads=threads, verify=verify
-        )
-        self.engine = choice.engine
+        self.default_variant = variant
+        self._engine_options: dict[str, Any] = {
+            "backend": backend,
+            "precision": precision,
+            "threads": threads,
+            "verify": verify,
+        }
+        self._engines: dict[str, Engine] = {}
+        self._engine_lock = threading.Lock()
+        choice = open_engine(artifact, variant=variant, **self._engine_options)
+        self._engines[variant] = choice.engine
         self.backend = choice.backend
         self.backend_reason = choice.reason
         log.info("trt-embed backend %s: %s", self.backend, self.backend_reason)
-        self.tokenizer = TextTokenizer(
-            artifact.directory / self.manifest.tokenizer.directory,
-            self.manifest.tokenizer,
-            self.manifest.max_seq_length,
+        info = self.manifest.tokenizer
+        self.tokenizer = TextTokenizer(artifact.directory / info.directory, info, self.manifest.max_seq_length)
+        profile_max = max((p.max[0] for p in choice.engine.profiles), default=max_batch_size)
+        self.scheduler = Scheduler(
+            self._run_batch,
+            max_batch_tokens=max_batch_tokens,
+            max_batch_size=min(max_batch_size, profile_max),
+            max_queue=max_queue,
         )
-        self.max_batch_tokens = max_batch_tokens
-        self.max_batch_size = max_batch_size
+        self._tokenize_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="trt-embed-tokenize")
 
     @classmethod
-    def load(cls, artifact: str | Path, **options: object) -> Runtime:
+    def load(cls, artifact: str | Path, **options: Any) -> Runtime:
         """Open an artifact directory; options as for the constructor (backend, precision, variant, ...)."""
-        return cls(Artifact.open(artifact), **options)  # type: ignore[arg-type]
+        return cls(Artifact.open(artifact), **options)
 
-    # -- public API ---------------------------------------------------------------------------------
+    # -- facts -----------------------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The engine of the default variant."""
+        return self._engines[self.default_variant]
 
     @property
     def embedding_dim(self) -> int:
@@ -68,6 +110,26 @@ class Runtime:
     @property
     def max_seq_length(self) -> int:
         return self.manifest.max_seq_length
+
+    @property
+    def variants(self) -> list[str]:
+        return self.artifact.variants
+
+    def engine_for(self, variant: str | None = None) -> Engine:
+        """The engine of a variant, loaded on first use."""
+        name = variant or self.default_variant
+        if name not in self._engines:
+            if name not in self.variants:
+                raise UnknownModel(f"variant {name!r} is not served; available: {', '.join(self.variants)}")
+            with self._engine_lock:
+                if name not in self._engines:
+                    self._engines[name] = open_engine(self.artifact, variant=name, **self._engine_options).engine
+        return self._engines[name]
+
+    def health(self) -> bool:
+        return all(engine.health() for engine in self._engines.values())
+
+    # -- request preparation -----------------------------------------------------------------------------
 
     def resolve_prompt(self, prompt_name: str | None, prompt: str | None) -> str | None:
         """The prompt text for a request: explicit text, a named prompt, or the model's default."""
@@ -86,48 +148,57 @@ class Runtime:
 
     def tokenize(
         self,
-        texts: Sequence[str],
+        inputs: Inputs,
         *,
         prompt: str | None = None,
         truncate: Truncate = "end",
         max_tokens: int | None = None,
+        add_special_tokens: bool = True,
     ) -> Tokenized:
-        if isinstance(texts, str):
-            raise InvalidRequest("texts must be a list of strings, not a single string", "input")
-        if len(texts) == 0:
-            raise InvalidRequest("texts is empty: pass at least one text", "input")
-        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-        if bad is not None:
-            raise InvalidRequest(f"texts[{bad}] is {type(texts[bad]).__name__}, expected str", "input")
-        return self.tokenizer.encode(texts, prompt=prompt, truncate=truncate, max_tokens=max_tokens)
+        """Tokenize texts, or check and truncate token-id lists (which are used as given)."""
+        if isinstance(inputs, str):
+            raise InvalidRequest("inputs must be a list of strings, not a single string", "input")
+        if len(inputs) == 0:
+            raise InvalidRequest("inputs are empty: pass at least one text or token list", "input")
+        kinds = [isinstance(t, str) for t in inputs]
+        if any(kinds) and not all(kinds):
+            bad = kinds.index(False)
+            raise InvalidRequest(
+                f"input[{bad}] is {type(inputs[bad]).__name__}: inputs must be all strings or all token-id lists",
+                "input",
+            )
+        if all(kinds):
+            texts = [str(t) for t in inputs]
+            return self.tokenizer.encode(
+                texts, prompt=prompt, truncate=truncate, max_tokens=max_tokens, add_special_tokens=add_special_tokens
+            )
+        return self._token_inputs(inputs, truncate, max_tokens)
 
-    def embed(
-        self,
-        texts: Sequence[str],
-        *,
-        dimensions: int | None = None,
-        normalize: bool | None = None,
-        prompt_name: str | None = None,
-        prompt: str | None = None,
-        truncate: Truncate = "end",
-        truncate_prompt_tokens: int | None = None,
-    ) -> Vectors:
-        """Embed texts into float32 [len(texts), dimensions or embedding_dim]; L2-normalized unless
-        `normalize=False` (the default follows the model's sentence-transformers config)."""
-        dims = check_dimensions(self.manifest, dimensions)
-        prompt_text = self.resolve_prompt(prompt_name, prompt)
-        max_tokens = self._prompt_token_limit(truncate_prompt_tokens)
-        tokenized = self.tokenize(texts, prompt=prompt_text, truncate=truncate, max_tokens=max_tokens)
-        skip = self._pooling_skip(prompt_text)
-        pooled = self.run_tokenized(tokenized, skip=skip)
-        return finish(pooled, dimensions=dims, normalize=self.manifest.normalize if normalize is None else normalize)
+    def _token_inputs(self, inputs: Inputs, truncate: Truncate, max_tokens: int | None) -> Tokenized:
+        limit = max_tokens or self.max_seq_length
+        vocab = self.tokenizer.vocab_size
+        ids: list[list[int]] = []
+        for n, row in enumerate(inputs):
+            if not isinstance(row, Sequence) or not all(isinstance(t, int) and not isinstance(t, bool) for t in row):
+                raise InvalidRequest(f"input[{n}] must be a string or a list of integer token ids", "input")
+            tokens = [int(t) for t in row]  # type: ignore[call-overload]
+            if not tokens:
+                raise InvalidRequest(f"input[{n}] is an empty token list", "input")
+            if min(tokens) < 0 or max(tokens) >= vocab:
+                raise InvalidRequest(f"input[{n}] has token ids outside the vocabulary [0, {vocab})", "input")
+            if len(tokens) > limit:
+                if truncate == "none":
+                    self.tokenizer.check_length(n, len(tokens), limit)
+                tokens = tokens[:limit] if truncate == "end" else tokens[-limit:]
+            ids.append(tokens)
+        return Tokenized(ids=ids, type_ids=[[0] * len(t) for t in ids])
 
-    def _prompt_token_limit(self, truncate_prompt_tokens: int | None) -> int | None:
+    def _token_limit(self, truncate_prompt_tokens: int | None) -> int | None:
         if truncate_prompt_tokens is None:
             return None
         if truncate_prompt_tokens == -1:
             return self.max_seq_length
-        if not 1 <= truncate_prompt_tokens <= self.max_seq_length:
+        if isinstance(truncate_prompt_tokens, bool) or not 1 <= truncate_prompt_tokens <= self.max_seq_length:
             raise InvalidRequest(
                 f"truncate_prompt_tokens must be -1 or between 1 and {self.max_seq_length}, "
                 f"got {truncate_prompt_tokens}",
@@ -135,51 +206,197 @@ class Runtime:
             )
         return truncate_prompt_tokens
 
-    def _pooling_skip(self, prompt_text: str | None) -> int:
-        """Leading tokens excluded from pooling (sentence-transformers `include_prompt=False`)."""
-        if prompt_text and not self.manifest.pooling.include_prompt:
-            return self.tokenizer.prompt_length(prompt_text)
-        return 0
+    def prepare(
+        self,
+        inputs: Inputs,
+        *,
+        task: PoolingTask = "embed",
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncate: Truncate = "end",
+        truncate_prompt_tokens: int | None = None,
+        add_special_tokens: bool = True,
+        model: str | None = None,
+    ) -> Prepared:
+        """Validate and tokenize one request (CPU work; callers run it off the event loop)."""
+        if task not in OUTPUTS:
+            raise InvalidRequest(f"pooling task must be one of {', '.join(OUTPUTS)}, got {task!r}", "task")
+        variant = model or self.default_variant
+        if variant not in self.variants:
+            raise UnknownModel(f"variant {variant!r} is not served; available: {', '.join(self.variants)}")
+        output = OUTPUTS[task]
+        if output not in self.engine.output_names:
+            raise InvalidRequest(f"this artifact does not export {output} (task {task!r})", "task")
+        text_prompt = self.resolve_prompt(prompt_name, prompt)
+        tokens = self.tokenize(
+            inputs,
+            prompt=text_prompt,
+            truncate=truncate,
+            max_tokens=self._token_limit(truncate_prompt_tokens),
+            add_special_tokens=add_special_tokens,
+        )
+        skip = 0
+        if text_prompt and not self.manifest.pooling.include_prompt and task == "embed":
+            skip = self.tokenizer.prompt_length(text_prompt)
+        return Prepared(key=BatchKey(variant=variant, output=output, skip=skip), tokens=tokens)
 
-    # -- batching -------------------------------------------------------------------------------------
+    def submit(self, prepared: Prepared, *, priority: int = 0) -> Future[Result]:
+        """Queue a prepared request; raises `Overloaded` at once when the queue is full."""
+        return self.scheduler.submit(prepared.key, prepared.tokens.ids, prepared.tokens.type_ids, priority=priority)
 
-    def plan_batches(self, lengths: Sequence[int]) -> Iterator[list[int]]:
-        """Group input indices into batches, longest first, within the token budget and batch size."""
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-        batch: list[int] = []
-        for index in order:
-            width = lengths[batch[0]] if batch else lengths[index]
-            if batch and (len(batch) >= self.max_batch_size or (len(batch) + 1) * width > self.max_batch_tokens):
-                yield batch
-                batch = []
-            batch.append(index)
-        if batch:
-            yield batch
+    # -- synchronous API -----------------------------------------------------------------------------------
 
-    def run_tokenized(self, tokenized: Tokenized, *, skip: int = 0, output: str = "sentence_embedding") -> Vectors:
-        """Run tokenized inputs through the engine in length-sorted batches; rows in input order."""
-        result: Vectors | None = None
-        for indices in self.plan_batches(tokenized.lengths):
-            pooled = self.run_batch([tokenized.ids[i] for i in indices], [tokenized.type_ids[i] for i in indices], skip)
-            if result is None:
-                result = np.empty((len(tokenized), pooled.shape[1]), dtype=np.float32)
-            result[indices] = pooled
-        assert result is not None
-        return result
+    def embed(
+        self,
+        inputs: Inputs,
+        *,
+        dimensions: int | None = None,
+        normalize: bool | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncate: Truncate = "end",
+        truncate_prompt_tokens: int | None = None,
+        model: str | None = None,
+        priority: int = 0,
+    ) -> Vectors:
+        """Embed texts (or token-id lists) into float32 [N, dimensions or embedding_dim], L2-normalized
+        unless `normalize=False` (the default follows the model's sentence-transformers config).
 
-    def run_batch(self, ids: list[list[int]], type_ids: list[list[int]], skip: int = 0) -> Vectors:
-        """One engine call for one batch of token-id lists; returns pooled vectors [B, D]."""
+        Large inputs stream through in chunks: the next chunk is tokenized while the current one runs."""
+        dims = check_dimensions(self.manifest, dimensions)
+        if isinstance(inputs, str) or len(inputs) == 0:
+            self.tokenize(inputs)  # raises the right error
+        options = {
+            "prompt_name": prompt_name,
+            "prompt": prompt,
+            "truncate": truncate,
+            "truncate_prompt_tokens": truncate_prompt_tokens,
+            "model": model,
+        }
+        rows: list[Vectors] = []
+        pending: collections.deque[Future[Result]] = collections.deque()
+        for start in range(0, len(inputs), STREAM_CHUNK):
+            prepared = self.prepare(inputs[start : start + STREAM_CHUNK], **options)  # type: ignore[arg-type]
+            pending.append(self.submit(prepared, priority=priority))
+            if len(pending) > 1:
+                rows.extend(pending.popleft().result().rows)
+        while pending:
+            rows.extend(pending.popleft().result().rows)
+        return self.finish_embeddings(np.stack(rows), dimensions=dims, normalize=normalize)
+
+    def embed_stream(
+        self, inputs: Iterable[str], *, chunk_size: int = STREAM_CHUNK, **options: Any
+    ) -> Iterator[Vectors]:
+        """Embed an iterable of any length in chunks; memory stays bounded by the chunk size."""
+        chunk: list[str] = []
+        for text in inputs:
+            chunk.append(text)
+            if len(chunk) == chunk_size:
+                yield self.embed(chunk, **options)
+                chunk = []
+        if chunk:
+            yield self.embed(chunk, **options)
+
+    def finish_embeddings(self, pooled: Vectors, *, dimensions: int | None, normalize: bool | None) -> Vectors:
+        """Matryoshka slice, then normalize (the manifest's default when `normalize` is None)."""
+        do_normalize = self.manifest.normalize if normalize is None else normalize
+        return finish(pooled, dimensions=check_dimensions(self.manifest, dimensions), normalize=do_normalize)
+
+    def quantization_ranges(self, dimensions: int | None, normalized: bool) -> np.ndarray:
+        """Calibrated per-dimension [min, max] (shape [2, D]) for int8/uint8 outputs, from the manifest."""
+        dims = dimensions or self.embedding_dim
+        key = f"{dims}" if normalized else f"{dims}:raw"
+        ranges = self.manifest.calibration.get("ranges", {})
+        if key not in ranges:
+            have = sorted({k.split(":")[0] for k in ranges}, key=int)
+            raise InvalidRequest(
+                f"int8/uint8 outputs need calibration ranges, which this artifact has for dimensions "
+                f"{', '.join(have) or 'none'} only; request one of those or a float/binary encoding",
+                "embedding_types",
+            )
+        return np.asarray(ranges[key], dtype=np.float32)
+
+    def encode(self, inputs: Inputs, *, pooling_task: PoolingTask = "embed", **options: Any) -> Vectors | list[Vectors]:
+        """`embed` for pooling_task="embed"; per-token vectors [len_i, H] for "token_embed"."""
+        if pooling_task == "embed":
+            return self.embed(inputs, **options)
+        normalize = options.pop("normalize", False)
+        priority = options.pop("priority", 0)
+        prepared = self.prepare(inputs, task=pooling_task, **options)
+        rows = self.submit(prepared, priority=priority).result().rows
+        return [finish(r, dimensions=None, normalize=bool(normalize)) for r in rows]
+
+    def score(self, first: str | Sequence[str], second: str | Sequence[str], **options: Any) -> Vectors:
+        """Cosine similarity with vLLM's pairing: 1:1, 1:N (one first, many second) and N:N (pairwise)."""
+        left, right = pair_inputs(first, second)
+        vectors = self.embed([*left, *right], normalize=True, **options)
+        a, b = vectors[: len(left)], vectors[len(left) :]
+        return cosine_pairs(a, b)
+
+    # -- async API ---------------------------------------------------------------------------------------
+
+    async def aprepare(self, inputs: Inputs, **options: Any) -> Prepared:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._tokenize_pool, lambda: self.prepare(inputs, **options))
+
+    async def arun(self, prepared: Prepared, *, priority: int = 0) -> Result:
+        return await asyncio.wrap_future(self.submit(prepared, priority=priority))
+
+    async def aembed(
+        self,
+        inputs: Inputs,
+        *,
+        dimensions: int | None = None,
+        normalize: bool | None = None,
+        priority: int = 0,
+        **options: Any,
+    ) -> Vectors:
+        check_dimensions(self.manifest, dimensions)
+        result = await self.arun(await self.aprepare(inputs, **options), priority=priority)
+        return self.finish_embeddings(np.stack(result.rows), dimensions=dimensions, normalize=normalize)
+
+    async def aencode(
+        self, inputs: Inputs, *, pooling_task: PoolingTask = "embed", **options: Any
+    ) -> Vectors | list[Vectors]:
+        if pooling_task == "embed":
+            return await self.aembed(inputs, **options)
+        normalize = options.pop("normalize", False)
+        priority = options.pop("priority", 0)
+        result = await self.arun(await self.aprepare(inputs, task=pooling_task, **options), priority=priority)
+        return [finish(r, dimensions=None, normalize=bool(normalize)) for r in result.rows]
+
+    async def ascore(self, first: str | Sequence[str], second: str | Sequence[str], **options: Any) -> Vectors:
+        left, right = pair_inputs(first, second)
+        vectors = await self.aembed([*left, *right], normalize=True, **options)
+        a, b = vectors[: len(left)], vectors[len(left) :]
+        return cosine_pairs(a, b)
+
+    # -- engine side ---------------------------------------------------------------------------------------
+
+    def _run_batch(self, key: BatchKey, ids: list[list[int]], type_ids: list[list[int]]) -> list[Vectors]:
+        """One engine call (scheduler thread); returns one array per input."""
         info = self.manifest.tokenizer
+        engine = self.engine_for(key.variant)
         arrays = pad_batch(ids, type_ids, pad_id=info.pad_token_id, side=info.padding_side)
         inputs = dict(arrays)
-        if "pooling_mask" in self.engine.input_names:
-            inputs["pooling_mask"] = _exclude_leading(arrays["attention_mask"], skip)
-        return self.engine.infer(inputs, ["sentence_embedding"])["sentence_embedding"]
+        if "pooling_mask" in engine.input_names:
+            inputs["pooling_mask"] = _exclude_leading(arrays["attention_mask"], key.skip)
+        out = engine.infer(inputs, [key.output])[key.output]
+        if key.output == "sentence_embedding":
+            return list(out)
+        width = out.shape[1]
+        if info.padding_side == "left":
+            return [out[row, width - len(t) :] for row, t in enumerate(ids)]
+        return [out[row, : len(t)] for row, t in enumerate(ids)]
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        self.engine.close()
+        """Finish queued work, then release engines."""
+        self.scheduler.close()
+        self._tokenize_pool.shutdown(wait=True)
+        for engine in self._engines.values():
+            engine.close()
 
     def __enter__(self) -> Runtime:
         return self
@@ -188,6 +405,29 @@ class Runtime:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def pair_inputs(first: str | Sequence[str], second: str | Sequence[str]) -> tuple[list[str], list[str]]:
+    """vLLM's score pairing rules; returns the two sides with the first side of length 1 or len(second)."""
+    left = [first] if isinstance(first, str) else list(first)
+    right = [second] if isinstance(second, str) else list(second)
+    if not left or not right:
+        raise InvalidRequest("both sides of a score request need at least one text", "text_1")
+    if len(left) != 1 and len(left) != len(right):
+        raise InvalidRequest(
+            f"text_1 has {len(left)} items and text_2 has {len(right)}: give one text_1 (1:N) or as many as "
+            "text_2 (N:N pairwise)",
+            "text_1",
+        )
+    return left, right
+
+
+def cosine_pairs(a: Vectors, b: Vectors) -> Vectors:
+    """Row-wise dot products of normalized vectors; a single row on the left is paired with every right row."""
+    if len(a) == 1:
+        a = np.repeat(a, len(b), axis=0)
+    scores: Vectors = (a * b).sum(axis=-1).astype(np.float32)
+    return scores
 
 
 def _exclude_leading(mask: np.ndarray, skip: int) -> np.ndarray:

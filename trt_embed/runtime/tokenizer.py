@@ -103,15 +103,18 @@ class TextTokenizer:
             out.append(self._plain.post_process(enc, add_special_tokens=specials) if specials else enc)
         return out
 
-    @staticmethod
-    def _check_lengths(encodings: list[Encoding], limit: int) -> None:
+    @classmethod
+    def _check_lengths(cls, encodings: list[Encoding], limit: int) -> None:
         for index, enc in enumerate(encodings):
-            if len(enc.ids) > limit:
-                raise InputTooLong(
-                    f"input {index} has {len(enc.ids)} tokens, more than the limit of {limit}; "
-                    "shorten it or enable truncation",
-                    "input",
-                )
+            cls.check_length(index, len(enc.ids), limit)
+
+    @staticmethod
+    def check_length(index: int, length: int, limit: int) -> None:
+        if length > limit:
+            raise InputTooLong(
+                f"input {index} has {length} tokens, more than the limit of {limit}; shorten it or enable truncation",
+                "input",
+            )
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens a prompt occupies at the start of an input (its leading special tokens included),

@@ -1,0 +1,140 @@
+"""Scheduler: batched == single under concurrency, overload refuses at once, priorities, failure isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trt_embed.errors import EngineError, Overloaded
+from trt_embed.runtime import Runtime
+from trt_embed.runtime.scheduler import BatchKey, Scheduler
+
+KEY = BatchKey("base", "sentence_embedding", 0)
+WORDS = ["the", "cat", "read", "a", "paper", "in", "the", "city", "at", "night", "with", "music", "and", "light"]
+
+
+def mixed_texts(n: int) -> list[str]:
+    rng = np.random.default_rng(n)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 60)))) for _ in range(n)]
+
+
+def test_concurrent_threads_and_coroutines_match_single(tiny_artifact: Callable[[str], Path]) -> None:
+    texts = mixed_texts(48)
+    with Runtime.load(tiny_artifact("BertModel"), max_batch_tokens=512, max_batch_size=8) as runtime:
+        single = np.concatenate([runtime.embed([t]) for t in texts])
+        with ThreadPoolExecutor(8) as pool:
+            by_thread = list(pool.map(lambda t: runtime.embed([t])[0], texts))
+        np.testing.assert_allclose(np.stack(by_thread), single, atol=2e-5)
+
+        async def many() -> list[np.ndarray]:
+            chunks = [texts[i : i + 3] for i in range(0, len(texts), 3)]
+            return await asyncio.gather(*(runtime.aembed(c) for c in chunks))
+
+        by_coroutine = np.concatenate(asyncio.run(many()))
+        np.testing.assert_allclose(by_coroutine, single, atol=2e-5)
+        assert runtime.scheduler.stats.batches < runtime.scheduler.stats.inputs, "inputs were batched together"
+
+
+class Gate:
+    """A fake engine call that blocks until released and records what it ran."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.calls: list[list[int]] = []
+        self.fail_on = fail_on
+
+    def __call__(self, key: BatchKey, ids: list[list[int]], type_ids: list[list[int]]) -> list[np.ndarray]:
+        self.started.set()
+        self.release.wait(10)
+        self.calls.append([row[0] for row in ids])
+        if self.fail_on is not None and any(row[0] == self.fail_on for row in ids):
+            raise RuntimeError("device fell over")
+        return [np.full(2, row[0], dtype=np.float32) for row in ids]
+
+
+def test_overload_refuses_immediately_and_loses_nothing() -> None:
+    gate = Gate()
+    scheduler = Scheduler(gate, max_batch_tokens=1000, max_batch_size=1, max_queue=3)
+    first = scheduler.submit(KEY, [[0]], [[0]])
+    assert gate.started.wait(5)
+    accepted = [scheduler.submit(KEY, [[i]], [[0]]) for i in (1, 2, 3)]
+    with pytest.raises(Overloaded, match="queue is full"):
+        scheduler.submit(KEY, [[4]], [[0]])
+    gate.release.set()
+    results = [f.result(5).rows[0][0] for f in [first, *accepted]]
+    assert results == [0, 1, 2, 3]
+    scheduler.close()
+
+
+def test_priorities_lower_first_fifo_within() -> None:
+    gate = Gate()
+    scheduler = Scheduler(gate, max_batch_tokens=1000, max_batch_size=1)
+    blocker = scheduler.submit(KEY, [[99]], [[0]])
+    assert gate.started.wait(5)
+    futures = [
+        scheduler.submit(KEY, [[10]], [[0]], priority=5),
+        scheduler.submit(KEY, [[1]], [[0]], priority=0),
+        scheduler.submit(KEY, [[11]], [[0]], priority=5),
+        scheduler.submit(KEY, [[2]], [[0]], priority=0),
+        scheduler.submit(KEY, [[0]], [[0]], priority=-1),
+    ]
+    gate.release.set()
+    for f in [blocker, *futures]:
+        f.result(5)
+    assert gate.calls == [[99], [0], [1], [2], [10], [11]]
+    scheduler.close()
+
+
+def test_failing_batch_fails_only_its_requests() -> None:
+    gate = Gate(fail_on=7)
+    gate.release.set()
+    scheduler = Scheduler(gate, max_batch_tokens=1000, max_batch_size=1)
+    good, bad, later = (scheduler.submit(KEY, [[i]], [[0]]) for i in (1, 7, 2))
+    with pytest.raises(EngineError, match="device fell over"):
+        bad.result(5)
+    assert good.result(5).rows[0][0] == 1
+    assert later.result(5).rows[0][0] == 2
+    assert scheduler.submit(KEY, [[3]], [[0]]).result(5).rows[0][0] == 3, "still serving"
+    assert scheduler.stats.failed_batches == 1
+    scheduler.close()
+
+
+def test_batches_respect_token_budget_and_keys() -> None:
+    gate = Gate()
+    gate.release.set()
+    runs: list[tuple[BatchKey, list[int]]] = []
+
+    def record(key: BatchKey, ids: list[list[int]], type_ids: list[list[int]]) -> list[np.ndarray]:
+        runs.append((key, [len(r) for r in ids]))
+        return [np.zeros(2, dtype=np.float32) for _ in ids]
+
+    scheduler = Scheduler(record, max_batch_tokens=40, max_batch_size=16)
+    other = BatchKey("lora", "sentence_embedding", 0)
+    lengths = [10, 3, 12, 5, 9, 1, 7]
+    f1 = scheduler.submit(KEY, [[1] * n for n in lengths], [[0] * n for n in lengths])
+    f2 = scheduler.submit(other, [[1] * 4, [1] * 6], [[0] * 4, [0] * 6])
+    f1.result(5)
+    f2.result(5)
+    scheduler.close()
+    for _key, widths in runs:
+        assert len(widths) * max(widths) <= 40
+    assert sorted(n for key, w in runs if key == KEY for n in w) == sorted(lengths)
+    assert all(key == other for key, w in runs if 4 in w or 6 in w)
+
+
+def test_close_drains_accepted_work() -> None:
+    gate = Gate()
+    scheduler = Scheduler(gate, max_batch_tokens=1000, max_batch_size=2)
+    futures = [scheduler.submit(KEY, [[i]], [[0]]) for i in range(5)]
+    gate.release.set()
+    scheduler.close()
+    assert [f.result(0).rows[0][0] for f in futures] == [0, 1, 2, 3, 4]
+    with pytest.raises(Overloaded, match="shutting down"):
+        scheduler.submit(KEY, [[1]], [[0]])

@@ -1,0 +1,80 @@
+"""Output encodings, backend-neutral: float lists, base64 (float32/float16/bfloat16, either byte order),
+binary/ubinary sign bits and calibrated int8/uint8.
+
+Binary threshold: a bit is 1 when the value is >= 0 (sentence-transformers uses > 0; the two differ only
+for exact zeros, which a normalized float embedding essentially never has). Bits are packed most
+significant bit first; `binary` is `ubinary - 128` as int8, as sentence-transformers and Cohere define it.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from trt_embed.errors import InvalidRequest
+
+Vectors = npt.NDArray[np.float32]
+EMBED_DTYPES = ("float32", "float16", "bfloat16")
+ENDIANNESS = ("native", "little", "big")
+EncodingName = Literal["float", "base64", "binary", "ubinary", "int8", "uint8"]
+ENCODINGS: tuple[str, ...] = ("float", "base64", "binary", "ubinary", "int8", "uint8")
+
+
+def bfloat16_bits(vectors: Vectors) -> npt.NDArray[np.uint16]:
+    """float32 -> bfloat16 bit patterns with round-to-nearest-even (NaN stays NaN)."""
+    bits = np.ascontiguousarray(vectors, dtype=np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    nan = np.isnan(vectors)
+    out = rounded.astype(np.uint16)
+    out[nan] = np.uint16(0x7FC0)
+    return out
+
+
+def typed_bytes(vectors: Vectors, embed_dtype: str = "float32", endianness: str = "little") -> list[bytes]:
+    """Each row as raw bytes of `embed_dtype` in the given byte order."""
+    if embed_dtype not in EMBED_DTYPES:
+        raise InvalidRequest(
+            f"embed_dtype must be one of {', '.join(EMBED_DTYPES)}, got {embed_dtype!r}", "embed_dtype"
+        )
+    if endianness not in ENDIANNESS:
+        raise InvalidRequest(f"endianness must be one of {', '.join(ENDIANNESS)}, got {endianness!r}", "endianness")
+    order = {"native": "=", "little": "<", "big": ">"}[endianness]
+    if embed_dtype == "bfloat16":
+        data: npt.NDArray[np.generic] = bfloat16_bits(vectors).astype(f"{order}u2")
+    else:
+        data = np.asarray(vectors).astype(f"{order}{'f4' if embed_dtype == 'float32' else 'f2'}")
+    return [row.tobytes() for row in data]
+
+
+def to_base64(vectors: Vectors, embed_dtype: str = "float32", endianness: str = "little") -> list[str]:
+    return [base64.b64encode(b).decode("ascii") for b in typed_bytes(vectors, embed_dtype, endianness)]
+
+
+def ubinary(vectors: Vectors) -> npt.NDArray[np.uint8]:
+    _check_bits(vectors)
+    return np.packbits(vectors >= 0, axis=-1)
+
+
+def binary(vectors: Vectors) -> npt.NDArray[np.int8]:
+    return (ubinary(vectors).astype(np.int16) - 128).astype(np.int8)
+
+
+def _check_bits(vectors: Vectors) -> None:
+    if vectors.shape[-1] % 8:
+        raise InvalidRequest(
+            f"binary encodings need a dimension that is a multiple of 8, got {vectors.shape[-1]}", "dimensions"
+        )
+
+
+def quantize(vectors: Vectors, ranges: npt.NDArray[np.float32], signed: bool) -> npt.NDArray[np.integer]:
+    """Map each dimension's calibrated [min, max] onto 256 levels (floor, clipped), as sentence-transformers'
+    `quantize_embeddings` does; int8 is the uint8 level minus 128."""
+    low, high = ranges[0], ranges[1]
+    steps = (high - low) / 255.0
+    steps = np.where(steps == 0, 1.0, steps)
+    levels = np.clip(np.floor((vectors - low) / steps), 0, 255)
+    out: npt.NDArray[np.integer] = (levels - 128).astype(np.int8) if signed else levels.astype(np.uint8)
+    return out

@@ -1,0 +1,245 @@
+"""The batching scheduler: a bounded priority queue of tokenized inputs, packed into engine batches.
+
+Callers tokenize in their own threads (the event loop hands that to an executor), so tokenization of the
+next request overlaps inference of the current batch. One worker thread forms batches by token budget,
+runs the engine and completes futures. Every accepted request gets exactly one result or one error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+
+import numpy as np
+import numpy.typing as npt
+
+from trt_embed.errors import EngineError, Overloaded, TrtEmbedError
+
+Vectors = npt.NDArray[np.float32]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchKey:
+    """Inputs can share a batch only when these agree."""
+
+    variant: str
+    output: str  # "sentence_embedding" | "token_embeddings"
+    skip: int  # leading tokens excluded from pooling
+
+
+RunBatch = Callable[[BatchKey, list[list[int]], list[list[int]]], list[Vectors]]
+
+
+@dataclasses.dataclass
+class Result:
+    """Per-input outputs of one request, in input order, with where its time went."""
+
+    rows: list[Vectors]
+    queue_seconds: float
+    inference_seconds: float
+    batches: int
+
+
+@dataclasses.dataclass(eq=False)
+class _Request:
+    key: BatchKey
+    ids: Sequence[list[int]]
+    type_ids: Sequence[list[int]]
+    future: Future[Result]
+    enqueued: float
+    rows: list[Vectors | None]
+    remaining: int
+    first_started: float | None = None
+    inference_seconds: float = 0.0  # this request's share of the time of the batches it ran in
+    batches: int = 0
+    done: bool = False
+
+
+@dataclasses.dataclass(order=True)
+class _Item:
+    priority: int
+    seq: int
+    request: _Request = dataclasses.field(compare=False)
+    index: int = dataclasses.field(compare=False)
+    batch_size: int = dataclasses.field(default=1, compare=False)
+
+    @property
+    def length(self) -> int:
+        return len(self.request.ids[self.index])
+
+
+@dataclasses.dataclass
+class SchedulerStats:
+    queued: int = 0
+    batches: int = 0
+    inputs: int = 0
+    batch_tokens: int = 0
+    failed_batches: int = 0
+
+
+class Scheduler:
+    """Packs queued inputs into batches of at most `max_batch_size` inputs and `max_batch_tokens`
+    padded tokens. Lower priority values run first; FIFO within a priority."""
+
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        *,
+        max_batch_tokens: int,
+        max_batch_size: int,
+        max_queue: int | None = None,
+        on_batch: Callable[[int, int, float], None] | None = None,
+    ) -> None:
+        self._run_batch = run_batch
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self._on_batch = on_batch
+        self._heap: list[_Item] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._closing = False
+        self.stats = SchedulerStats()
+        self._thread = threading.Thread(target=self._work, name="trt-embed-scheduler", daemon=True)
+        self._thread.start()
+
+    @property
+    def queue_size(self) -> int:
+        return len(self._heap)
+
+    def submit(
+        self, key: BatchKey, ids: Sequence[list[int]], type_ids: Sequence[list[int]], *, priority: int = 0
+    ) -> Future[Result]:
+        """Queue one request's tokenized inputs; raises `Overloaded` at once if the queue is full."""
+        future: Future[Result] = Future()
+        request = _Request(
+            key=key,
+            ids=ids,
+            type_ids=type_ids,
+            future=future,
+            enqueued=time.perf_counter(),
+            rows=[None] * len(ids),
+            remaining=len(ids),
+        )
+        if not ids:
+            future.set_result(Result([], 0.0, 0.0, 0))
+            return future
+        # Longest first inside a request: consecutive items then pad little when batched together.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        with self._cond:
+            if self._closing:
+                raise Overloaded("the runtime is shutting down and accepts no new work")
+            if self.max_queue is not None and len(self._heap) + len(ids) > self.max_queue:
+                raise Overloaded(
+                    f"the queue is full ({len(self._heap)} of {self.max_queue} inputs waiting); retry later"
+                )
+            for index in order:
+                heapq.heappush(self._heap, _Item(priority, next(self._seq), request, index))
+            self.stats.queued = len(self._heap)
+            self._cond.notify()
+        return future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop accepting work, finish what is queued, stop the worker."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    # -- worker ---------------------------------------------------------------------------------------
+
+    def _take_batch(self) -> list[_Item]:
+        """Pop the next batch: the first item decides the key; same-key items follow in queue order."""
+        first = heapq.heappop(self._heap)
+        batch, skipped = [first], []
+        width = first.length
+        while self._heap and len(batch) < self.max_batch_size:
+            item = self._heap[0]
+            if item.request.key != first.request.key:
+                skipped.append(heapq.heappop(self._heap))
+                if len(skipped) > self.max_batch_size:
+                    break
+                continue
+            new_width = max(width, item.length)
+            if new_width * (len(batch) + 1) > self.max_batch_tokens:
+                break
+            batch.append(heapq.heappop(self._heap))
+            width = new_width
+        for item in skipped:
+            heapq.heappush(self._heap, item)
+        return batch
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap and not self._closing:
+                    self._cond.wait()
+                if not self._heap:
+                    return
+                batch = self._take_batch()
+                self.stats.queued = len(self._heap)
+            self._run(batch)
+
+    def _run(self, batch: list[_Item]) -> None:
+        live = [item for item in batch if not item.request.done]
+        if not live:
+            return
+        key = live[0].request.key
+        started = time.perf_counter()
+        for item in live:
+            item.batch_size = len(live)
+            if item.request.first_started is None:
+                item.request.first_started = started
+        for request in {id(i.request): i.request for i in live}.values():
+            request.batches += 1
+        try:
+            rows = self._run_batch(
+                key, [i.request.ids[i.index] for i in live], [i.request.type_ids[i.index] for i in live]
+            )
+        except Exception as exc:  # one failing batch fails only its own requests
+            self.stats.failed_batches += 1
+            error = exc if isinstance(exc, TrtEmbedError) else EngineError(f"inference failed: {exc}")
+            for item in live:
+                self._fail(item.request, error)
+            return
+        elapsed = time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.inputs += len(live)
+        tokens = len(live) * max(i.length for i in live)
+        self.stats.batch_tokens += tokens
+        if self._on_batch is not None:
+            self._on_batch(len(live), tokens, elapsed)
+        for item, row in zip(live, rows, strict=True):
+            self._complete(item, row, elapsed)
+
+    @staticmethod
+    def _fail(request: _Request, error: BaseException) -> None:
+        if not request.done:
+            request.done = True
+            request.future.set_exception(error)
+
+    @staticmethod
+    def _complete(item: _Item, row: Vectors, elapsed: float) -> None:
+        """Store one input's row; the request's share of batch time is proportional to its inputs."""
+        request = item.request
+        if request.done:
+            return
+        request.rows[item.index] = row
+        request.remaining -= 1
+        request.inference_seconds += elapsed / item.batch_size
+        if request.remaining == 0:
+            request.done = True
+            started = request.first_started or request.enqueued
+            request.future.set_result(
+                Result(
+                    rows=[r for r in request.rows if r is not None],
+                    queue_seconds=started - request.enqueued,
+                    inference_seconds=request.inference_seconds,
+                    batches=request.batches,
+                )
+            )
