@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -125,6 +126,18 @@ class Runtime:
                 if name not in self._engines:
                     self._engines[name] = open_engine(self.artifact, variant=name, **self._engine_options).engine
         return self._engines[name]
+
+    def render_chat(self, messages: list[dict[str, Any]]) -> str:
+        """Chat messages as one text, through the model's chat template (an error if it has none)."""
+        from trt_embed.runtime.chat import render_chat
+
+        config_path = self.artifact.directory / self.manifest.tokenizer.directory / "tokenizer_config.json"
+        config: dict[str, Any] = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        template = config.get("chat_template")
+        if isinstance(template, list):  # named templates: use "default"
+            template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+        specials = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
+        return render_chat(messages, template, specials)
 
     def health(self) -> bool:
         return all(engine.health() for engine in self._engines.values())

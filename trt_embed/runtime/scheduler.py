@@ -99,7 +99,7 @@ class Scheduler:
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
-        self._on_batch = on_batch
+        self.on_batch = on_batch  # (batch size, padded tokens, seconds) after each batch; metrics hook
         self._heap: list[_Item] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -212,8 +212,8 @@ class Scheduler:
         self.stats.inputs += len(live)
         tokens = len(live) * max(i.length for i in live)
         self.stats.batch_tokens += tokens
-        if self._on_batch is not None:
-            self._on_batch(len(live), tokens, elapsed)
+        if self.on_batch is not None:
+            self.on_batch(len(live), tokens, elapsed)
         for item, row in zip(live, rows, strict=True):
             self._complete(item, row, elapsed)
 

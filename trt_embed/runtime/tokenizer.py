@@ -71,6 +71,7 @@ class TextTokenizer:
         truncate: Truncate = "end",
         max_tokens: int | None = None,
         add_special_tokens: bool = True,
+        check_length: bool = True,
     ) -> Tokenized:
         """Tokenize texts. `max_tokens` (<= the model maximum) keeps at most that many tokens,
         special tokens included, cutting from the side `truncate` names."""
@@ -87,7 +88,7 @@ class TextTokenizer:
             encodings = self._by_side[truncate].encode_batch(prepared, add_special_tokens=True)
         else:
             encodings = self._encode_custom(prepared, truncate, limit, add_special_tokens)
-        if truncate == "none":
+        if truncate == "none" and check_length:
             self._check_lengths(encodings, limit)
         return Tokenized(ids=[e.ids for e in encodings], type_ids=[e.type_ids for e in encodings])
 

@@ -1,0 +1,93 @@
+"""A real uvicorn server on loopback serving all-MiniLM-L6-v2 and a tiny Matryoshka model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from trt_embed.exporter import ExportOptions, export_model
+from trt_embed.runtime import Runtime
+from trt_embed.server.app import create_app
+from trt_embed.server.service import Registry, Settings
+
+API_KEY = "test-key-123"
+
+
+@pytest.fixture(scope="session")
+def prompt_artifact(tiny_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny BERT with Matryoshka dims and query/document prompts."""
+    model_dir = tmp_path_factory.mktemp("served") / "model"
+    shutil.copytree(tiny_model("BertModel"), model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["matryoshka_dimensions"] = [16, 32, 64]
+    (model_dir / "config.json").write_text(json.dumps(config))
+    prompts = {"prompts": {"query": "search query: ", "document": "search document: "}, "default_prompt_name": None}
+    (model_dir / "config_sentence_transformers.json").write_text(json.dumps(prompts))
+    out = model_dir.parent / "artifact"
+    export_model(str(model_dir), out, ExportOptions(precision="fp32"))
+    return out
+
+
+class LiveServer:
+    def __init__(self, app: object) -> None:
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture(scope="session")
+def live(minilm_artifact: Path, prompt_artifact: Path) -> Iterator[LiveServer]:
+    def load() -> Registry:
+        registry = Registry()
+        registry.add(Runtime.load(minilm_artifact, max_queue=4096), "minilm")
+        registry.add(Runtime.load(prompt_artifact, max_queue=4096), "tiny")
+        return registry
+
+    app = create_app(load, Settings(api_key=API_KEY, max_client_batch_size=64, max_body_bytes=200_000))
+    with LiveServer(app) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def reference(minilm_artifact: Path, prompt_artifact: Path) -> Iterator[dict[str, Runtime]]:
+    """Runtimes outside the server, to compare answers against."""
+    runtimes = {"minilm": Runtime.load(minilm_artifact), "tiny": Runtime.load(prompt_artifact)}
+    yield runtimes
+    for runtime in runtimes.values():
+        runtime.close()
+
+
+@pytest.fixture
+def http(live: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as client:
+        yield client

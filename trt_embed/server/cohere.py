@@ -1,0 +1,122 @@
+"""Cohere v2 `/v2/embed`: texts or inputs, input_type, embedding_types, output_dimension, truncate."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from trt_embed.errors import InvalidRequest
+from trt_embed.runtime import encoding
+from trt_embed.server.responses import JSON, parse
+from trt_embed.server.service import Context, Served, finish, new_id, run
+
+EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
+
+# Cohere's standard input types -> prompt names models commonly use for them, most specific first.
+STANDARD_INPUT_TYPES: dict[str, tuple[str, ...]] = {
+    "search_query": ("search_query", "query", "retrieval.query", "Retrieval-query"),
+    "search_document": ("search_document", "document", "passage", "corpus", "retrieval.passage", "Retrieval-document"),
+    "classification": ("classification", "Classification"),
+    "clustering": ("clustering", "Clustering", "separation"),
+}
+
+
+class TextContent(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class EmbedInput(BaseModel):
+    content: list[dict[str, Any]]
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    texts: list[str] | None = None
+    images: list[str] | None = None
+    inputs: list[EmbedInput] | None = None
+    input_type: str | None = None
+    embedding_types: list[EmbeddingType] = Field(default_factory=lambda: list[EmbeddingType](["float"]))
+    output_dimension: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    truncate: Literal["NONE", "START", "END"] = "END"
+    priority: int = 0
+
+
+def prompt_for(input_type: str | None, prompts: dict[str, str]) -> str | None:
+    """The prompt name for a Cohere input type: the model's own key, a standard type mapped onto the model's
+    prompts (or no prompt when it has none for it), else an error listing what is valid."""
+    if input_type is None:
+        return None
+    if input_type in prompts:
+        return input_type
+    if input_type == "image":
+        raise InvalidRequest("input_type 'image': this model embeds text only", "input_type")
+    if input_type in STANDARD_INPUT_TYPES:
+        return next((name for name in STANDARD_INPUT_TYPES[input_type] if name in prompts), None)
+    valid = sorted({*STANDARD_INPUT_TYPES, *prompts})
+    raise InvalidRequest(f"unknown input_type {input_type!r}; valid: {', '.join(valid)}", "input_type")
+
+
+def texts_of(body: EmbedRequest) -> list[str]:
+    if body.images:
+        raise InvalidRequest("images are not supported: this server embeds text", "images")
+    if body.texts is not None and body.inputs is not None:
+        raise InvalidRequest("give either `texts` or `inputs`, not both", "texts")
+    if body.inputs is not None:
+        texts = []
+        for n, item in enumerate(body.inputs):
+            parts = [TextContent.model_validate(c).text for c in item.content if c.get("type") == "text"]
+            if len(parts) != len(item.content) or not parts:
+                raise InvalidRequest(f"inputs[{n}] must hold text content only", "inputs")
+            texts.append(" ".join(parts))
+        return texts
+    if not body.texts:
+        raise InvalidRequest("`texts` (or `inputs`) is required and must not be empty", "texts")
+    return body.texts
+
+
+def by_type(served: Served, vectors: Any, types: list[str], dims: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in dict.fromkeys(types):
+        if kind == "float":
+            out[kind] = list(vectors)
+        elif kind == "base64":
+            out[kind] = encoding.to_base64(vectors, "float32", "little")
+        elif kind in ("binary", "ubinary"):
+            out[kind] = list(encoding.binary(vectors) if kind == "binary" else encoding.ubinary(vectors))
+        else:
+            ranges = served.runtime.quantization_ranges(dims, normalized=served.runtime.manifest.normalize)
+            out[kind] = list(encoding.quantize(vectors, ranges, signed=kind == "int8"))
+    return out
+
+
+async def embed(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    body = await parse(request, EmbedRequest, ctx.settings.max_body_bytes)
+    served = ctx.registry.get(body.model)
+    texts = texts_of(body)
+    truncate = body.truncate.lower()
+    outcome = await run(
+        ctx,
+        served,
+        texts,
+        prompt_name=prompt_for(body.input_type, served.runtime.manifest.prompts),
+        truncate=truncate,
+        truncate_prompt_tokens=None if body.max_tokens is None else min(body.max_tokens, served.runtime.max_seq_length),
+        priority=body.priority,
+    )
+    vectors = finish(served, outcome, dimensions=body.output_dimension, normalize=None)
+    content = {
+        "id": new_id("embed"),
+        "embeddings": by_type(served, vectors, list(body.embedding_types), body.output_dimension),
+        "texts": texts,
+        "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": outcome.num_tokens}},
+        "response_type": "embeddings_by_type",
+    }
+    return JSON(content, headers=outcome.headers(request.state.request_id))

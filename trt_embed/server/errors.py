@@ -1,0 +1,67 @@
+"""The one place where errors become HTTP responses, in OpenAI's error shape."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from trt_embed.errors import (
+    ArtifactError,
+    BackendUnavailable,
+    EngineError,
+    InvalidRequest,
+    Overloaded,
+    TrtEmbedError,
+    UnknownModel,
+)
+
+log = logging.getLogger("trt_embed.server")
+
+
+class HTTPError(Exception):
+    """An error raised by the server itself (auth, size limits, content type)."""
+
+    def __init__(self, status: int, message: str, kind: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.param = param
+        self.code = code
+
+
+def error_response(status: int, message: str, kind: str, param: str | None = None, code: str | None = None) -> Response:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code or str(status)}}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0]
+    location = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return f"{location or 'body'}: {first.get('msg', 'invalid value')}", location or None
+
+
+def response_for(exc: BaseException) -> Response:
+    """Map any exception to its status: 4xx for the caller's mistakes, 429/503 for load, 500 for bugs."""
+    if isinstance(exc, HTTPError):
+        return error_response(exc.status, str(exc), exc.kind, exc.param, exc.code)
+    if isinstance(exc, ValidationError):
+        message, param = _validation_message(exc)
+        return error_response(400, message, "BadRequestError", param)
+    if isinstance(exc, orjson.JSONDecodeError):
+        return error_response(400, f"request body is not valid JSON: {exc}", "BadRequestError")
+    if isinstance(exc, InvalidRequest):
+        return error_response(400, str(exc), "BadRequestError", exc.param)
+    if isinstance(exc, UnknownModel):
+        return error_response(404, str(exc), "NotFoundError", "model", "model_not_found")
+    if isinstance(exc, Overloaded):
+        return error_response(429, str(exc), "OverloadedError", None, "overloaded")
+    if isinstance(exc, EngineError | BackendUnavailable | ArtifactError):
+        log.error("engine failure: %s", exc)
+        return error_response(503, f"the inference engine failed: {exc}", "ServiceUnavailableError")
+    if isinstance(exc, TrtEmbedError):
+        return error_response(400, str(exc), "BadRequestError")
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(500, "internal server error; this is a bug, please report it", "InternalServerError")
