@@ -50,6 +50,7 @@ class Build:
     logger: Any
     config: Any = None
     targets: list[str] = dataclasses.field(default_factory=list)
+    profiles: list[Any] = dataclasses.field(default_factory=list)  # the IOptimizationProfiles added to config
     timing_cache: Any = None
 
 
@@ -147,7 +148,9 @@ def config_for(build: Build, options: BuildOptions) -> Build:
         profile = build.builder.create_optimization_profile()
         for i in range(network.num_inputs):
             profile.set_shape(network.get_input(i).name, shape.min, shape.opt, shape.max)
-        config.add_optimization_profile(profile)
+        if config.add_optimization_profile(profile) < 0:
+            raise ExportError(f"TensorRT rejected profile {shape}; see the log above")
+        build.profiles.append(profile)
     build.targets = _set_targets(build, config, options.targets)
     if options.optimization_level is not None:
         if not 0 <= options.optimization_level <= 5:

@@ -146,10 +146,12 @@ class Runtime:
     def plan_batches(self, lengths: Sequence[int]) -> Iterator[list[int]]:
         """Group input indices into batches, longest first, within the token budget and batch size."""
         order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+        profiles = self.engine.profiles
         batch: list[int] = []
         for index in order:
             width = lengths[batch[0]] if batch else lengths[index]
-            if batch and (len(batch) >= self.max_batch_size or (len(batch) + 1) * width > self.max_batch_tokens):
+            full = len(batch) >= self.max_batch_size or (len(batch) + 1) * width > self.max_batch_tokens
+            if batch and (full or (profiles and not any(p.fits(len(batch) + 1, width) for p in profiles))):
                 yield batch
                 batch = []
             batch.append(index)
@@ -158,23 +160,31 @@ class Runtime:
 
     def run_tokenized(self, tokenized: Tokenized, *, skip: int = 0, output: str = "sentence_embedding") -> Vectors:
         """Run tokenized inputs through the engine in length-sorted batches; rows in input order."""
+        groups = list(self.plan_batches(tokenized.lengths))
+        batches = (
+            self._inputs([tokenized.ids[i] for i in indices], [tokenized.type_ids[i] for i in indices], skip)
+            for indices in groups
+        )  # lazy: a pipelining engine pads the next batch while the current one runs
         result: Vectors | None = None
-        for indices in self.plan_batches(tokenized.lengths):
-            pooled = self.run_batch([tokenized.ids[i] for i in indices], [tokenized.type_ids[i] for i in indices], skip)
+        for indices, outputs in zip(groups, self.engine.infer_batches(batches, [output]), strict=True):
+            pooled = outputs[output]
             if result is None:
-                result = np.empty((len(tokenized), pooled.shape[1]), dtype=np.float32)
+                result = np.empty((len(tokenized), *pooled.shape[1:]), dtype=np.float32)
             result[indices] = pooled
         assert result is not None
         return result
 
     def run_batch(self, ids: list[list[int]], type_ids: list[list[int]], skip: int = 0) -> Vectors:
         """One engine call for one batch of token-id lists; returns pooled vectors [B, D]."""
+        return self.engine.infer(self._inputs(ids, type_ids, skip), ["sentence_embedding"])["sentence_embedding"]
+
+    def _inputs(self, ids: list[list[int]], type_ids: list[list[int]], skip: int) -> dict[str, np.ndarray]:
         info = self.manifest.tokenizer
         arrays = pad_batch(ids, type_ids, pad_id=info.pad_token_id, side=info.padding_side)
         inputs = dict(arrays)
         if "pooling_mask" in self.engine.input_names:
             inputs["pooling_mask"] = _exclude_leading(arrays["attention_mask"], skip)
-        return self.engine.infer(inputs, ["sentence_embedding"])["sentence_embedding"]
+        return inputs
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 

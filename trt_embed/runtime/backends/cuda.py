@@ -97,7 +97,7 @@ class PinnedBuffer:
         self.nbytes = max(size, 1) * self.dtype.itemsize
         self.ptr = int(check(cudart().cudaMallocHost(self.nbytes)))
         raw = (ctypes.c_byte * self.nbytes).from_address(self.ptr)
-        self.array: npt.NDArray[Any] = np.frombuffer(raw, dtype=self.dtype)
+        self.array: npt.NDArray[Any] = np.frombuffer(memoryview(raw).cast("B"), dtype=self.dtype)
 
     def view(self, shape: tuple[int, ...]) -> npt.NDArray[Any]:
         return self.array[: int(np.prod(shape))].reshape(shape)

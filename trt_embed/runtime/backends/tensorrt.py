@@ -64,7 +64,8 @@ def why_not_here(entry: EngineEntry, gpu: cuda.Gpu | None = None) -> str | None:
     if gpu.sm not in plan_targets(entry):
         return (
             f"{entry.file} was built for {', '.join(plan_targets(entry))}; this GPU is {gpu.name} ({gpu.sm}). "
-            f"Build a plan for it: trt-embed build-engine ARTIFACT --target-sm {gpu.major}{gpu.minor}"
+            f"Build one for it: trt-embed build-engine ARTIFACT --target-sm {gpu.major}{gpu.minor} (TensorRT-RTX "
+            "builds for sm 80/86/89/120/121 on any machine; other GPUs need NVIDIA TensorRT on that GPU)"
         )
     return None
 
