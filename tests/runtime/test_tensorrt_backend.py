@@ -75,6 +75,28 @@ def test_a_plan_for_other_gpus_names_them_and_this_one(multi_sm_artifact: Path) 
     assert backend.why_not_here(plan, cuda.Gpu(index=0, name="NVIDIA A10", major=8, minor=6)) is None
 
 
+def test_auto_falls_back_when_a_matching_plan_fails_to_load(
+    multi_sm_artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trt_embed.runtime.backends as backends
+    from trt_embed.errors import EngineError
+    from trt_embed.runtime.artifact import Artifact
+
+    artifact = Artifact.open(multi_sm_artifact)
+    plan = next(e for e in artifact.manifest.engines if e.kind == "tensorrt")
+
+    def broken(path: Path, entry: EngineEntry) -> None:
+        raise EngineError("could not deserialize")
+
+    monkeypatch.setattr(backends, "usable_plan", lambda artifact, precision, variant: (plan, "matches"))
+    monkeypatch.setattr(backend, "TensorRTEngine", broken)
+    choice = backends.open_engine(artifact, backend="auto")
+    assert choice.backend == "onnxruntime-cpu"
+    assert f"{plan.file} failed to load: could not deserialize" in choice.reason
+    with pytest.raises(EngineError):
+        backends.open_engine(artifact, backend="tensorrt")
+
+
 def test_missing_tensorrt_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from trt_embed.errors import BackendUnavailable, InvalidRequest
+from trt_embed.errors import BackendUnavailable, InvalidRequest, TrtEmbedError
 from trt_embed.manifest import EngineEntry
 from trt_embed.runtime.artifact import BACKENDS, Artifact
 from trt_embed.runtime.backends.base import Engine
@@ -36,8 +36,13 @@ def open_engine(
         if plan is not None:
             from trt_embed.runtime.backends.tensorrt import TensorRTEngine
 
-            plan_engine = TensorRTEngine(artifact.engine_path(plan, verify=verify), plan)
-            return Choice(plan_engine, "tensorrt", "requested" if backend == "tensorrt" else why_no_plan)
+            try:
+                plan_engine = TensorRTEngine(artifact.engine_path(plan, verify=verify), plan)
+                return Choice(plan_engine, "tensorrt", "requested" if backend == "tensorrt" else why_no_plan)
+            except TrtEmbedError as exc:
+                if backend == "tensorrt":
+                    raise
+                why_no_plan = f"{plan.file} failed to load: {exc}"
         if backend == "tensorrt":
             raise BackendUnavailable(f"the tensorrt backend cannot run here: {why_no_plan}")
     from trt_embed.runtime.backends.onnxruntime import OnnxRuntimeEngine, available_providers

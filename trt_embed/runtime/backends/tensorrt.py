@@ -108,6 +108,8 @@ class TensorRTEngine(Engine):
         if self._engine is None:
             raise EngineError(f"{self.flavour} could not deserialize {path}; see the TensorRT log above")
         self._context = self._engine.create_execution_context()
+        if not self.profiles:
+            raise EngineError(f"{entry.file} has no shape profiles in the manifest; rebuild it with build-engine")
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         is_input = {n: self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.input_names = [n for n in names if is_input[n]]
@@ -176,15 +178,23 @@ class TensorRTEngine(Engine):
         results: list[dict[str, npt.NDArray[np.float32]]] = []
         in_flight: deque[_Slot] = deque()
         with self._lock:
-            for index, inputs in enumerate(batches):
-                if len(in_flight) == SLOTS:  # the slot about to be reused must be done
+            try:
+                for index, inputs in enumerate(batches):
+                    if len(in_flight) == SLOTS:  # the slot about to be reused must be done
+                        results.append(self._collect(in_flight.popleft()))
+                    slot = self._slots[index % SLOTS]
+                    self._submit(slot, inputs, outputs)
+                    in_flight.append(slot)
+                while in_flight:
                     results.append(self._collect(in_flight.popleft()))
-                slot = self._slots[index % SLOTS]
-                self._submit(slot, inputs, outputs)
-                in_flight.append(slot)
-            while in_flight:
-                results.append(self._collect(in_flight.popleft()))
+            except BaseException:
+                self._drain()  # leave no copy in flight into buffers the next call reuses
+                raise
         return results
+
+    def _drain(self) -> None:
+        for stream in (self._upload, self._compute, self._download):
+            stream.synchronize()
 
     def _infer(self, inputs: Arrays, outputs: list[str]) -> dict[str, npt.NDArray[np.float32]]:
         return self._run([inputs], outputs)[0]
@@ -198,8 +208,7 @@ class TensorRTEngine(Engine):
         if self._closed:
             return
         super().close()
-        for stream in (self._upload, self._compute, self._download):
-            stream.synchronize()
+        self._drain()
         for slot in self._slots:
             for buffer in [*slot.host_in.values(), *slot.host_out.values()]:
                 buffer.free()
