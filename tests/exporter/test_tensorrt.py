@@ -149,6 +149,15 @@ def test_unsupported_target_says_what_to_do(tiny_artifact: Callable[[str], Path]
         config_for(build, BuildOptions(profiles=PROFILES, targets=["90"]))
 
 
+def test_build_errors_carry_tensorrt_messages(tiny_artifact: Callable[[str], Path]) -> None:
+    artifact = tiny_artifact("BertModel")
+    with pytest.raises(ExportError, match=r"cannot parse model.optimized.onnx"):  # onnxruntime-only fused ops
+        network_from_onnx(artifact / "model.optimized.onnx", "tensorrt-rtx")
+    turing = BuildOptions(profiles=PROFILES, targets=["75"], optimization_level=0, progress=False)
+    with pytest.raises(ExportError, match=r"could not build a plan for sm_75: .*Turing"):
+        plan_from_network(config_for(network_from_onnx(artifact / "model.onnx", "tensorrt-rtx"), turing))
+
+
 def test_target_spelling() -> None:
     assert [normalize_sm(t) for t in ("86", "8.6", "sm86", "sm_86", "SM_120")] == ["sm_86"] * 4 + ["sm_120"]
     with pytest.raises(ExportError, match="write it like 86"):

@@ -52,6 +52,7 @@ class Build:
     targets: list[str] = dataclasses.field(default_factory=list)
     profiles: list[Any] = dataclasses.field(default_factory=list)  # the IOptimizationProfiles added to config
     timing_cache: Any = None
+    monitor: Any = None  # the config does not own it: keep the progress monitor alive for the build
 
 
 @dataclasses.dataclass
@@ -158,7 +159,8 @@ def config_for(build: Build, options: BuildOptions) -> Build:
         config.builder_optimization_level = options.optimization_level
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer names and tactics for the inspector
     if options.progress:
-        config.progress_monitor = _progress(trt)
+        build.monitor = _progress(trt)
+        config.progress_monitor = build.monitor
     if options.timing_cache is not None and build.flavour == "tensorrt":  # TensorRT-RTX: timing caches are no-ops
         data = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
         build.timing_cache = config.create_timing_cache(data)
@@ -179,7 +181,9 @@ def _set_targets(build: Build, config: Any, targets: list[str] | None) -> list[s
             )
         return wanted
     available = supported_targets(trt)
-    wanted = [normalize_sm(t) for t in targets] if targets else [t for t in available if int(t[3:]) >= 80]
+    wanted = (
+        list(dict.fromkeys(normalize_sm(t) for t in targets)) if targets else [t for t in available if int(t[3:]) >= 80]
+    )
     unknown = [t for t in wanted if t not in available]
     if unknown:
         raise ExportError(
