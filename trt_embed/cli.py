@@ -88,7 +88,12 @@ def _add_tensorrt_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--max-batch", type=int, default=64, help="largest batch of the default profiles (default 64)")
     g.add_argument("--builder-opt-level", type=int, default=None, help="TensorRT builder optimization level 0..5")
-    g.add_argument("--tensorrt-flavour", choices=["tensorrt", "tensorrt-rtx"], default=None, help="default: installed")
+    g.add_argument(
+        "--tensorrt-flavour",
+        choices=["tensorrt", "tensorrt-rtx"],
+        default=None,
+        help="default: NVIDIA tensorrt if installed, else tensorrt-rtx",
+    )
 
 
 def _inspect(args: argparse.Namespace) -> int:
