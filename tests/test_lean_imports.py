@@ -6,7 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("torch", "transformers", "trt_embed.exporter", "sentence_transformers", "onnx")
+HEAVY = (
+    "torch",
+    "transformers",
+    "trt_embed.exporter",
+    "sentence_transformers",
+    "onnx",
+    "tensorrt",
+    "tensorrt_rtx",
+    "cuda",
+)
 
 
 def test_runtime_and_server_import_without_heavy_modules() -> None:

@@ -1,4 +1,4 @@
-"""`trt-embed` command line: export, inspect, embed, serve."""
+"""`trt-embed` command line: export, build-engine, inspect, embed, serve."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trt_embed.errors import TrtEmbedError
+
+if TYPE_CHECKING:
+    from trt_embed.exporter.engines import PlanOptions
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -19,6 +23,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.calibration_file:
         calibration = [line for line in Path(args.calibration_file).read_text().splitlines() if line.strip()]
     options = ExportOptions(
+        engine=args.engine,
+        plans=_plan_options(args, precisions=("fp32", "fp16")),
         max_seq_len=args.max_seq_len,
         pooling=args.pooling,
         normalize=False if args.no_normalize else None,
@@ -33,7 +39,13 @@ def _export(args: argparse.Namespace) -> int:
     manifest = export_model(args.model, args.output, options)
     print(f"exported {args.model} -> {args.output}")
     for engine in manifest.engines:
-        print(f"  {engine.file:28s} {engine.precision:5s} cosine vs PyTorch min {engine.quality['cosine_min']:.6f}")
+        if engine.kind == "tensorrt":
+            print(f"  {engine.file:28s} {engine.precision:5s} {engine.extra['flavour']} plan for {engine.target}")
+        else:
+            against = engine.extra.get("checked_against", "PyTorch")
+            print(
+                f"  {engine.file:28s} {engine.precision:5s} cosine vs {against} min {engine.quality['cosine_min']:.6f}"
+            )
     return 0
 
 
@@ -50,10 +62,59 @@ def _lora_pair(spec: str) -> tuple[str, str]:
     return name, directory
 
 
+def _plan_options(args: argparse.Namespace, precisions: tuple[str, ...]) -> PlanOptions:
+    from trt_embed.exporter.engines import PlanOptions
+    from trt_embed.exporter.profiles import parse_profiles
+
+    return PlanOptions(
+        precisions=precisions,
+        targets=[t for t in args.target_sm.split(",") if t.strip()] if args.target_sm else None,
+        profiles=parse_profiles(args.profiles) if args.profiles else None,
+        max_batch=args.max_batch,
+        optimization_level=args.builder_opt_level,
+        flavour=args.tensorrt_flavour,
+    )
+
+
+def _build_engine(args: argparse.Namespace) -> int:
+    from trt_embed.exporter.engines import build_engine
+
+    directory = Path(args.artifact)
+    wanted = tuple(p.strip() for p in args.precision.split(",") if p.strip())
+    for entry in build_engine(directory, _plan_options(args, precisions=wanted)):
+        print(f"  {entry.file:36s} {entry.precision:5s} {entry.extra['flavour']} {entry.tools} for {entry.target}")
+    return 0
+
+
+def _add_tensorrt_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("TensorRT plans")
+    g.add_argument(
+        "--target-sm",
+        default=None,
+        help="compute capabilities to build for, e.g. 80,86,89,120 (TensorRT-RTX; default: all it supports). "
+        "NVIDIA TensorRT builds for the GPU it runs on.",
+    )
+    g.add_argument(
+        "--profiles",
+        default=None,
+        metavar="SPEC",
+        help="shape profiles: comma-separated MIN:OPT:MAX with shapes BATCHxSEQ, e.g. 1x1:32x64:64x128,1x1:8x512:32x512"
+        " (a single BATCHxSEQ means 1x1:BATCHxSEQ:BATCHxSEQ). Default: a short (<=128 tokens) and a long profile",
+    )
+    g.add_argument("--max-batch", type=int, default=64, help="largest batch of the default profiles (default 64)")
+    g.add_argument("--builder-opt-level", type=int, default=None, help="TensorRT builder optimization level 0..5")
+    g.add_argument(
+        "--tensorrt-flavour",
+        choices=["tensorrt", "tensorrt-rtx"],
+        default=None,
+        help="default: NVIDIA tensorrt if installed, else tensorrt-rtx",
+    )
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from trt_embed.describe import describe
 
-    print(describe(Path(args.artifact), as_json=args.json))
+    print(describe(Path(args.artifact), as_json=args.json, layers=args.layers))
     return 0
 
 
@@ -88,9 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-normalize", action="store_true", help="do not L2-normalize by default at run time")
     p.add_argument(
         "--precision",
-        choices=["auto", "fp32", "int8"],
         default="auto",
-        help="auto: fp32 plus int8 if accurate enough; int8: fail if it is not; fp32: no int8",
+        help="comma list of fp32, fp16, int8, or auto: fp32 plus fp16 and int8 if accurate enough. Named "
+        "precisions fail if inaccurate. TensorRT plans are built for the fp32/fp16 ones",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["onnx", "tensorrt", "all"],
+        default="onnx",
+        help="onnx: ONNX graphs; tensorrt: the graphs plans need, plus TensorRT plans; all: every graph and plans",
     )
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--revision", default=None, help="hub revision to look up in the local cache")
@@ -101,11 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lora", action="append", default=[], metavar="NAME=ADAPTER_DIR", help="merge a PEFT adapter as variant NAME"
     )
+
+    _add_tensorrt_options(p)
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("build-engine", help="add TensorRT plans to an existing artifact (updates its manifest)")
+    p.add_argument("artifact")
+    p.add_argument("--precision", default="fp32,fp16", help="plan precisions: fp32, fp16 or both (default)")
+    _add_tensorrt_options(p)
+    p.set_defaults(func=_build_engine)
 
     p = sub.add_parser("inspect", help="print an artifact's manifest in readable form")
     p.add_argument("artifact")
     p.add_argument("--json", action="store_true", help="print the raw manifest")
+    p.add_argument("--layers", action="store_true", help="per-layer engine inspector view (needs the plan's GPU)")
     p.set_defaults(func=_inspect)
 
     p = sub.add_parser("embed", help="embed texts (arguments or stdin lines), print JSON lines")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trt_embed.manifest import Manifest
+from trt_embed.manifest import EngineEntry, Manifest
 
 
-def describe(directory: Path, *, as_json: bool = False) -> str:
+def describe(directory: Path, *, as_json: bool = False, layers: bool = False) -> str:
     manifest = Manifest.read(directory)
     if as_json:
         return manifest.to_json()
@@ -44,4 +44,32 @@ def describe(directory: Path, *, as_json: bool = False) -> str:
         inputs = ", ".join(f"{t.name}:{t.dtype}" for t in e.inputs)
         outputs = ", ".join(f"{t.name}:{t.dtype}{t.shape}" for t in e.outputs)
         lines.append(f"      in  {inputs}\n      out {outputs}\n      built with {e.tools}")
+        if e.kind == "tensorrt":
+            lines.extend(_plan_lines(directory, e, layers))
     return "\n".join(lines)
+
+
+def _plan_lines(directory: Path, e: EngineEntry, layers: bool) -> list[str]:
+    """A TensorRT plan: how it was built and its layer summary (recorded from the network at build time)."""
+    x = e.extra
+    network = x.get("network", {})
+    lines = [
+        f"      {x.get('flavour')} {x.get('tensorrt_version')}, from {x.get('source')}, builder opt level "
+        f"{x.get('builder_optimization_level') or 'default'}, {x.get('build_seconds')}s",
+        f"      layers {network.get('layers')}: "
+        + ", ".join(f"{k.lower()} {v}" for k, v in network.get("by_type", {}).items()),
+        "      compute dtypes: "
+        + "; ".join(
+            f"{k.lower()} " + "/".join(f"{d} {n}" for d, n in v.items())
+            for k, v in network.get("compute_dtypes", {}).items()
+        ),
+    ]
+    if layers:
+        from trt_embed.errors import TrtEmbedError
+        from trt_embed.runtime.backends.tensorrt import engine_layers
+
+        try:
+            lines.append(engine_layers(directory / e.file, e))
+        except TrtEmbedError as exc:
+            lines.append(f"      engine inspector unavailable: {exc}")
+    return lines

@@ -14,6 +14,7 @@ import torch
 
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
+from trt_embed.exporter.engines import PlanOptions, add_plans, ensure_fp16_graph
 from trt_embed.exporter.families import build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
 from trt_embed.exporter.source import (
@@ -33,7 +34,8 @@ from trt_embed.zoo import ZooEntry, zoo_entry
 
 log = logging.getLogger("trt_embed.export")
 
-PRECISIONS = ("auto", "fp32", "int8")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+ENGINES = ("onnx", "tensorrt", "all")
 INT8_MIN_MEAN_COSINE = 0.99
 INT8_MIN_COSINE = 0.97
 EXACT_MIN_COSINE = 0.99999
@@ -44,7 +46,9 @@ class ExportOptions:
     max_seq_len: int | None = None
     pooling: str | None = None
     normalize: bool | None = None
-    precision: str = "auto"  # auto: fp32, plus int8 when it is accurate enough
+    precision: str = "auto"  # comma list; auto: fp32, plus fp16 and int8 when they are accurate enough
+    engine: str = "onnx"  # onnx: ONNX graphs; tensorrt: the graphs plans need + plans; all: both
+    plans: PlanOptions | None = None  # TensorRT build options; None: the defaults
     trust_remote_code: bool = False
     revision: str | None = None
     fuse: bool = True
@@ -71,8 +75,9 @@ def tool_versions() -> dict[str, str]:
 def export_model(model: str, output: str | Path, options: ExportOptions | None = None) -> Manifest:
     """Export `model` (a directory or a cached hub id) into the artifact directory `output`."""
     opts = options or ExportOptions()
-    if opts.precision not in PRECISIONS:
-        raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {opts.precision!r}")
+    precisions(opts.precision)
+    if opts.engine not in ENGINES:
+        raise ExportError(f"engine must be one of {', '.join(ENGINES)}, got {opts.engine!r}")
     if opts.pooling is not None and opts.pooling not in POOLING_MODES:
         raise ExportError(f"pooling must be one of {', '.join(POOLING_MODES)}, got {opts.pooling!r}")
     for name, adapter_dir in opts.lora.items():
@@ -155,8 +160,33 @@ def _export_into(
         calibration=calibration_ranges(pooled, matryoshka),
         engines=engines,
     )
+    _more_engines(out, manifest, calibration, opts)
     manifest.write(out)
     return manifest
+
+
+def precisions(spec: str) -> dict[str, bool]:
+    """Requested precisions -> whether each is required (True) or kept only if accurate (False)."""
+    names = [p.strip() for p in spec.split(",") if p.strip()]
+    bad = [p for p in names if p not in PRECISIONS]
+    if bad or not names:
+        raise ExportError(f"precision must be one or more of {', '.join(PRECISIONS)} (comma-separated), got {spec!r}")
+    if "auto" in names:
+        return {"fp32": True, "fp16": False, "int8": False}
+    return {"fp32": True, **{p: True for p in names}}
+
+
+def _more_engines(out: Path, manifest: Manifest, calibration: list[str], opts: ExportOptions) -> None:
+    """The fp16 graph and TensorRT plans, after the fp32/int8 ONNX graphs exist."""
+    wanted = precisions(opts.precision)
+    if "fp16" in wanted:
+        ensure_fp16_graph(out, manifest, calibration, strict=wanted["fp16"])
+    if opts.engine == "onnx":
+        return
+    plans = opts.plans or PlanOptions()
+    have = {e.precision for e in manifest.engines if e.kind == "onnx"}
+    chosen = tuple(p for p in plans.precisions if p in wanted and p in have)
+    add_plans(out, manifest, dataclasses.replace(plans, precisions=chosen))
 
 
 def _check_output(out: Path) -> None:
@@ -287,7 +317,8 @@ def _export_engines(
         )
     engines = [base]
     source = out / f"{prefix}model.onnx"
-    if opts.fuse and entry.ort_fusion:
+    wanted = precisions(opts.precision)
+    if opts.fuse and entry.ort_fusion and opts.engine != "tensorrt":
         onnx_graph.fused_from_onnx(
             source,
             out / f"{prefix}model.optimized.onnx",
@@ -302,7 +333,7 @@ def _export_engines(
         else:
             log.warning("fused graph is inaccurate (min cosine %.6f); not shipping it", cos.min())
             (out / f"{prefix}model.optimized.onnx").unlink()
-    if opts.precision in ("auto", "int8"):
+    if "int8" in wanted and opts.engine != "tensorrt":
         onnx_graph.int8_from_onnx(source, out / f"{prefix}model.int8.onnx")
         int8, cos = measured(f"{prefix}model.int8.onnx", "int8", source.name == "model.optimized.onnx")
         if cos.mean() >= INT8_MIN_MEAN_COSINE and cos.min() >= INT8_MIN_COSINE:
@@ -313,7 +344,7 @@ def _export_engines(
                 f"int8 quantization is not accurate enough for this model (cosine vs fp32: mean "
                 f"{cos.mean():.4f}, min {cos.min():.4f}; needs >= {INT8_MIN_MEAN_COSINE} / {INT8_MIN_COSINE})"
             )
-            if opts.precision == "int8":
+            if wanted["int8"]:
                 raise ExportError(message + "; export with --precision fp32")
             log.warning("%s; the artifact has fp32 graphs only", message)
     return engines

@@ -1,10 +1,11 @@
-"""ONNX steps: `onnx_from_graph` (trace), `fused_from_onnx` (onnxruntime fusions), `int8_from_onnx`."""
+"""ONNX steps: `onnx_from_graph` (trace), `fused_from_onnx`, `int8_from_onnx`, `fp16_from_onnx` (mixed precision)."""
 
 from __future__ import annotations
 
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -71,3 +72,73 @@ def int8_from_onnx(src: Path, dst: Path) -> None:
         )
     except Exception as exc:
         raise ExportError(f"int8 quantization failed: {exc}") from exc
+
+
+# Ops that overflow or lose too much precision in fp16: normalization statistics, softmax, reductions.
+FP32_OPS = (
+    "LayerNormalization",
+    "SimplifiedLayerNormalization",
+    "Softmax",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "ReduceL2",
+    "ReduceSumSquare",
+    "Pow",
+    "Sqrt",
+)
+
+
+def fp16_from_onnx(src: Path, dst: Path) -> list[str]:
+    """Mixed-precision copy of an fp32 graph: fp16 weights and matmuls, fp32 where fp16 is not safe.
+
+    Kept in fp32: the ops in `FP32_OPS`, the rotary position path (everything feeding Cos/Sin: positions
+    above 2048 are not exact in fp16) and the pooling tail (everything after a reduction: sums over long
+    sequences overflow fp16). Inputs and outputs keep their dtypes. Returns the op types kept in fp32.
+    TensorRT-RTX networks are strongly typed, so this graph *is* the fp16 engine's precision plan.
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    nodes = list(model.graph.node)
+    keep = {n.name for n in nodes if n.op_type in FP32_OPS}
+    keep |= _ancestors(nodes, {n.name for n in nodes if n.op_type in ("Cos", "Sin")})
+    keep |= _descendants(nodes, {n.name for n in nodes if n.op_type.startswith("Reduce")})
+    try:
+        converted = convert_float_to_float16(
+            model, keep_io_types=True, op_block_list=list(FP32_OPS), node_block_list=sorted(keep)
+        )
+    except Exception as exc:
+        raise ExportError(f"fp16 conversion of {src.name} failed: {exc}") from exc
+    onnx.save(converted, str(dst))
+    return sorted({n.op_type for n in nodes if n.name in keep})
+
+
+def _ancestors(nodes: list[Any], names: set[str]) -> set[str]:
+    producer = {out: n for n in nodes for out in n.output}
+    by_name = {n.name: n for n in nodes}
+    found, stack = set(names), [by_name[n] for n in names]
+    while stack:
+        for tensor in stack.pop().input:
+            parent = producer.get(tensor)
+            if parent is not None and parent.name not in found:
+                found.add(parent.name)
+                stack.append(parent)
+    return found
+
+
+def _descendants(nodes: list[Any], names: set[str]) -> set[str]:
+    consumers: dict[str, list[Any]] = {}
+    for n in nodes:
+        for tensor in n.input:
+            consumers.setdefault(tensor, []).append(n)
+    by_name = {n.name: n for n in nodes}
+    found, stack = set(names), [by_name[n] for n in names]
+    while stack:
+        for tensor in stack.pop().output:
+            for child in consumers.get(tensor, []):
+                if child.name not in found:
+                    found.add(child.name)
+                    stack.append(child)
+    return found

@@ -83,12 +83,14 @@ class Runtime:
         log.info("trt-embed backend %s: %s", self.backend, self.backend_reason)
         info = self.manifest.tokenizer
         self.tokenizer = TextTokenizer(artifact.directory / info.directory, info, self.manifest.max_seq_length)
-        profile_max = max((p.max[0] for p in choice.engine.profiles), default=max_batch_size)
+        profiles = choice.engine.profiles
+        profile_max = max((p.max[0] for p in profiles), default=max_batch_size)
         self.scheduler = Scheduler(
             self._run_batch,
             max_batch_tokens=max_batch_tokens,
             max_batch_size=min(max_batch_size, profile_max),
             max_queue=max_queue,
+            fits=self._fits_profiles,
         )
         self._tokenize_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="trt-embed-tokenize")
 
@@ -138,6 +140,11 @@ class Runtime:
             template = next((t.get("template") for t in template if t.get("name") == "default"), None)
         specials = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
         return render_chat(messages, template, specials)
+
+    def _fits_profiles(self, batch: int, seq: int) -> bool:
+        """Whether the engine's shape profiles (if any) take a batch of this shape."""
+        profiles = self.engine.profiles
+        return not profiles or any(p.fits(batch, seq) for p in profiles)
 
     def health(self) -> bool:
         return all(engine.health() for engine in self._engines.values())

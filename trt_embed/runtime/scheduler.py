@@ -94,12 +94,14 @@ class Scheduler:
         max_batch_size: int,
         max_queue: int | None = None,
         on_batch: Callable[[int, int, float], None] | None = None,
+        fits: Callable[[int, int], bool] | None = None,
     ) -> None:
         self._run_batch = run_batch
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self.on_batch = on_batch  # (batch size, padded tokens, seconds) after each batch; metrics hook
+        self._fits = fits  # (batch, seq) -> whether the engine's shape profiles take it
         self._heap: list[_Item] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -167,6 +169,8 @@ class Scheduler:
                 continue
             new_width = max(width, item.length)
             if new_width * (len(batch) + 1) > self.max_batch_tokens:
+                break
+            if self._fits is not None and not self._fits(len(batch) + 1, new_width):
                 break
             batch.append(heapq.heappop(self._heap))
             width = new_width

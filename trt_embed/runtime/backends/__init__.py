@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from trt_embed.errors import BackendUnavailable, InvalidRequest
+from trt_embed.errors import BackendUnavailable, InvalidRequest, TrtEmbedError
+from trt_embed.manifest import EngineEntry
 from trt_embed.runtime.artifact import BACKENDS, Artifact
 from trt_embed.runtime.backends.base import Engine
 
@@ -25,19 +26,57 @@ def open_engine(
     threads: int | None = None,
     verify: bool = True,
 ) -> Choice:
-    """Open the engine for `backend`; `auto` takes the fastest one that can run here and says why."""
+    """Open the engine for `backend`; `auto` takes the fastest one that can run here and says why:
+    a TensorRT plan built for this GPU > onnxruntime-cuda > onnxruntime-cpu."""
     if backend not in BACKENDS:
         raise InvalidRequest(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}", "backend")
+    why_no_plan = ""
+    if backend in ("auto", "tensorrt"):
+        plan, why_no_plan = usable_plan(artifact, precision=precision, variant=variant)
+        if plan is not None:
+            from trt_embed.runtime.backends.tensorrt import TensorRTEngine
+
+            try:
+                plan_engine = TensorRTEngine(artifact.engine_path(plan, verify=verify), plan)
+                return Choice(plan_engine, "tensorrt", "requested" if backend == "tensorrt" else why_no_plan)
+            except TrtEmbedError as exc:
+                if backend == "tensorrt":
+                    raise
+                why_no_plan = f"{plan.file} failed to load: {exc}"
+        if backend == "tensorrt":
+            raise BackendUnavailable(f"the tensorrt backend cannot run here: {why_no_plan}")
     from trt_embed.runtime.backends.onnxruntime import OnnxRuntimeEngine, available_providers
 
-    if backend == "tensorrt":
-        raise BackendUnavailable("the tensorrt backend is not available in this build; use onnxruntime-cpu or auto")
     entry = artifact.onnx_entry(variant=variant, precision=precision)
     path = artifact.engine_path(entry, verify=verify)
+    prefix = f"no usable TensorRT plan ({why_no_plan}); " if backend == "auto" else ""
     if backend == "onnxruntime-cuda" or (backend == "auto" and "CUDAExecutionProvider" in available_providers()):
         engine = OnnxRuntimeEngine(path, entry, device="cuda", threads=threads)
-        reason = "requested" if backend != "auto" else "onnxruntime has the CUDA execution provider"
-        return Choice(engine, "onnxruntime-cuda", reason)
+        reason = "requested" if backend != "auto" else prefix + "onnxruntime has the CUDA execution provider"
+        return Choice(engine, "onnxruntime-cuda", f"{reason}; running {entry.file}")
     engine = OnnxRuntimeEngine(path, entry, device="cpu", threads=threads)
-    reason = "requested" if backend != "auto" else "no GPU execution provider or TensorRT plan usable here"
+    reason = "requested" if backend != "auto" else prefix + "onnxruntime has no CUDA execution provider"
     return Choice(engine, "onnxruntime-cpu", f"{reason}; running {entry.file}")
+
+
+def usable_plan(artifact: Artifact, *, precision: str, variant: str) -> tuple[EngineEntry | None, str]:
+    """The artifact's TensorRT plan that can run on this machine, and why (or why none can)."""
+    plans = [
+        e
+        for e in artifact.manifest.engines
+        if e.kind == "tensorrt" and e.precision == precision and e.variant == variant
+    ]
+    if not plans:
+        return None, f"the artifact has no {precision} TensorRT plan; add one with `trt-embed build-engine`"
+    from trt_embed.runtime.backends.tensorrt import why_not_here
+
+    reasons = []
+    for plan in plans:
+        reason = why_not_here(plan)
+        if reason is None:
+            return (
+                plan,
+                f"{plan.file} was built for this GPU ({plan.target}) and {plan.extra.get('flavour')} is installed",
+            )
+        reasons.append(reason)
+    return None, "; ".join(reasons)

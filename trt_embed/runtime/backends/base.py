@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +30,16 @@ class Engine(abc.ABC):
         return self.entry.profiles
 
     def infer(self, inputs: Arrays, outputs: Sequence[str]) -> dict[str, npt.NDArray[np.float32]]:
+        return self._infer(self._checked(inputs, outputs), list(outputs))
+
+    def infer_batches(
+        self, batches: Iterable[Arrays], outputs: Sequence[str]
+    ) -> list[dict[str, npt.NDArray[np.float32]]]:
+        """Run several batches; backends that can overlap copies with compute override this."""
+        return [self.infer(batch, outputs) for batch in batches]
+
+    def _checked(self, inputs: Arrays, outputs: Sequence[str]) -> Arrays:
+        """The engine's inputs from `inputs`, after checking state, names and shape limits."""
         if self._closed:
             raise RuntimeError(f"{self.name} engine is closed")
         missing = [n for n in self.input_names if n not in inputs]
@@ -41,7 +51,7 @@ class Engine(abc.ABC):
         batch, seq = inputs["input_ids"].shape
         if self.profiles and not any(p.fits(batch, seq) for p in self.profiles):
             raise ValueError(f"{self.name}: batch {batch} x seq {seq} fits none of the engine's profiles")
-        return self._infer({n: inputs[n] for n in self.input_names}, list(outputs))
+        return {n: inputs[n] for n in self.input_names}
 
     @abc.abstractmethod
     def _infer(self, inputs: Arrays, outputs: list[str]) -> dict[str, npt.NDArray[np.float32]]: ...

@@ -1,0 +1,37 @@
+"""The mixed-precision fp16 graph: what stays fp32, and that it matches fp32 on long padded batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from trt_embed.exporter.onnx_graph import fp16_from_onnx
+from trt_embed.manifest import Manifest
+from trt_embed.zoo import load_zoo
+
+
+@pytest.mark.parametrize("architecture", sorted(load_zoo()))
+def test_fp16_graph_matches_fp32(architecture: str, tiny_artifact: Callable[[str], Path], tmp_path: Path) -> None:
+    artifact = tiny_artifact(architecture)
+    kept = fp16_from_onnx(artifact / "model.onnx", tmp_path / "model.fp16.onnx")
+    assert {"LayerNormalization", "Softmax"} <= set(kept), "norms and softmax stay fp32"
+    if Manifest.read(artifact).pooling.mode == "mean":
+        assert {"ReduceSum", "Div"} <= set(kept), "mean pooling (sum over the sequence, divide) stays fp32"
+    if architecture == "ModernBertModel":
+        assert {"Cos", "Sin"} <= set(kept), "rotary positions stay fp32"
+    session32 = ort.InferenceSession(str(artifact / "model.onnx"))
+    session16 = ort.InferenceSession(str(tmp_path / "model.fp16.onnx"))
+    seq = Manifest.read(artifact).max_seq_length
+    rng = np.random.default_rng(0)
+    mask = np.ones((3, seq), dtype=np.int64)
+    mask[1, seq // 3 :] = 0
+    feeds = {"input_ids": rng.integers(5, 1000, (3, seq)), "attention_mask": mask}
+    feeds |= {i.name: np.zeros((3, seq), np.int64) for i in session32.get_inputs() if i.name not in feeds}
+    want, got = (s.run(["sentence_embedding"], feeds)[0] for s in (session32, session16))
+    assert got.dtype == np.float32, "inputs and outputs keep their dtypes"
+    cosine = (want * got).sum(-1) / np.linalg.norm(want, axis=-1) / np.linalg.norm(got, axis=-1)
+    assert cosine.min() >= 0.999
