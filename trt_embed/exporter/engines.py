@@ -40,11 +40,12 @@ class PlanOptions:
     variant: str = "base"
 
 
-def _base_graph(manifest: Manifest, variant: str) -> EngineEntry:
+def _base_graph(manifest: Manifest, variant: str, fused: bool = False) -> EngineEntry:
     for entry in manifest.engines:
-        if entry.kind == "onnx" and entry.precision == "fp32" and not entry.optimized and entry.variant == variant:
+        if entry.kind == "onnx" and entry.precision == "fp32" and entry.optimized == fused and entry.variant == variant:
             return entry
-    raise ExportError(f"the artifact has no plain fp32 ONNX graph for variant {variant!r}; re-export the model")
+    kind = "fused" if fused else "plain"
+    raise ExportError(f"the artifact has no {kind} fp32 ONNX graph for variant {variant!r}; re-export the model")
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -52,17 +53,28 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def ensure_fp16_graph(
-    directory: Path, manifest: Manifest, texts: list[str], *, variant: str = "base", strict: bool = True
+    directory: Path,
+    manifest: Manifest,
+    texts: list[str],
+    *,
+    variant: str = "base",
+    strict: bool = True,
+    fused: bool = False,
 ) -> EngineEntry | None:
-    """Add `model.fp16.onnx` (mixed precision, see `fp16_from_onnx`) checked against the fp32 graph on CPU.
+    """Add `model.fp16.onnx` (mixed precision, see `fp16_from_onnx`) checked against the fp32 graph on CPU;
+    with `fused`, `model.optimized.fp16.onnx` from the onnxruntime-fused graph (what onnxruntime-cuda runs).
 
     Returns the existing entry if there is one. If the fp16 graph is not accurate enough it is not kept:
     `strict` raises, otherwise a warning is logged and None returned.
     """
-    existing = [e for e in manifest.engines if e.kind == "onnx" and e.precision == "fp16" and e.variant == variant]
+    existing = [
+        e
+        for e in manifest.engines
+        if e.kind == "onnx" and e.precision == "fp16" and e.variant == variant and e.optimized == fused
+    ]
     if existing:
         return existing[0]
-    base = _base_graph(manifest, variant)
+    base = _base_graph(manifest, variant, fused)
     file = base.file.replace(".onnx", ".fp16.onnx")
     kept_fp32 = onnx_graph.fp16_from_onnx(directory / base.file, directory / file)
     tokenizer = TextTokenizer(directory / manifest.tokenizer.directory, manifest.tokenizer, manifest.max_seq_length)

@@ -181,6 +181,8 @@ def _more_engines(out: Path, manifest: Manifest, calibration: list[str], opts: E
     wanted = precisions(opts.precision)
     if "fp16" in wanted:
         ensure_fp16_graph(out, manifest, calibration, strict=wanted["fp16"])
+        if any(e.optimized and e.precision == "fp32" for e in manifest.engines):
+            ensure_fp16_graph(out, manifest, calibration, strict=wanted["fp16"], fused=True)
     if opts.engine == "onnx":
         return
     plans = opts.plans or PlanOptions()
