@@ -11,7 +11,6 @@ from trt_embed.defaults import DEFAULT_MODEL_NAME, artifact_for
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import Runtime
-from trt_embed.runtime.runtime import DEFAULT_MAX_BATCH_TOKENS
 from trt_embed.server.app import create_app
 from trt_embed.server.service import Registry, Settings
 
@@ -46,7 +45,7 @@ def serve(args: argparse.Namespace) -> int:
     options = {
         "backend": args.backend,
         "precision": args.precision,
-        "max_batch_tokens": args.max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS,
+        "max_batch_tokens": args.max_batch_tokens,
         "max_queue": args.max_queue or DEFAULT_MAX_QUEUE,
     }
 
