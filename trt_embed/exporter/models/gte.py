@@ -85,14 +85,15 @@ class GteAttention(torch.nn.Module):
     def __init__(self, cfg: GteConfig) -> None:
         super().__init__()
         self.num_heads = cfg.num_heads
+        self.head_dim = cfg.hidden_size // cfg.num_heads
         self.qkv_proj = torch.nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
         self.o_proj = torch.nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
     def forward(
         self, x: torch.Tensor, bias: torch.Tensor, rotary: Rotary, cos: torch.Tensor, sin: torch.Tensor
     ) -> torch.Tensor:
-        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv_proj(x).chunk(3, dim=-1))
-        return self.o_proj(attention(rotary(q, cos, sin), rotary(k, cos, sin), v, bias))
+        q, k, v = (split_heads(t, self.num_heads, self.head_dim) for t in self.qkv_proj(x).chunk(3, dim=-1))
+        return self.o_proj(attention(rotary(q, cos, sin), rotary(k, cos, sin), v, bias, self.head_dim))
 
 
 class GteGatedMLP(torch.nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -106,13 +107,13 @@ def key_padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.
     return (1.0 - keep) * torch.finfo(dtype).min
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, head_dim: int) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + bias) v over [B, heads, S, d]; returns [B, S, heads * d]."""
-    scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5) + bias
+    scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(head_dim)) + bias
     out = torch.matmul(scores.softmax(dim=-1), v)
     return out.transpose(1, 2).flatten(2)
 
 
-def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """[B, S, heads * d] -> [B, heads, S, d]."""
-    return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+def split_heads(x: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
+    """[B, S, heads * d] -> [B, heads, S, d] (sizes as constants, so the graph has no shape arithmetic)."""
+    return x.reshape((*x.shape[:-1], heads, head_dim)).transpose(1, 2)

@@ -1,0 +1,103 @@
+"""Remote-code architectures against outputs of their ORIGINAL code (../shared/golden, see its READMEs):
+the exported artifact, run by the runtime on each golden batch, reproduces token states, pooled vectors and
+embeddings, for every variant (jina-v3: each task's LoRA merged)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_models import GOLDEN
+
+from trt_embed.runtime import Runtime
+from trt_embed.runtime.artifact import Artifact
+from trt_embed.runtime.postprocess import finish
+from trt_embed.zoo import load_zoo
+
+# golden folder -> the zoo entry whose tiny model is that folder's checkpoint
+FOLDERS = {entry.tiny["golden"]: name for name, entry in sorted(load_zoo().items()) if "golden" in entry.tiny}
+BATCHES = range(6)
+ATOL = 1e-4
+MIN_COSINE = 0.99999
+
+
+def golden(folder: str) -> dict[str, np.ndarray]:
+    path = GOLDEN / folder / "golden.npz"
+    if not path.is_file():
+        pytest.skip(f"golden data {path} not present")
+    with np.load(path) as data:
+        return dict(data)
+
+
+def golden_prefix(variant: str, variants: list[str]) -> str:
+    """Array-name prefix of a variant: `` for single-variant models, jina's `noadapter_` for its base,
+    `retrieval_query_` for task `retrieval.query`."""
+    if variant == "base":
+        return "noadapter_" if len(variants) > 1 else ""
+    return variant.replace(".", "_").replace("-", "_") + "_"
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def run(runtime: Runtime, data: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    feeds = {name: data[f"b{i}_{name}"] for name in runtime.engine.input_names}
+    return runtime.engine.infer(feeds, ["sentence_embedding", "token_embeddings"])
+
+
+@pytest.mark.parametrize("folder", sorted(FOLDERS))
+def test_artifact_matches_original_code(folder: str, tiny_artifact: Callable[[str], Path]) -> None:
+    data = golden(folder)
+    artifact = tiny_artifact(FOLDERS[folder])
+    variants = Artifact.open(artifact).variants
+    for variant in variants:
+        prefix = golden_prefix(variant, variants)
+        with Runtime.load(artifact, backend="onnxruntime-cpu", variant=variant) as runtime:
+            mode = runtime.manifest.pooling.mode
+            for i in BATCHES:
+                out = run(runtime, data, i)
+                real = data[f"b{i}_attention_mask"].astype(bool)
+                expected = data[f"b{i}_{prefix}last_hidden_state"]
+                np.testing.assert_allclose(out["token_embeddings"][real], expected[real], atol=ATOL, rtol=ATOL)
+                pooled = out["sentence_embedding"]
+                np.testing.assert_allclose(pooled, data[f"b{i}_{prefix}pooled_{mode}"], atol=ATOL, rtol=ATOL)
+                embedding = finish(pooled, dimensions=None, normalize=runtime.manifest.normalize)
+                assert cosine(embedding, data[f"b{i}_{prefix}embedding"]).min() >= MIN_COSINE
+    golden_variants = {k[3 : -len("last_hidden_state")] for k in data if k.startswith("b0_") and "last_hidden" in k}
+    assert {golden_prefix(v, variants) for v in variants} == golden_variants, "every golden variant is exported"
+
+
+def test_jina_variants_are_the_tasks_with_their_instructions(tiny_artifact: Callable[[str], Path]) -> None:
+    """One variant per task; each records its adapter and its instruction prompt; a mixed-task batch of the
+    original code is each row run through its own task's variant."""
+    data = golden("jina_v3")
+    artifact = tiny_artifact(FOLDERS["jina_v3"])
+    manifest = Artifact.open(artifact).manifest
+    tasks = ["retrieval.query", "retrieval.passage", "separation", "classification", "text-matching"]
+    assert list(manifest.lora_adapters) == tasks
+    assert [manifest.lora_adapters[t]["task_index"] for t in tasks] == list(range(5))
+    assert manifest.prompts["retrieval.query"].startswith("Represent the query")
+    assert manifest.input_types["search_query"] == "retrieval.query"
+    assert len({manifest.lora_adapters[t]["sha256"] for t in tasks}) == len(tasks)
+    for row, task in enumerate(data["b5_mixed_adapter_mask"]):
+        with Runtime.load(artifact, backend="onnxruntime-cpu", variant=tasks[task]) as runtime:
+            embedding = finish(run(runtime, data, 5)["sentence_embedding"], dimensions=None, normalize=True)
+        assert cosine(embedding[row], data["b5_mixed_embedding"][row]) >= MIN_COSINE
+
+
+def test_nomic_matryoshka_layer_norm_recipe(tiny_artifact: Callable[[str], Path]) -> None:
+    """nomic v1.5's Matryoshka recipe (layer_norm, slice, normalize), applied by the runtime from the manifest."""
+    data = golden("nomic_bert")
+    with Runtime.load(tiny_artifact(FOLDERS["nomic_bert"]), backend="onnxruntime-cpu") as runtime:
+        assert runtime.manifest.matryoshka_transform == "layer_norm"
+        assert runtime.manifest.prompts["search_query"] == "search_query: "
+        for i in BATCHES:
+            pooled = run(runtime, data, i)["sentence_embedding"]
+            full = finish(pooled, dimensions=pooled.shape[1], normalize=True, transform="layer_norm")
+            assert cosine(full, data[f"b{i}_embedding_ln"]).min() >= MIN_COSINE
+            half = finish(pooled, dimensions=32, normalize=True, transform="layer_norm")
+            reference = data[f"b{i}_embedding_ln"][:, :32]
+            assert cosine(half, reference).min() >= MIN_COSINE
