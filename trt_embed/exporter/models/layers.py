@@ -101,6 +101,28 @@ class Rotary(torch.nn.Module):
         return torch.cat((out, rest), dim=-1) if rest.shape[-1] else out
 
 
+class DynamicNtkRotary(Rotary):
+    """NomicBert's dynamic-NTK rotary (`rotary_scaling_factor` f, `max_trained_positions` M): for a batch padded
+    to S > M the base grows to `base * (f * S / M - (f - 1)) ** (d / (d - 2))`; for S <= M that factor clamps to
+    1, the plain base. Stateless: the original caches the tables of its longest batch so far and reuses them for
+    later, shorter ones; ours equals a freshly loaded original model run on this batch."""
+
+    def __init__(self, dim: int, base: float, factor: float, max_positions: int) -> None:
+        super().__init__(rope_inv_freq(dim, base))
+        self.dim, self.base, self.factor, self.max_positions = dim, base, factor, max_positions
+
+    def tables(self, seq_len: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.arange(seq_len, dtype=torch.float32, device=self.inv_freq.device)
+        length = positions[-1:] + 1.0  # a tensor, so the graph computes the base from the batch's length
+        growth = (self.factor * length / self.max_positions - (self.factor - 1.0)).clamp(min=1.0)
+        base = self.base * growth ** (self.dim / (self.dim - 2))
+        exponents = torch.arange(0, self.dim, 2, dtype=torch.float32, device=self.inv_freq.device) / self.dim
+        inv_freq = 1.0 / base**exponents
+        freqs = positions[:, None] * inv_freq[None, :]
+        angles = torch.cat((freqs, freqs), dim=-1)
+        return angles.cos(), angles.sin()
+
+
 def key_padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """[B, S] mask (1 = token) -> additive bias [B, 1, 1, S]: 0 for tokens, the dtype's minimum for padding."""
     keep = attention_mask[:, None, None, :].to(dtype)

@@ -25,13 +25,7 @@ def nomic_config(config: dict[str, Any], state: dict[str, torch.Tensor], where: 
     require(not config.get("rotary_emb_interleaved", False), where, "interleaved rotary embeddings are not supported")
     require(not config.get("parallel_block", False), where, "parallel_block NomicBert is not supported")
     require(not config.get("use_rms_norm"), where, "use_rms_norm NomicBert is not supported")
-    require(
-        config.get("rotary_scaling_factor") is None,
-        where,
-        "dynamic NTK rotary scaling (rotary_scaling_factor) is not supported yet; remove it from config.json "
-        "(it only changes inputs longer than max_trained_positions) or export with --max-seq-len "
-        f"{config.get('max_trained_positions', 2048)}",
-    )
+    scaling = config.get("rotary_scaling_factor")  # dynamic NTK, only for batches longer than max_trained_positions
     activation = str(config.get("activation_function", "swiglu"))
     require(activation in ("swiglu", "gelu"), where, f"activation {activation!r} is not supported (swiglu, gelu)")
     moe = None
@@ -61,6 +55,7 @@ def nomic_config(config: dict[str, Any], state: dict[str, torch.Tensor], where: 
         rope_base=float(config.get("rotary_emb_base", 10000.0)),
         rotary_dim=int(hidden // heads * float(config.get("rotary_emb_fraction", 1.0))),
         moe=moe,
+        rope_scaling=(float(scaling), int(config.get("max_trained_positions", 2048))) if scaling else None,
     )
 
 

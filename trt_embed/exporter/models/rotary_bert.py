@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from trt_embed.exporter.models.layers import (
+    DynamicNtkRotary,
     EncoderOutput,
     Rotary,
     attention,
@@ -45,6 +46,7 @@ class RotaryBertConfig:
     rope_base: float
     rotary_dim: int
     moe: MoEConfig | None = None
+    rope_scaling: tuple[float, int] | None = None  # dynamic NTK: (factor, max trained positions)
 
     def is_moe_layer(self, index: int) -> bool:
         return self.moe is not None and index % self.moe.every_n_layers == 1
@@ -178,7 +180,11 @@ class RotaryBert(torch.nn.Module):
         self.embeddings = Embeddings(cfg)
         self.emb_ln = torch.nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.encoder = Encoder(cfg)
-        self.rotary = Rotary(rope_inv_freq(cfg.rotary_dim, cfg.rope_base))
+        self.rotary = (
+            Rotary(rope_inv_freq(cfg.rotary_dim, cfg.rope_base))
+            if cfg.rope_scaling is None
+            else DynamicNtkRotary(cfg.rotary_dim, cfg.rope_base, *cfg.rope_scaling)
+        )
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
