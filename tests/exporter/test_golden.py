@@ -70,6 +70,16 @@ def test_artifact_matches_original_code(folder: str, tiny_artifact: Callable[[st
     assert {golden_prefix(v, variants) for v in variants} == golden_variants, "every golden variant is exported"
 
 
+@pytest.mark.parametrize("folder", sorted(FOLDERS))
+def test_graphs_use_standard_onnx_ops(folder: str, tiny_artifact: Callable[[str], Path]) -> None:
+    """Plain opset-17 ONNX (no contrib ops), so TensorRT and every onnxruntime provider can take it."""
+    import onnx
+
+    graph = onnx.load(tiny_artifact(FOLDERS[folder]) / "model.onnx")
+    assert [(o.domain, o.version) for o in graph.opset_import] == [("", 17)]
+    assert {node.domain for node in graph.graph.node} <= {"", "ai.onnx"}
+
+
 def test_jina_variants_are_the_tasks_with_their_instructions(tiny_artifact: Callable[[str], Path]) -> None:
     """One variant per task; each records its adapter and its instruction prompt; a mixed-task batch of the
     original code is each row run through its own task's variant."""

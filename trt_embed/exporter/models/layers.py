@@ -124,9 +124,11 @@ class DynamicNtkRotary(Rotary):
 
 
 def key_padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[B, S] mask (1 = token) -> additive bias [B, 1, 1, S]: 0 for tokens, the dtype's minimum for padding."""
-    keep = attention_mask[:, None, None, :].to(dtype)
-    return (1.0 - keep) * torch.finfo(dtype).min
+    """[B, S] mask (1 = token) -> additive bias [B, 1, 1, S]: 0 for tokens, the dtype's minimum for padding.
+    A select rather than `(1 - mask) * min`, which becomes 0 * -inf = NaN if a graph is converted to fp16."""
+    keep = attention_mask[:, None, None, :] > 0
+    zero = torch.zeros((), dtype=dtype, device=attention_mask.device)
+    return torch.where(keep, zero, torch.finfo(dtype).min)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, head_dim: int) -> torch.Tensor:
