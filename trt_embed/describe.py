@@ -16,6 +16,8 @@ def describe(directory: Path, *, as_json: bool = False, layers: bool = False) ->
         matryoshka = "no"
     else:
         matryoshka = ", ".join(map(str, m.matryoshka_dimensions)) or f"any of 1..{m.embedding_dim}"
+    if m.matryoshka_transform:
+        matryoshka += f" ({m.matryoshka_transform} before slicing)"
     lines = [
         f"artifact      {directory}",
         f"source        {m.source.get('model')}" + (f" @ {m.source['revision']}" if m.source.get("revision") else ""),
@@ -30,6 +32,8 @@ def describe(directory: Path, *, as_json: bool = False, layers: bool = False) ->
         f"prompts       {', '.join(f'{k}={v!r}' for k, v in m.prompts.items()) or 'none'}"
         + (f" (default {m.default_prompt_name})" if m.default_prompt_name else ""),
     ]
+    if m.input_types:
+        lines.append(f"input types   {', '.join(f'{k}->{v}' for k, v in m.input_types.items())}")
     if m.lora_adapters:
         lines.append(f"lora          {', '.join(m.lora_adapters)}")
     lines.append("engines")
