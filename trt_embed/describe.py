@@ -32,8 +32,6 @@ def describe(directory: Path, *, as_json: bool = False, layers: bool = False) ->
         f"prompts       {', '.join(f'{k}={v!r}' for k, v in m.prompts.items()) or 'none'}"
         + (f" (default {m.default_prompt_name})" if m.default_prompt_name else ""),
     ]
-    if m.input_types:
-        lines.append(f"input types   {', '.join(f'{k}->{v}' for k, v in m.input_types.items())}")
     if m.lora_adapters:
         lines.append(f"lora          {', '.join(m.lora_adapters)}")
     lines.append("engines")

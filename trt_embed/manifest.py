@@ -92,7 +92,6 @@ class Manifest:
     matryoshka_transform: str | None = None
     prompts: dict[str, str] = dataclasses.field(default_factory=dict)
     default_prompt_name: str | None = None
-    input_types: dict[str, str] = dataclasses.field(default_factory=dict)  # Cohere input_type -> prompt/variant
     uses_token_type_ids: bool = False
     dense_layers: int = 0
     lora_adapters: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)

@@ -24,7 +24,6 @@ class ZooEntry:
     subtypes: dict[str, str] = dataclasses.field(default_factory=dict)
     config_aliases: dict[str, str] = dataclasses.field(default_factory=dict)
     prompts: dict[str, str] = dataclasses.field(default_factory=dict)
-    input_types: dict[str, str] = dataclasses.field(default_factory=dict)
     matryoshka_transform: str | None = None
 
 

@@ -90,7 +90,6 @@ def test_jina_variants_are_the_tasks_with_their_instructions(tiny_artifact: Call
     assert list(manifest.lora_adapters) == tasks
     assert [manifest.lora_adapters[t]["task_index"] for t in tasks] == list(range(5))
     assert manifest.prompts["retrieval.query"].startswith("Represent the query")
-    assert manifest.input_types["search_query"] == "retrieval.query"
     assert manifest.matryoshka_dimensions == [32, 64]  # config matryoshka_dimensions
     assert len({manifest.lora_adapters[t]["sha256"] for t in tasks}) == len(tasks)
     for row, task in enumerate(data["b5_mixed_adapter_mask"]):
