@@ -98,6 +98,18 @@ def test_jina_variants_are_the_tasks_with_their_instructions(tiny_artifact: Call
         assert cosine(embedding[row], data["b5_mixed_embedding"][row]) >= MIN_COSINE
 
 
+def test_jina_task_through_the_runtime_api(tiny_artifact: Callable[[str], Path]) -> None:
+    """`model=<task>` runs that task's variant; its prompt is the task instruction, as jina's `.encode` does."""
+    with Runtime.load(tiny_artifact(FOLDERS["jina_v3"]), backend="onnxruntime-cpu") as runtime:
+        texts = ["what time is it", "the river in the city"]
+        task = runtime.embed(texts, model="retrieval.query", prompt_name="retrieval.query")
+        instruction = runtime.manifest.prompts["retrieval.query"]
+        by_hand = runtime.embed([instruction + t for t in texts], model="retrieval.query")
+        np.testing.assert_allclose(task, by_hand, atol=1e-6)
+        base = runtime.embed([instruction + t for t in texts])
+        assert cosine(task, base).max() < 0.9999, "the task's LoRA changes the embedding"
+
+
 def test_nomic_matryoshka_layer_norm_recipe(tiny_artifact: Callable[[str], Path]) -> None:
     """nomic v1.5's Matryoshka recipe (layer_norm, slice, normalize), applied by the runtime from the manifest."""
     data = golden("nomic_bert")
