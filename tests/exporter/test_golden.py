@@ -126,4 +126,7 @@ def test_nomic_matryoshka_layer_norm_recipe(tiny_model: Callable[[str], Path], t
             full = runtime.finish_embeddings(pooled, dimensions=None, normalize=None)
             assert cosine(full, data[f"b{i}_embedding"]).min() >= MIN_COSINE
             half = runtime.finish_embeddings(pooled, dimensions=32, normalize=None)  # what `embed` does
-            assert cosine(half, data[f"b{i}_embedding_ln"][:, :32]).min() >= MIN_COSINE
+            reference = data[f"b{i}_embedding_ln"][:, :32]
+            reference = reference / np.linalg.norm(reference, axis=-1, keepdims=True)
+            assert cosine(half, reference).min() >= MIN_COSINE
+            np.testing.assert_allclose(half, reference, atol=2e-5)  # plain truncation is off by ~1e-3 here
