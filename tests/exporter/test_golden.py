@@ -110,6 +110,18 @@ def test_jina_task_through_the_runtime_api(tiny_artifact: Callable[[str], Path])
         assert cosine(task, base).max() < 0.9999, "the task's LoRA changes the embedding"
 
 
+def test_lora_name_may_not_shadow_a_task(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
+    from trt_embed.errors import ExportError
+    from trt_embed.exporter import ExportOptions, export_model
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    options = ExportOptions(precision="fp32", lora={"retrieval.query": str(adapter)})
+    with pytest.raises(ExportError, match=r"already has a variant 'retrieval\.query'"):
+        export_model(str(tiny_model(FOLDERS["jina_v3"])), tmp_path / "artifact", options)
+
+
 def test_nomic_matryoshka_layer_norm_recipe(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
     """nomic v1.5's Matryoshka recipe (layer_norm, slice, normalize) from the manifest, in the runtime's
     post-processing; full-size embeddings stay plain mean + normalize (sentence-transformers)."""

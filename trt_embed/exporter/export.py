@@ -139,6 +139,8 @@ def _export_into(
             adapters[name] = {**graph.encoder.variant_record(name), "prompt_name": name if name in prompts else None}
         graph.encoder.use_variant(None)
     for name, adapter_dir in opts.lora.items():
+        if name in adapters:
+            raise ExportError(f"--lora {name}=...: the checkpoint already has a variant {name!r}; choose another name")
         variant_graph, adapters[name] = merged_lora_graph(
             lambda: _build_graph(st, entry, pooling, opts), Path(adapter_dir), name
         )
