@@ -77,6 +77,11 @@ def rope_inv_freq(dim: int, base: float) -> torch.Tensor:
     return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
 
 
+def _positions(seq_len: torch.Tensor | int, device: torch.device) -> torch.Tensor:
+    """0..S-1 as float32, made as an int64 range and cast: a float Range trips TensorRT in fp16 graphs."""
+    return torch.arange(seq_len, dtype=torch.int64, device=device).to(torch.float32)
+
+
 class Rotary(torch.nn.Module):
     """GPT-NeoX (half-rotation) rotary embedding on the first `inv_freq.numel() * 2` channels of each head,
     positions 0..S-1 (right padding keeps them independent of padding)."""
@@ -87,7 +92,7 @@ class Rotary(torch.nn.Module):
         self.rotary_dim = int(inv_freq.numel()) * 2
 
     def tables(self, seq_len: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
-        positions = torch.arange(seq_len, dtype=torch.float32, device=self.inv_freq.device)
+        positions = _positions(seq_len, self.inv_freq.device)
         freqs = positions[:, None] * self.inv_freq[None, :]
         angles = torch.cat((freqs, freqs), dim=-1)
         return angles.cos(), angles.sin()
@@ -112,7 +117,7 @@ class DynamicNtkRotary(Rotary):
         self.dim, self.base, self.factor, self.max_positions = dim, base, factor, max_positions
 
     def tables(self, seq_len: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
-        positions = torch.arange(seq_len, dtype=torch.float32, device=self.inv_freq.device)
+        positions = _positions(seq_len, self.inv_freq.device)
         length = positions[-1:] + 1.0  # a tensor, so the graph computes the base from the batch's length
         growth = (self.factor * length / self.max_positions - (self.factor - 1.0)).clamp(min=1.0)
         base = self.base * growth ** (self.dim / (self.dim - 2))
