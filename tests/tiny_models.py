@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from trt_embed.zoo import ZooEntry
+
+# Checkpoints saved by the original remote code, with reference outputs (see its README).
+GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
 
 WORDS = [
     "the",
@@ -134,6 +138,8 @@ def tiny_tokenizer(config: dict[str, Any], vocab_size: int) -> Tokenizer:
 
 def make_tiny_model(entry: ZooEntry, directory: Path, seed: int = 0) -> Path:
     """Save a random-weight model of `entry`'s architecture with a matching tokenizer into `directory`."""
+    if "golden" in entry.tiny:
+        return golden_tiny_model(entry.tiny, directory)
     import torch
     import transformers
 
@@ -151,9 +157,27 @@ def make_tiny_model(entry: ZooEntry, directory: Path, seed: int = 0) -> Path:
                 param.normal_(0.0, 0.05)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
-    tokenizer = tiny_tokenizer(tiny["config"], tiny["config"]["vocab_size"])
+    save_tiny_tokenizer(tiny["config"], directory)
+    return directory
+
+
+def golden_tiny_model(tiny: dict[str, Any], directory: Path) -> Path:
+    """Copy the golden checkpoint `tiny["golden"]` and add a tiny tokenizer with its special-token ids."""
+    source = GOLDEN / tiny["golden"] / "model"
+    if not source.is_dir():
+        raise FileNotFoundError(
+            f"golden checkpoint {source} is missing; the shared/ folder must sit beside the checkout"
+        )
+    shutil.copytree(source, directory, dirs_exist_ok=True)
+    config = json.loads((source / "config.json").read_text())
+    save_tiny_tokenizer({**config, **tiny.get("tokenizer", {})}, directory)
+    return directory
+
+
+def save_tiny_tokenizer(config: dict[str, Any], directory: Path) -> None:
+    tokenizer = tiny_tokenizer(config, config["vocab_size"])
     tokenizer.save(str(directory / "tokenizer.json"))
-    names = _special_names(tiny["config"])
+    names = _special_names(config)
     tok_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": 512,
@@ -164,4 +188,3 @@ def make_tiny_model(entry: ZooEntry, directory: Path, seed: int = 0) -> Path:
         "mask_token": names["mask"],
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(tok_config))
-    return directory

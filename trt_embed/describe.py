@@ -16,6 +16,8 @@ def describe(directory: Path, *, as_json: bool = False, layers: bool = False) ->
         matryoshka = "no"
     else:
         matryoshka = ", ".join(map(str, m.matryoshka_dimensions)) or f"any of 1..{m.embedding_dim}"
+    if m.matryoshka_transform:
+        matryoshka += f" ({m.matryoshka_transform} before slicing)"
     lines = [
         f"artifact      {directory}",
         f"source        {m.source.get('model')}" + (f" @ {m.source['revision']}" if m.source.get("revision") else ""),

@@ -88,6 +88,8 @@ class Manifest:
     normalize: bool = True  # the runtime L2-normalizes by default (after Matryoshka slicing)
     graph_normalized: bool = False
     matryoshka_dimensions: list[int] | None = None  # None: not a Matryoshka model
+    # applied to the full vector before Matryoshka slicing; "layer_norm": no affine, eps 1e-5 (nomic v1.5)
+    matryoshka_transform: str | None = None
     prompts: dict[str, str] = dataclasses.field(default_factory=dict)
     default_prompt_name: str | None = None
     uses_token_type_ids: bool = False

@@ -20,6 +20,11 @@ class ZooEntry:
     ort_fusion: str | None
     padding_side: str
     tiny: dict[str, Any]
+    # Optional, for architectures whose hub configs need them (see the comments in model_zoo.yaml).
+    subtypes: dict[str, str] = dataclasses.field(default_factory=dict)
+    config_aliases: dict[str, str] = dataclasses.field(default_factory=dict)
+    prompts: dict[str, str] = dataclasses.field(default_factory=dict)
+    matryoshka_transform: str | None = None
 
 
 @functools.cache
@@ -29,6 +34,23 @@ def load_zoo() -> dict[str, ZooEntry]:
     text = resources.files("trt_embed").joinpath("model_zoo.yaml").read_text()
     raw = yaml.safe_load(text)["architectures"]
     return {name: ZooEntry(architecture=name, **fields) for name, fields in raw.items()}
+
+
+def architecture_of(config: dict[str, Any]) -> str:
+    """The zoo key for a checkpoint's `config.json`: the remote-code class its `auto_map` names for AutoModel
+    when the zoo has an entry for it (jina-v3 says `XLMRobertaModel` but is `XLMRobertaLoRA`), otherwise
+    `architectures[0]`; then the entry's `subtypes` pick a more specific entry by a config key that is set."""
+    zoo = load_zoo()
+    remote = str((config.get("auto_map") or {}).get("AutoModel", "")).rsplit(".", 1)[-1]
+    architectures = config.get("architectures") or [""]
+    name = remote if remote in zoo else str(architectures[0])
+    if name in zoo:
+        name = next((sub for key, sub in zoo[name].subtypes.items() if config.get(key)), name)
+    return name
+
+
+def zoo_entry_for_config(config: dict[str, Any]) -> ZooEntry:
+    return zoo_entry(architecture_of(config))
 
 
 def zoo_entry(architecture: str) -> ZooEntry:

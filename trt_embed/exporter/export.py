@@ -15,7 +15,7 @@ import torch
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.engines import PlanOptions, add_plans, ensure_fp16_graph
-from trt_embed.exporter.families import build_encoder
+from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
 from trt_embed.exporter.source import (
     SentenceTransformerConfig,
@@ -30,7 +30,7 @@ from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, Token
 from trt_embed.poolers import POOLING_MODES
 from trt_embed.runtime.backends.onnxruntime import OnnxRuntimeEngine
 from trt_embed.runtime.tokenizer import TextTokenizer, pad_batch
-from trt_embed.zoo import ZooEntry, zoo_entry
+from trt_embed.zoo import ZooEntry, zoo_entry_for_config
 
 log = logging.getLogger("trt_embed.export")
 
@@ -88,7 +88,8 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
     architectures = config.get("architectures") or []
     if not architectures:
         raise ExportError(f"{st.transformer_dir}/config.json names no `architectures`; cannot pick an exporter")
-    entry = zoo_entry(architectures[0])
+    entry = zoo_entry_for_config(config)
+    config = {**{key: config[alias] for key, alias in entry.config_aliases.items() if alias in config}, **config}
 
     final = Path(output).expanduser().resolve()
     _check_output(final)
@@ -128,8 +129,18 @@ def _export_into(
     with torch.no_grad():
         pooled = graph(*_example(graph, tokenizer, tokenizer_info, calibration))[0].numpy()
     matryoshka = _matryoshka(config, opts)
+    instructions = {str(k): str(v) for k, v in (config.get("task_instructions") or {}).items()}  # jina-v3
+    prompts = {**entry.prompts, **instructions, **st.prompts}
     adapters: dict[str, dict[str, Any]] = {}
+    if isinstance(graph.encoder, WeightVariants):  # adapters stored in the checkpoint, e.g. jina-v3's tasks
+        for name in graph.encoder.variant_names():
+            graph.encoder.use_variant(name)
+            engines += _export_engines(graph, out, tokenizer, tokenizer_info, entry, config, calibration, opts, name)
+            adapters[name] = {**graph.encoder.variant_record(name), "prompt_name": name if name in prompts else None}
+        graph.encoder.use_variant(None)
     for name, adapter_dir in opts.lora.items():
+        if name in adapters:
+            raise ExportError(f"--lora {name}=...: the checkpoint already has a variant {name!r}; choose another name")
         variant_graph, adapters[name] = merged_lora_graph(
             lambda: _build_graph(st, entry, pooling, opts), Path(adapter_dir), name
         )
@@ -152,7 +163,8 @@ def _export_into(
         },
         normalize=_normalize(st, opts),
         matryoshka_dimensions=matryoshka,
-        prompts=st.prompts,
+        matryoshka_transform=entry.matryoshka_transform,
+        prompts=prompts,
         default_prompt_name=st.default_prompt_name,
         uses_token_type_ids=entry.token_type_ids,
         dense_layers=len(st.dense),

@@ -5,13 +5,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from trt_embed.errors import ExportError
+from trt_embed.exporter.models.gte import gte_encoder
+from trt_embed.exporter.models.jina_v3 import jina_v3_encoder
+from trt_embed.exporter.models.nomic_bert import nomic_bert_encoder
 from trt_embed.zoo import ZooEntry
 
 EncoderBuilder = Callable[[Path, ZooEntry, bool], torch.nn.Module]
+
+
+@runtime_checkable
+class WeightVariants(Protocol):
+    """An encoder whose checkpoint carries named weight variants (jina-v3's task LoRA adapters): the exporter
+    exports the base weights as variant `base` and each name as its own variant."""
+
+    def variant_names(self) -> list[str]: ...
+
+    def use_variant(self, name: str | None) -> None:
+        """Switch the weights to variant `name` (None: the base weights)."""
+
+    def variant_record(self, name: str) -> dict[str, Any]:
+        """What the manifest records about the variant (under `lora_adapters`)."""
 
 
 def transformers_encoder(model_dir: Path, entry: ZooEntry, trust_remote_code: bool) -> torch.nn.Module:
@@ -30,6 +48,9 @@ def transformers_encoder(model_dir: Path, entry: ZooEntry, trust_remote_code: bo
 
 FAMILIES: dict[str, EncoderBuilder] = {
     "encoder": transformers_encoder,
+    "nomic_bert": nomic_bert_encoder,
+    "gte": gte_encoder,
+    "jina_v3": jina_v3_encoder,
 }
 
 

@@ -42,9 +42,28 @@ def l2_normalize(vectors: Vectors) -> Vectors:
     return normalized
 
 
-def finish(vectors: Vectors, *, dimensions: int | None, normalize: bool) -> Vectors:
-    """Slice to `dimensions` (already validated), then normalize."""
+MATRYOSHKA_TRANSFORMS = ("layer_norm",)
+
+
+def layer_norm(vectors: Vectors, eps: float = 1e-5) -> Vectors:
+    """`F.layer_norm(x, (D,))` without affine parameters: nomic-embed-text-v1.5's step before slicing."""
+    centered = vectors - vectors.mean(axis=-1, keepdims=True)
+    scaled: Vectors = (centered / np.sqrt((centered**2).mean(axis=-1, keepdims=True) + eps)).astype(np.float32)
+    return scaled
+
+
+def finish(vectors: Vectors, *, dimensions: int | None, normalize: bool, transform: str | None = None) -> Vectors:
+    """Slice to `dimensions` (already validated), then normalize. A Matryoshka `transform` from the manifest
+    applies to the full vector when a smaller dimension is requested."""
     if dimensions is not None:
+        if transform == "layer_norm":
+            vectors = layer_norm(vectors)
+        elif transform is not None:
+            raise InvalidRequest(
+                f"this artifact asks for Matryoshka transform {transform!r}, which this trt-embed does not know "
+                f"(known: {', '.join(MATRYOSHKA_TRANSFORMS)}); upgrade trt-embed or omit `dimensions`",
+                "dimensions",
+            )
         vectors = vectors[:, :dimensions]
     if normalize:
         return l2_normalize(vectors)

@@ -322,7 +322,8 @@ class Runtime:
     def finish_embeddings(self, pooled: Vectors, *, dimensions: int | None, normalize: bool | None) -> Vectors:
         """Matryoshka slice, then normalize (the manifest's default when `normalize` is None)."""
         do_normalize = self.manifest.normalize if normalize is None else normalize
-        return finish(pooled, dimensions=check_dimensions(self.manifest, dimensions), normalize=do_normalize)
+        dims = check_dimensions(self.manifest, dimensions)
+        return finish(pooled, dimensions=dims, normalize=do_normalize, transform=self.manifest.matryoshka_transform)
 
     def quantization_ranges(self, dimensions: int | None, normalized: bool) -> np.ndarray:
         """Calibrated per-dimension [min, max] (shape [2, D]) for int8/uint8 outputs, from the manifest."""
