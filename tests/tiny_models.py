@@ -107,8 +107,9 @@ def _special_ids(config: dict[str, Any]) -> dict[str, int]:
     return ids
 
 
-def tiny_tokenizer(config: dict[str, Any], vocab_size: int) -> Tokenizer:
-    """A WordPiece tokenizer whose special-token ids match the model config."""
+def tiny_tokenizer(config: dict[str, Any], vocab_size: int, template: str | None = None) -> Tokenizer:
+    """A WordPiece tokenizer whose special-token ids match the model config; `template` overrides the
+    single-input template (decoders: e.g. "[CLS] $A" for BOS only, "$A [SEP]" for EOS only)."""
     names, ids = _special_names(config), _special_ids(config)
     vocab: dict[str, int] = {names[k]: ids[k] for k in names}
     pieces = [*WORDS, *"abcdefghijklmnopqrstuvwxyz0123456789", *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz")]
@@ -125,7 +126,7 @@ def tiny_tokenizer(config: dict[str, Any], vocab_size: int) -> Tokenizer:
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     cls, sep = names["cls"], names["sep"]
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{cls} $A {sep}",
+        single=template or f"{cls} $A {sep}",
         pair=f"{cls} $A {sep} $B:1 {sep}:1",
         special_tokens=[(cls, ids["cls"]), (sep, ids["sep"])],
     )
@@ -137,10 +138,12 @@ def make_tiny_model(entry: ZooEntry, directory: Path, seed: int = 0) -> Path:
     import torch
     import transformers
 
+    from trt_embed.exporter.models.decoder import resolve_class
+
     torch.manual_seed(seed)
     tiny = entry.tiny
     config = getattr(transformers, tiny["config_class"])(**tiny["config"])
-    model = getattr(transformers, tiny["model_class"])(config).eval()
+    model = resolve_class(tiny["model_class"])(config).eval()
     with torch.no_grad():  # larger-than-init weights so that errors are not hidden by tiny activations
         for name, param in model.named_parameters():
             if param.dim() >= 2:
@@ -151,7 +154,11 @@ def make_tiny_model(entry: ZooEntry, directory: Path, seed: int = 0) -> Path:
                 param.normal_(0.0, 0.05)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
-    tokenizer = tiny_tokenizer(tiny["config"], tiny["config"]["vocab_size"])
+    saved = json.loads((directory / "config.json").read_text())  # the entry's name, also for classes we build
+    saved.update({"architectures": [entry.architecture], **tiny.get("config_json", {})})
+    (directory / "config.json").write_text(json.dumps(saved, indent=2))
+    tok = tiny.get("tokenizer", {})
+    tokenizer = tiny_tokenizer(tiny["config"], tiny["config"]["vocab_size"], tok.get("template"))
     tokenizer.save(str(directory / "tokenizer.json"))
     names = _special_names(tiny["config"])
     tok_config = {
@@ -162,6 +169,7 @@ def make_tiny_model(entry: ZooEntry, directory: Path, seed: int = 0) -> Path:
         "sep_token": names["sep"],
         "unk_token": names["unk"],
         "mask_token": names["mask"],
+        **({"padding_side": tok["padding_side"]} if "padding_side" in tok else {}),
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(tok_config))
     return directory

@@ -27,6 +27,7 @@ def _export(args: argparse.Namespace) -> int:
         revision=args.revision,
         fuse=not args.no_fuse,
         calibration_texts=calibration,
+        convert=args.convert,
     )
     manifest = export_model(args.model, args.output, options)
     print(f"exported {args.model} -> {args.output}")
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "fp32", "int8"],
         default="auto",
         help="auto: fp32 plus int8 if accurate enough; int8: fail if it is not; fp32: no int8",
+    )
+    p.add_argument(
+        "--convert",
+        choices=["embed"],
+        default=None,
+        help="embed: export a *ForCausalLM / *Model not in the zoo as an embedder (last-token pooling, normalized)",
     )
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--revision", default=None, help="hub revision to look up in the local cache")

@@ -20,6 +20,8 @@ class ZooEntry:
     ort_fusion: str | None
     padding_side: str
     tiny: dict[str, Any]
+    # Family-specific export settings (decoder family: attention, include_prompt, prompts, append_eos, matryoshka).
+    recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @functools.cache

@@ -16,6 +16,7 @@ from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.families import build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
+from trt_embed.exporter.models.recipe import apply_recipe, ensure_eos, entry_for, recipe_matryoshka
 from trt_embed.exporter.source import (
     SentenceTransformerConfig,
     check_model_dir,
@@ -28,7 +29,7 @@ from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, Token
 from trt_embed.poolers import POOLING_MODES
 from trt_embed.runtime.backends.onnxruntime import OnnxRuntimeEngine
 from trt_embed.runtime.tokenizer import TextTokenizer, pad_batch
-from trt_embed.zoo import ZooEntry, zoo_entry
+from trt_embed.zoo import ZooEntry
 
 log = logging.getLogger("trt_embed.export")
 
@@ -48,6 +49,7 @@ class ExportOptions:
     revision: str | None = None
     fuse: bool = True
     calibration_texts: list[str] | None = None
+    convert: str | None = None  # "embed": export a *ForCausalLM / *Model that is not in the zoo
 
 
 def default_calibration_texts() -> list[str]:
@@ -78,7 +80,7 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
     architectures = config.get("architectures") or []
     if not architectures:
         raise ExportError(f"{st.transformer_dir}/config.json names no `architectures`; cannot pick an exporter")
-    entry = zoo_entry(architectures[0])
+    entry = entry_for(architectures[0], opts.convert)
 
     final = Path(output).expanduser().resolve()
     _check_output(final)
@@ -105,10 +107,12 @@ def _export_into(
     entry: ZooEntry,
     opts: ExportOptions,
 ) -> Manifest:
+    st = apply_recipe(st, entry)
     max_len = _max_seq_length(config, st, opts, entry, model_dir)
     tokenizer_info = tokenizer_to_artifact(
         st.transformer_dir, out, model_config=config, padding_side=entry.padding_side, do_lower_case=st.do_lower_case
     )
+    ensure_eos(out / "tokenizer", st.transformer_dir, entry, config)
     tokenizer = TextTokenizer(out / "tokenizer", tokenizer_info, max_len)
     pooling = Pooling(mode=opts.pooling or st.pooling or entry.default_pooling, include_prompt=st.include_prompt)
 
@@ -133,7 +137,7 @@ def _export_into(
             "weights_sha256": {p.name: sha256_file(p) for p in weight_files(st.transformer_dir)},
         },
         normalize=_normalize(st, opts),
-        matryoshka_dimensions=_matryoshka(config),
+        matryoshka_dimensions=_matryoshka(config, entry, int(probe[0].shape[-1])),
         prompts=st.prompts,
         default_prompt_name=st.default_prompt_name,
         uses_token_type_ids=entry.token_type_ids,
@@ -158,11 +162,11 @@ def _normalize(st: SentenceTransformerConfig, opts: ExportOptions) -> bool:
     return True if st.normalize is None else st.normalize
 
 
-def _matryoshka(config: dict[str, Any]) -> list[int] | None:
+def _matryoshka(config: dict[str, Any], entry: ZooEntry, embedding_dim: int) -> list[int] | None:
     dims = config.get("matryoshka_dimensions")
     if dims:
         return sorted(int(d) for d in dims)
-    return [] if config.get("is_matryoshka") else None
+    return [] if config.get("is_matryoshka") else recipe_matryoshka(entry, embedding_dim)
 
 
 def _max_seq_length(
@@ -222,12 +226,12 @@ def _export_engines(
     example = _example(graph, tokenizer, info, [by_length[0], by_length[-1]])
     check_inputs = _example(graph, tokenizer, info, calibration)
     with torch.no_grad():
-        reference = graph(*check_inputs)[0].numpy()
+        reference, token_states = (t.numpy() for t in graph(*check_inputs))
     feeds = {name: t.numpy() for name, t in zip(graph.input_names, check_inputs, strict=True)}
     inputs = [TensorSpec(name, "int64", ["batch", "sequence"]) for name in graph.input_names]
     outputs = [
         TensorSpec("sentence_embedding", "float32", ["batch", int(reference.shape[-1])]),
-        TensorSpec("token_embeddings", "float32", ["batch", "sequence", int(config["hidden_size"])]),
+        TensorSpec("token_embeddings", "float32", ["batch", "sequence", int(token_states.shape[-1])]),
     ]
 
     def measured(file: str, precision: str, optimized: bool) -> tuple[EngineEntry, np.ndarray]:

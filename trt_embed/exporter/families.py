@@ -28,8 +28,16 @@ def transformers_encoder(model_dir: Path, entry: ZooEntry, trust_remote_code: bo
     return encoder.eval()
 
 
+def decoder_encoder(model_dir: Path, entry: ZooEntry, trust_remote_code: bool) -> torch.nn.Module:
+    """Decoder LLMs (Llama, Mistral, Qwen, Gemma, ...): see exporter/models/decoder.py."""
+    from trt_embed.exporter.models.decoder import decoder_encoder as build
+
+    return build(model_dir, entry, trust_remote_code)
+
+
 FAMILIES: dict[str, EncoderBuilder] = {
     "encoder": transformers_encoder,
+    "decoder": decoder_encoder,
 }
 
 

@@ -1,0 +1,1 @@
+"""Model code the exporter needs beyond plain transformers classes (decoder LLM embedders)."""
