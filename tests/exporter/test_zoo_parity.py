@@ -12,7 +12,8 @@ from trt_embed.poolers import pool
 from trt_embed.runtime import Runtime
 from trt_embed.zoo import load_zoo
 
-ARCHITECTURES = sorted(name for name, entry in load_zoo().items() if entry.family == "encoder")  # decoders: test_decoders.py
+# Encoder families; decoder LLMs (causal or bidirectional masks, padding sides) are tested in test_decoders.py.
+ARCHITECTURES = sorted(name for name, entry in load_zoo().items() if entry.family == "encoder")
 TEXTS = [
     "hello",
     "the cat read a paper in the city at night",
