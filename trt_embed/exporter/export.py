@@ -14,6 +14,7 @@ import torch
 
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
+from trt_embed.exporter.external_data import data_hashes
 from trt_embed.exporter.families import build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
 from trt_embed.exporter.models.recipe import apply_recipe, ensure_eos, entry_for, recipe_matryoshka
@@ -245,6 +246,7 @@ def _export_engines(
             outputs=outputs,
             tools=tool_versions(),
             sha256=sha256_file(out / file),
+            extra=data_hashes(out / file),
         )
         engine = OnnxRuntimeEngine(out / file, engine_entry, threads=2)
         got = engine.infer(feeds, ["sentence_embedding"])["sentence_embedding"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
 from trt_embed.errors import ExportError
+from trt_embed.exporter.external_data import data_files, place_onnx
 from trt_embed.exporter.graph import EmbeddingGraph
 
 log = logging.getLogger("trt_embed.export")
@@ -25,12 +27,14 @@ def onnx_from_graph(graph: EmbeddingGraph, example: tuple[torch.Tensor, ...], pa
     dynamic_axes = {name: DYNAMIC for name in graph.input_names}
     dynamic_axes["sentence_embedding"] = {0: "batch"}
     dynamic_axes["token_embeddings"] = DYNAMIC
-    with warnings.catch_warnings(), torch.no_grad():
+    # Exported aside: a graph over 2 GB comes out as one file per weight, gathered into `<name>.data`.
+    with warnings.catch_warnings(), torch.no_grad(), tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         warnings.simplefilter("ignore")
+        exported = Path(tmp) / path.name
         torch.onnx.export(
             graph,
             example,
-            str(path),
+            str(exported),
             input_names=graph.input_names,
             output_names=graph.output_names,
             dynamic_axes=dynamic_axes,
@@ -38,6 +42,7 @@ def onnx_from_graph(graph: EmbeddingGraph, example: tuple[torch.Tensor, ...], pa
             do_constant_folding=True,
             dynamo=False,
         )
+        place_onnx(exported, path)
 
 
 def fused_from_onnx(src: Path, dst: Path, *, model_type: str, num_heads: int, hidden_size: int) -> None:
@@ -66,6 +71,7 @@ def int8_from_onnx(src: Path, dst: Path) -> None:
             str(dst),
             weight_type=QuantType.QInt8,
             per_channel=True,
+            use_external_data_format=bool(data_files(src)),  # writes `<dst name>.data`
             op_types_to_quantize=["MatMul"],
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
         )
