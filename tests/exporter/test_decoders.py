@@ -284,3 +284,62 @@ def test_convert_embed_any_causal_lm(phi_dir: Path, tmp_path: Path) -> None:
         for side in ("left", "right"):
             runtime.manifest.tokenizer.padding_side = side
             assert cosine(runtime.embed(TEXTS, normalize=False), np.stack(rows)).min() >= MIN_COSINE
+
+
+def test_qwen3_embedding_pipeline_matches_sentence_transformers(
+    tiny_model: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """Qwen3-Embedding layout: left padding, EOS from the tokenizer, last-token pooling, instruction prompts."""
+    st = pytest.importorskip("sentence_transformers")
+    from sentence_transformers.sentence_transformer import modules as st_modules
+
+    from trt_embed.exporter import ExportOptions, export_model
+
+    transformer = st_modules.Transformer(str(tiny_model("Qwen3ForCausalLM")))
+    modules = [transformer, st_modules.Pooling(64, pooling_mode="lasttoken"), st_modules.Normalize()]
+    model = st.SentenceTransformer(modules=modules, device="cpu")
+    model.prompts = {"query": "Instruct: Given a web search query, retrieve relevant passages\nQuery:", "document": ""}
+    model.save(str(tmp_path / "st"))
+    export_model(str(tmp_path / "st"), tmp_path / "artifact", ExportOptions(precision="fp32"))
+    reference = st.SentenceTransformer(str(tmp_path / "st"), device="cpu")
+    assert reference.tokenizer.padding_side == "left"
+    with Runtime.load(tmp_path / "artifact") as runtime:
+        assert runtime.manifest.tokenizer.padding_side == "left" and runtime.manifest.pooling.mode == "last"
+        for prompt_name in (None, "query", "document"):
+            got = runtime.embed(TEXTS, prompt_name=prompt_name)
+            expected = reference.encode(TEXTS, prompt_name=prompt_name, normalize_embeddings=True)
+            assert cosine(got, expected).min() >= MIN_COSINE
+
+
+def test_pooling_override(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
+    """`--pooling mean` on a last-token model (some gte-Qwen2 variants are used that way)."""
+    from trt_embed.exporter import ExportOptions, export_model
+
+    model_dir = tiny_model("Qwen2Model")
+    export_model(str(model_dir), tmp_path / "artifact", ExportOptions(precision="fp32", pooling="mean"))
+    entry = zoo_entry("Qwen2Model")
+    mean_entry = ZooEntry(**{**entry.__dict__, "default_pooling": "mean"})
+    with Runtime.load(tmp_path / "artifact") as runtime:
+        assert runtime.manifest.pooling.mode == "mean"
+        reference = torch_reference(model_dir, mean_entry, TEXTS, None)
+        for side in ("left", "right"):
+            runtime.manifest.tokenizer.padding_side = side
+            assert cosine(runtime.embed(TEXTS, normalize=False), reference).min() >= MIN_COSINE
+
+
+def test_add_eos_token_is_honoured(tmp_path: Path) -> None:
+    """A tokenizer_config with `add_eos_token` (e5-mistral style) gets EOS appended by the artifact tokenizer."""
+    from tiny_models import tiny_tokenizer
+
+    from trt_embed.exporter.models.recipe import ensure_eos
+
+    config = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+    tiny_tokenizer(config, 1024, "[CLS] $A").save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "[SEP]", "add_eos_token": True}))
+    ensure_eos(tmp_path, tmp_path, zoo_entry("LlamaModel"), config)
+    from tokenizers import Tokenizer
+
+    ids = Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode("hello world").ids
+    assert ids[0] == 1 and ids[-1] == 2 and len(ids) == 4
+    ensure_eos(tmp_path, tmp_path, zoo_entry("LlamaModel"), config)  # idempotent
+    assert Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode("hello world").ids == ids
