@@ -343,3 +343,21 @@ def test_add_eos_token_is_honoured(tmp_path: Path) -> None:
     assert ids[0] == 1 and ids[-1] == 2 and len(ids) == 4
     ensure_eos(tmp_path, tmp_path, zoo_entry("LlamaModel"), config)  # idempotent
     assert Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode("hello world").ids == ids
+
+
+def test_mask_has_no_fully_blocked_rows() -> None:
+    import torch
+
+    from trt_embed.exporter.models.decoder import additive_mask
+
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 0]])
+    for bidirectional in (False, True):
+        blocked = additive_mask(mask, bidirectional=bidirectional, window=None, dtype=torch.float32) < 0
+        assert not blocked.all(dim=-1).any(), "a fully blocked row becomes NaN once `min` turns into -inf"
+        assert blocked[0, 0, 2:, :2].all() and blocked[1, 0, :3, 3].all(), "real tokens never see padding"
+    causal = additive_mask(mask, bidirectional=False, window=2, dtype=torch.float32) < 0
+    assert causal[1, 0, :3].tolist() == [
+        [False, True, True, True],
+        [False, False, True, True],
+        [True, False, False, True],
+    ]

@@ -39,7 +39,9 @@ def additive_mask(
 
     Causal: key j is visible to query i when j <= i; sliding: also i - j < window (bidirectional: |i - j| <
     window). Indices are raw columns; padding is contiguous, so distances between real tokens are the same
-    with either padding side. Fully blocked rows (queries at padding) stay finite: softmax gives a uniform row.
+    with either padding side. Every query sees at least itself: a query at padding attends to itself only, so
+    no row is fully blocked and no NaN appears even where a reduced precision turns `min` into -inf (real
+    tokens are unaffected: they never see padding, and their own position is always visible).
     """
     seq = attention_mask.shape[1]
     index = torch.arange(seq, device=attention_mask.device)
@@ -49,6 +51,7 @@ def additive_mask(
         allowed = allowed & (distance >= 0)
     if window is not None:
         allowed = allowed & (distance.abs() < window)
+    allowed = allowed | (distance == 0)
     zero = torch.zeros((), dtype=dtype, device=attention_mask.device)
     return torch.where(allowed, zero, torch.finfo(dtype).min)
 
@@ -65,8 +68,7 @@ class DecoderEncoder(torch.nn.Module):
         super().__init__()
         self.model = model
         self.bidirectional = bidirectional
-        config = model.config
-        self.windows = _layer_windows(config, bidirectional)
+        self.windows = _layer_windows(model.config)
 
     def masks(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | dict[str, torch.Tensor]:
         masks = {
@@ -88,7 +90,7 @@ class DecoderEncoder(torch.nn.Module):
         return BaseModelOutput(last_hidden_state=out.last_hidden_state)
 
 
-def _layer_windows(config: Any, bidirectional: bool) -> dict[str, int | None]:
+def _layer_windows(config: Any) -> dict[str, int | None]:
     """Attention window per layer type (None: full attention)."""
     window = getattr(config, "sliding_window", None)
     layer_types = getattr(config, "layer_types", None)
