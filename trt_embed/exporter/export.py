@@ -119,10 +119,9 @@ def _export_into(
 
     graph = _build_graph(st, entry, pooling, opts)
     calibration = opts.calibration_texts or default_calibration_texts()
-    engines = _export_engines(graph, out, tokenizer, tokenizer_info, entry, config, calibration, opts)
-
     with torch.no_grad():
         probe = graph(*_example(graph, tokenizer, tokenizer_info, calibration[:1]))
+    engines = _export_engines(graph, out, tokenizer, tokenizer_info, entry, config, calibration, opts)
     manifest = Manifest(
         architecture=entry.architecture,
         family=entry.family,
@@ -268,6 +267,7 @@ def _export_engines(
             f"{entry.architecture} exporter, please report it"
         )
     engines = [base]
+    graph.to("meta")  # the torch weights are done with: free them before the ONNX passes (export memory)
     source = out / "model.onnx"
     if opts.fuse and entry.ort_fusion:
         onnx_graph.fused_from_onnx(
