@@ -361,3 +361,17 @@ def test_mask_has_no_fully_blocked_rows() -> None:
         [False, False, True, True],
         [True, False, False, True],
     ]
+
+
+def test_convert_refuses_what_it_cannot_export(tmp_path: Path) -> None:
+    """Bloom (ALiBi from a 2D mask) does not take prepared masks: a clear refusal, not a wrong graph."""
+    import transformers
+
+    from trt_embed.errors import ExportError
+    from trt_embed.exporter.models.decoder import decoder_encoder
+    from trt_embed.exporter.models.recipe import entry_for
+
+    config = transformers.BloomConfig(vocab_size=1024, hidden_size=64, n_layer=2, n_head=4)
+    transformers.BloomForCausalLM(config).save_pretrained(tmp_path)
+    with pytest.raises(ExportError, match=r"BloomForCausalLM cannot be exported as a decoder embedder"):
+        decoder_encoder(tmp_path, entry_for("BloomForCausalLM", "embed"), False)

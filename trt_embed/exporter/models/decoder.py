@@ -146,4 +146,41 @@ def load_base_model(model_dir: Path, entry: ZooEntry, trust_remote_code: bool) -
 def decoder_encoder(model_dir: Path, entry: ZooEntry, trust_remote_code: bool) -> torch.nn.Module:
     """Encoder builder of the `decoder` zoo family (see families.py)."""
     model = load_base_model(model_dir, entry, trust_remote_code)
-    return DecoderEncoder(model, bidirectional=attention_kind(entry, model.config) == "bidirectional").eval()
+    encoder = DecoderEncoder(model, bidirectional=attention_kind(entry, model.config) == "bidirectional").eval()
+    check_against_model(encoder, entry)
+    return encoder
+
+
+def check_against_model(encoder: DecoderEncoder, entry: ZooEntry, length: int = 8, pad: int = 3) -> None:
+    """The wrapper must agree with the model's own forward (its own mask code, default positions) on one
+    unpadded input, and give the same states for that input left- and right-padded. Catches architectures
+    whose forward ignores a prepared 4D mask or explicit positions (e.g. under `--convert embed`)."""
+    model = encoder.model
+    vocab = int(model.get_input_embeddings().weight.shape[0])
+    ids = (torch.arange(length) * 7 + 3).remainder(vocab)[None, :]
+    ones = torch.ones_like(ids)
+    if encoder.bidirectional and not getattr(model.config, "use_bidirectional_attention", False):
+        own_mask: torch.Tensor = torch.zeros((1, 1, length, length))  # all visible, built independently
+    else:
+        own_mask = ones
+    filler = torch.zeros((1, pad), dtype=ids.dtype)
+    unsupported = (
+        f"{entry.architecture} cannot be exported as a decoder embedder: its forward does not take a prepared "
+        "4D attention mask and explicit position ids the way transformers' Llama-style decoders do"
+    )
+    try:
+        with torch.no_grad():
+            own = model(input_ids=ids, attention_mask=own_mask, use_cache=False).last_hidden_state[0]
+            plain = encoder(ids, ones).last_hidden_state[0]
+            left = encoder(torch.cat([filler, ids], 1), torch.cat([filler, ones], 1)).last_hidden_state[0, pad:]
+            right = encoder(torch.cat([ids, filler], 1), torch.cat([ones, filler], 1)).last_hidden_state[0, :length]
+    except Exception as exc:  # whatever the model's own code raises on our inputs
+        raise ExportError(f"{unsupported} ({type(exc).__name__}: {exc}). Please report the architecture.") from exc
+    scale = float(own.abs().max()) + 1e-6
+    for name, got in (("unpadded", plain), ("left-padded", left), ("right-padded", right)):
+        error = float((got - own).abs().max()) / scale
+        if error > 1e-4:
+            raise ExportError(
+                f"{unsupported} (a {name} input differs from the model's own result by {error:.1e} relative). "
+                "Please report the architecture."
+            )
