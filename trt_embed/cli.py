@@ -28,6 +28,7 @@ def _export(args: argparse.Namespace) -> int:
         fuse=not args.no_fuse,
         calibration_texts=calibration,
         convert=args.convert,
+        architecture=args.architecture,
     )
     manifest = export_model(args.model, args.output, options)
     print(f"exported {args.model} -> {args.output}")
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["embed"],
         default=None,
         help="embed: export a *ForCausalLM / *Model not in the zoo as an embedder (last-token pooling, normalized)",
+    )
+    p.add_argument(
+        "--architecture",
+        default=None,
+        help="zoo architecture to export as, instead of config.json's (e.g. GritLM for GritLM-7B, "
+        "VoyageQwen3BidirectionalEmbedModel for voyage-4-nano)",
     )
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--revision", default=None, help="hub revision to look up in the local cache")

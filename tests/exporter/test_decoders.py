@@ -375,3 +375,22 @@ def test_convert_refuses_what_it_cannot_export(tmp_path: Path) -> None:
     transformers.BloomForCausalLM(config).save_pretrained(tmp_path)
     with pytest.raises(ExportError, match=r"BloomForCausalLM cannot be exported as a decoder embedder"):
         decoder_encoder(tmp_path, entry_for("BloomForCausalLM", "embed"), False)
+
+
+def test_architecture_override(
+    tiny_model: Callable[[str], Path], tiny_artifact: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """GritLM-7B's config.json says MistralForCausalLM: `--architecture GritLM` picks the GritLM recipe."""
+    import shutil
+
+    from trt_embed.cli import main
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model("GritLM"), model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "architectures": ["MistralForCausalLM"]}))
+    out = tmp_path / "artifact"
+    assert main(["export", str(model_dir), "-o", str(out), "--architecture", "GritLM", "--precision", "fp32"]) == 0
+    with Runtime.load(out) as runtime, Runtime.load(tiny_artifact("GritLM")) as expected:
+        assert runtime.manifest.architecture == "GritLM" and not runtime.manifest.pooling.include_prompt
+        np.testing.assert_allclose(runtime.embed(TEXTS), expected.embed(TEXTS), atol=1e-6)

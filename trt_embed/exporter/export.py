@@ -51,6 +51,8 @@ class ExportOptions:
     fuse: bool = True
     calibration_texts: list[str] | None = None
     convert: str | None = None  # "embed": export a *ForCausalLM / *Model that is not in the zoo
+    architecture: str | None = None  # instead of config.json's (GritLM-7B says MistralForCausalLM; like vLLM's
+    # `--hf-overrides '{"architectures": [...]}'`)
 
 
 def default_calibration_texts() -> list[str]:
@@ -78,9 +80,12 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
     model_dir = resolve_model_dir(model, opts.revision)
     st = read_sentence_transformers(model_dir)
     config = check_model_dir(st.transformer_dir)
-    architectures = config.get("architectures") or []
+    architectures = [opts.architecture] if opts.architecture else config.get("architectures") or []
     if not architectures:
-        raise ExportError(f"{st.transformer_dir}/config.json names no `architectures`; cannot pick an exporter")
+        raise ExportError(
+            f"{st.transformer_dir}/config.json names no `architectures`; cannot pick an exporter. "
+            "Name one with --architecture."
+        )
     entry = entry_for(architectures[0], opts.convert)
 
     final = Path(output).expanduser().resolve()
