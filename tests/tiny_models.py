@@ -111,8 +111,9 @@ def _special_ids(config: dict[str, Any]) -> dict[str, int]:
     return ids
 
 
-def tiny_tokenizer(config: dict[str, Any], vocab_size: int) -> Tokenizer:
-    """A WordPiece tokenizer whose special-token ids match the model config."""
+def tiny_tokenizer(config: dict[str, Any], vocab_size: int, template: str | None = None) -> Tokenizer:
+    """A WordPiece tokenizer whose special-token ids match the model config; `template` overrides the
+    single-input template (decoders: e.g. "[CLS] $A" for BOS only, "$A [SEP]" for EOS only)."""
     names, ids = _special_names(config), _special_ids(config)
     vocab: dict[str, int] = {names[k]: ids[k] for k in names}
     pieces = [*WORDS, *"abcdefghijklmnopqrstuvwxyz0123456789", *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz")]
@@ -129,7 +130,7 @@ def tiny_tokenizer(config: dict[str, Any], vocab_size: int) -> Tokenizer:
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     cls, sep = names["cls"], names["sep"]
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{cls} $A {sep}",
+        single=template or f"{cls} $A {sep}",
         pair=f"{cls} $A {sep} $B:1 {sep}:1",
         special_tokens=[(cls, ids["cls"]), (sep, ids["sep"])],
     )
@@ -143,10 +144,12 @@ def make_tiny_model(entry: ZooEntry, directory: Path, seed: int = 0) -> Path:
     import torch
     import transformers
 
+    from trt_embed.exporter.models.decoder import resolve_class
+
     torch.manual_seed(seed)
     tiny = entry.tiny
     config = getattr(transformers, tiny["config_class"])(**tiny["config"])
-    model = getattr(transformers, tiny["model_class"])(config).eval()
+    model = resolve_class(tiny["model_class"])(config).eval()
     with torch.no_grad():  # larger-than-init weights so that errors are not hidden by tiny activations
         for name, param in model.named_parameters():
             if param.dim() >= 2:
@@ -157,7 +160,10 @@ def make_tiny_model(entry: ZooEntry, directory: Path, seed: int = 0) -> Path:
                 param.normal_(0.0, 0.05)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
-    save_tiny_tokenizer(tiny["config"], directory)
+    saved = json.loads((directory / "config.json").read_text())  # the entry's name, also for classes we build
+    saved.update({"architectures": [entry.architecture], **tiny.get("config_json", {})})
+    (directory / "config.json").write_text(json.dumps(saved, indent=2))
+    save_tiny_tokenizer(tiny["config"], directory, tiny.get("tokenizer", {}))
     return directory
 
 
@@ -170,12 +176,14 @@ def golden_tiny_model(tiny: dict[str, Any], directory: Path) -> Path:
         )
     shutil.copytree(source, directory, dirs_exist_ok=True)
     config = json.loads((source / "config.json").read_text())
-    save_tiny_tokenizer({**config, **tiny.get("tokenizer", {})}, directory)
+    tok = tiny.get("tokenizer", {})
+    save_tiny_tokenizer({**config, **tok}, directory, tok)
     return directory
 
 
-def save_tiny_tokenizer(config: dict[str, Any], directory: Path) -> None:
-    tokenizer = tiny_tokenizer(config, config["vocab_size"])
+def save_tiny_tokenizer(config: dict[str, Any], directory: Path, tok: dict[str, Any]) -> None:
+    """`tok`: optional `template` (single-input template) and `padding_side` of the saved tokenizer."""
+    tokenizer = tiny_tokenizer(config, config["vocab_size"], tok.get("template"))
     tokenizer.save(str(directory / "tokenizer.json"))
     names = _special_names(config)
     tok_config = {
@@ -186,5 +194,6 @@ def save_tiny_tokenizer(config: dict[str, Any], directory: Path) -> None:
         "sep_token": names["sep"],
         "unk_token": names["unk"],
         "mask_token": names["mask"],
+        **({"padding_side": tok["padding_side"]} if "padding_side" in tok else {}),
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(tok_config))

@@ -35,6 +35,8 @@ def _export(args: argparse.Namespace) -> int:
         calibration_texts=calibration,
         matryoshka_dims=_matryoshka_dims(args),
         lora=dict(_lora_pair(spec) for spec in args.lora),
+        convert=args.convert,
+        architecture=args.architecture,
     )
     manifest = export_model(args.model, args.output, options)
     print(f"exported {args.model} -> {args.output}")
@@ -158,6 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["onnx", "tensorrt", "all"],
         default="onnx",
         help="onnx: ONNX graphs; tensorrt: the graphs plans need, plus TensorRT plans; all: every graph and plans",
+    )
+    p.add_argument(
+        "--convert",
+        choices=["embed"],
+        default=None,
+        help="embed: export a *ForCausalLM / *Model not in the zoo as an embedder (last-token pooling, normalized)",
+    )
+    p.add_argument(
+        "--architecture",
+        default=None,
+        help="zoo architecture to export as, instead of config.json's (e.g. GritLM for GritLM-7B, "
+        "VoyageQwen3BidirectionalEmbedModel for voyage-4-nano)",
     )
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--revision", default=None, help="hub revision to look up in the local cache")

@@ -93,6 +93,7 @@ class Manifest:
     prompts: dict[str, str] = dataclasses.field(default_factory=dict)
     default_prompt_name: str | None = None
     uses_token_type_ids: bool = False
+    vocab_size: int | None = None  # rows of the model's token embedding table (valid token ids)
     dense_layers: int = 0
     lora_adapters: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     calibration: dict[str, Any] = dataclasses.field(default_factory=dict)

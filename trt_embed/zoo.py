@@ -25,6 +25,8 @@ class ZooEntry:
     config_aliases: dict[str, str] = dataclasses.field(default_factory=dict)
     prompts: dict[str, str] = dataclasses.field(default_factory=dict)
     matryoshka_transform: str | None = None
+    # Family-specific export settings (decoder family: attention, include_prompt, prompts, append_eos, matryoshka).
+    recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @functools.cache

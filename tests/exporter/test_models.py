@@ -75,10 +75,8 @@ def test_nomic_dynamic_ntk_exports(tmp_path: Path) -> None:
     from trt_embed.runtime import Runtime
 
     model_dir = golden_copy("nomic_bert", tmp_path, rotary_scaling_factor=2, max_trained_positions=6)
-    save_tiny_tokenizer(
-        {**json.loads((model_dir / "config.json").read_text()), **zoo_entry("NomicBertModel").tiny["tokenizer"]},
-        model_dir,
-    )
+    tok = zoo_entry("NomicBertModel").tiny["tokenizer"]
+    save_tiny_tokenizer({**json.loads((model_dir / "config.json").read_text()), **tok}, model_dir, tok)
     export_model(str(model_dir), tmp_path / "artifact", ExportOptions(precision="fp32"))
     data = np.load(GOLDEN / "nomic_bert" / "golden.npz")
     model = nomic_bert_encoder(model_dir, zoo_entry("NomicBertModel"), False)

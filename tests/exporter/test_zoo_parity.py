@@ -12,9 +12,10 @@ from trt_embed.poolers import pool
 from trt_embed.runtime import Runtime
 from trt_embed.zoo import load_zoo
 
-ARCHITECTURES = sorted(load_zoo())
-# Remote-code entries have no transformers class to compare with: test_golden compares them with outputs of
-# their original code instead.
+# Encoder families with a transformers class to compare with. Remote-code entries are compared with outputs of
+# their original code in test_golden.py; decoder LLMs (causal or bidirectional masks, padding sides) in
+# test_decoders.py.
+ARCHITECTURES = sorted(name for name, entry in load_zoo().items() if entry.family != "decoder")
 WITH_TRANSFORMERS_CLASS = [name for name in ARCHITECTURES if "golden" not in load_zoo()[name].tiny]
 TEXTS = [
     "hello",

@@ -15,8 +15,10 @@ import torch
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.engines import PlanOptions, add_plans, ensure_fp16_graph
+from trt_embed.exporter.external_data import data_hashes
 from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
+from trt_embed.exporter.models.recipe import apply_recipe, ensure_eos, entry_for, recipe_matryoshka
 from trt_embed.exporter.source import (
     SentenceTransformerConfig,
     check_model_dir,
@@ -30,7 +32,7 @@ from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, Token
 from trt_embed.poolers import POOLING_MODES
 from trt_embed.runtime.backends.onnxruntime import OnnxRuntimeEngine
 from trt_embed.runtime.tokenizer import TextTokenizer, pad_batch
-from trt_embed.zoo import ZooEntry, zoo_entry_for_config
+from trt_embed.zoo import ZooEntry, architecture_of, load_zoo, zoo_entry
 
 log = logging.getLogger("trt_embed.export")
 
@@ -55,6 +57,9 @@ class ExportOptions:
     calibration_texts: list[str] | None = None
     matryoshka_dims: list[int] | None = None  # record Matryoshka support the config does not state ([] = any)
     lora: dict[str, str] = dataclasses.field(default_factory=dict)  # variant name -> PEFT adapter directory
+    convert: str | None = None  # "embed": export a *ForCausalLM / *Model that is not in the zoo
+    architecture: str | None = None  # instead of config.json's (GritLM-7B says MistralForCausalLM; like vLLM's
+    # `--hf-overrides '{"architectures": [...]}'`)
 
 
 def default_calibration_texts() -> list[str]:
@@ -85,10 +90,15 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
     model_dir = resolve_model_dir(model, opts.revision)
     st = read_sentence_transformers(model_dir)
     config = check_model_dir(st.transformer_dir)
-    architectures = config.get("architectures") or []
+    architectures = [opts.architecture] if opts.architecture else config.get("architectures") or []
     if not architectures:
-        raise ExportError(f"{st.transformer_dir}/config.json names no `architectures`; cannot pick an exporter")
-    entry = zoo_entry_for_config(config)
+        raise ExportError(
+            f"{st.transformer_dir}/config.json names no `architectures`; cannot pick an exporter. "
+            "Name one with --architecture."
+        )
+    routed = architecture_of(config)
+    use_routing = routed in load_zoo() and not opts.architecture
+    entry = zoo_entry(routed) if use_routing else entry_for(architectures[0], opts.convert)
     config = {**{key: config[alias] for key, alias in entry.config_aliases.items() if alias in config}, **config}
 
     final = Path(output).expanduser().resolve()
@@ -116,23 +126,28 @@ def _export_into(
     entry: ZooEntry,
     opts: ExportOptions,
 ) -> Manifest:
+    st = apply_recipe(st, entry)
     max_len = _max_seq_length(config, st, opts, entry, model_dir)
     tokenizer_info = tokenizer_to_artifact(
         st.transformer_dir, out, model_config=config, padding_side=entry.padding_side, do_lower_case=st.do_lower_case
     )
+    ensure_eos(out / "tokenizer", st.transformer_dir, entry, config)
     tokenizer = TextTokenizer(out / "tokenizer", tokenizer_info, max_len)
     pooling = Pooling(mode=opts.pooling or st.pooling or entry.default_pooling, include_prompt=st.include_prompt)
 
     graph = _build_graph(st, entry, pooling, opts)
     calibration = opts.calibration_texts or default_calibration_texts()
-    engines = _export_engines(graph, out, tokenizer, tokenizer_info, entry, config, calibration, opts)
-    with torch.no_grad():
+    with torch.no_grad():  # the calibration embeddings (int8 output ranges), before weights may be released
         pooled = graph(*_example(graph, tokenizer, tokenizer_info, calibration))[0].numpy()
-    matryoshka = _matryoshka(config, opts)
+    variants = isinstance(graph.encoder, WeightVariants)
+    engines = _export_engines(
+        graph, out, tokenizer, tokenizer_info, entry, config, calibration, opts, release=not variants
+    )
+    matryoshka = _matryoshka(config, opts, entry, int(pooled.shape[-1]))
     instructions = {str(k): str(v) for k, v in (config.get("task_instructions") or {}).items()}  # jina-v3
     prompts = {**entry.prompts, **instructions, **st.prompts}
     adapters: dict[str, dict[str, Any]] = {}
-    if isinstance(graph.encoder, WeightVariants):  # adapters stored in the checkpoint, e.g. jina-v3's tasks
+    if variants:  # adapters stored in the checkpoint, e.g. jina-v3's tasks
         for name in graph.encoder.variant_names():
             graph.encoder.use_variant(name)
             engines += _export_engines(graph, out, tokenizer, tokenizer_info, entry, config, calibration, opts, name)
@@ -167,6 +182,7 @@ def _export_into(
         prompts=prompts,
         default_prompt_name=st.default_prompt_name,
         uses_token_type_ids=entry.token_type_ids,
+        vocab_size=int(config["vocab_size"]) if config.get("vocab_size") else None,
         dense_layers=len(st.dense),
         lora_adapters=adapters,
         calibration=calibration_ranges(pooled, matryoshka),
@@ -217,14 +233,14 @@ def _normalize(st: SentenceTransformerConfig, opts: ExportOptions) -> bool:
     return True if st.normalize is None else st.normalize
 
 
-def _matryoshka(config: dict[str, Any], opts: ExportOptions) -> list[int] | None:
+def _matryoshka(config: dict[str, Any], opts: ExportOptions, entry: ZooEntry, embedding_dim: int) -> list[int] | None:
     """None: not Matryoshka; []: any dimension; else the allowed dimensions."""
     if opts.matryoshka_dims is not None:
         return sorted(set(opts.matryoshka_dims))
     dims = config.get("matryoshka_dimensions")
     if dims:
         return sorted(int(d) for d in dims)
-    return [] if config.get("is_matryoshka") else None
+    return [] if config.get("is_matryoshka") else recipe_matryoshka(entry, embedding_dim)
 
 
 def _max_seq_length(
@@ -279,9 +295,10 @@ def _export_engines(
     calibration: list[str],
     opts: ExportOptions,
     variant: str = "base",
+    release: bool = False,
 ) -> list[EngineEntry]:
     """Export, check and (optionally) fuse and quantize one graph; files of LoRA variants go to
-    `variants/NAME/`."""
+    `variants/NAME/`. `release` frees the graph's torch weights once the fp32 ONNX graph is checked."""
     prefix = "" if variant == "base" else f"variants/{variant}/"
     (out / prefix).mkdir(parents=True, exist_ok=True)
     # Trace on two inputs of different lengths (padding present), check on other shapes.
@@ -289,12 +306,12 @@ def _export_engines(
     example = _example(graph, tokenizer, info, [by_length[0], by_length[-1]])
     check_inputs = _example(graph, tokenizer, info, calibration)
     with torch.no_grad():
-        reference = graph(*check_inputs)[0].numpy()
+        reference, token_states = (t.numpy() for t in graph(*check_inputs))
     feeds = {name: t.numpy() for name, t in zip(graph.input_names, check_inputs, strict=True)}
     inputs = [TensorSpec(name, "int64", ["batch", "sequence"]) for name in graph.input_names]
     outputs = [
         TensorSpec("sentence_embedding", "float32", ["batch", int(reference.shape[-1])]),
-        TensorSpec("token_embeddings", "float32", ["batch", "sequence", int(config["hidden_size"])]),
+        TensorSpec("token_embeddings", "float32", ["batch", "sequence", int(token_states.shape[-1])]),
     ]
 
     def measured(file: str, precision: str, optimized: bool) -> tuple[EngineEntry, np.ndarray]:
@@ -309,6 +326,7 @@ def _export_engines(
             outputs=outputs,
             tools=tool_versions(),
             sha256=sha256_file(out / file),
+            extra=data_hashes(out / file),
         )
         engine = OnnxRuntimeEngine(out / file, engine_entry, threads=2)
         got = engine.infer(feeds, ["sentence_embedding"])["sentence_embedding"]
@@ -330,6 +348,8 @@ def _export_engines(
             f"{entry.architecture} exporter, please report it"
         )
     engines = [base]
+    if release:
+        graph.to("meta")  # the torch weights are done with: free them before the ONNX passes (export memory)
     source = out / f"{prefix}model.onnx"
     wanted = precisions(opts.precision)
     if opts.fuse and entry.ort_fusion and opts.engine != "tensorrt":

@@ -46,11 +46,19 @@ def transformers_encoder(model_dir: Path, entry: ZooEntry, trust_remote_code: bo
     return encoder.eval()
 
 
+def decoder_encoder(model_dir: Path, entry: ZooEntry, trust_remote_code: bool) -> torch.nn.Module:
+    """Decoder LLMs (Llama, Mistral, Qwen, Gemma, ...): see exporter/models/decoder.py."""
+    from trt_embed.exporter.models.decoder import decoder_encoder as build
+
+    return build(model_dir, entry, trust_remote_code)
+
+
 FAMILIES: dict[str, EncoderBuilder] = {
     "encoder": transformers_encoder,
     "nomic_bert": nomic_bert_encoder,
     "gte": gte_encoder,
     "jina_v3": jina_v3_encoder,
+    "decoder": decoder_encoder,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 
 from trt_embed.errors import ExportError
+from trt_embed.exporter.external_data import data_files, place_onnx
 from trt_embed.exporter.graph import EmbeddingGraph
 
 log = logging.getLogger("trt_embed.export")
@@ -26,12 +28,14 @@ def onnx_from_graph(graph: EmbeddingGraph, example: tuple[torch.Tensor, ...], pa
     dynamic_axes = {name: DYNAMIC for name in graph.input_names}
     dynamic_axes["sentence_embedding"] = {0: "batch"}
     dynamic_axes["token_embeddings"] = DYNAMIC
-    with warnings.catch_warnings(), torch.no_grad():
+    # Exported aside: a graph over 2 GB comes out as one file per weight, gathered into `<name>.data`.
+    with warnings.catch_warnings(), torch.no_grad(), tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         warnings.simplefilter("ignore")
+        exported = Path(tmp) / path.name
         torch.onnx.export(
             graph,
             example,
-            str(path),
+            str(exported),
             input_names=graph.input_names,
             output_names=graph.output_names,
             dynamic_axes=dynamic_axes,
@@ -39,6 +43,7 @@ def onnx_from_graph(graph: EmbeddingGraph, example: tuple[torch.Tensor, ...], pa
             do_constant_folding=True,
             dynamo=False,
         )
+        place_onnx(exported, path)
 
 
 def fused_from_onnx(src: Path, dst: Path, *, model_type: str, num_heads: int, hidden_size: int) -> None:
@@ -67,6 +72,7 @@ def int8_from_onnx(src: Path, dst: Path) -> None:
             str(dst),
             weight_type=QuantType.QInt8,
             per_channel=True,
+            use_external_data_format=bool(data_files(src)),  # writes `<dst name>.data`
             op_types_to_quantize=["MatMul"],
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
         )
@@ -93,8 +99,8 @@ def fp16_from_onnx(src: Path, dst: Path) -> list[str]:
     """Mixed-precision copy of an fp32 graph: fp16 weights and matmuls, fp32 where fp16 is not safe.
 
     Kept in fp32: the ops in `FP32_OPS`, the rotary position path (everything feeding Cos/Sin: positions
-    above 2048 are not exact in fp16) and the pooling tail (everything after a reduction: sums over long
-    sequences overflow fp16). Inputs and outputs keep their dtypes. Returns the op types kept in fp32.
+    above 2048 are not exact in fp16) and the pooling tail (everything after a ReduceSum/ReduceMax: sums over
+    long sequences overflow fp16). Inputs and outputs keep their dtypes. Returns the op types kept in fp32.
     TensorRT-RTX networks are strongly typed, so this graph *is* the fp16 engine's precision plan.
     """
     import onnx
@@ -104,7 +110,8 @@ def fp16_from_onnx(src: Path, dst: Path) -> list[str]:
     nodes = list(model.graph.node)
     keep = {n.name for n in nodes if n.op_type in FP32_OPS}
     keep |= _ancestors(nodes, {n.name for n in nodes if n.op_type in ("Cos", "Sin")})
-    keep |= _descendants(nodes, {n.name for n in nodes if n.op_type.startswith("Reduce")})
+    # Pooling reduces with ReduceSum (mean) or ReduceMax (max); RMSNorm's ReduceMean is not a pooling tail.
+    keep |= _descendants(nodes, {n.name for n in nodes if n.op_type in ("ReduceSum", "ReduceMax")})
     try:
         converted = convert_float_to_float16(
             model, keep_io_types=True, op_block_list=list(FP32_OPS), node_block_list=sorted(keep)

@@ -31,15 +31,10 @@ class Artifact:
     def engine_path(self, entry: EngineEntry, *, verify: bool = True) -> Path:
         """Path of an engine file, after checking it exists and matches its recorded sha256."""
         path = self.directory / entry.file
-        if not path.is_file():
-            raise ArtifactError(f"{path} is listed in the manifest but missing; the artifact is incomplete")
-        if verify and entry.sha256:
-            actual = sha256_file(path)
-            if actual != entry.sha256:
-                raise ArtifactError(
-                    f"{path} is corrupt or does not belong to this artifact: sha256 {actual[:12]}… "
-                    f"does not match the manifest's {entry.sha256[:12]}…. Re-export or copy the artifact again."
-                )
+        _check_file(path, entry.sha256, verify)
+        external: dict[str, str] = entry.extra.get("external_data", {})  # weights of graphs over 2 GB
+        for name, digest in external.items():
+            _check_file(self.directory / name, digest, verify)
         return path
 
     def onnx_entry(self, *, variant: str = "base", precision: str = "fp32") -> EngineEntry:
@@ -58,3 +53,15 @@ class Artifact:
                 f"re-export with `--precision {precision}` or pick one of those"
             )
         return max(candidates, key=lambda e: e.optimized)
+
+
+def _check_file(path: Path, sha256: str, verify: bool) -> None:
+    if not path.is_file():
+        raise ArtifactError(f"{path} is listed in the manifest but missing; the artifact is incomplete")
+    if verify and sha256:
+        actual = sha256_file(path)
+        if actual != sha256:
+            raise ArtifactError(
+                f"{path} is corrupt or does not belong to this artifact: sha256 {actual[:12]}… "
+                f"does not match the manifest's {sha256[:12]}…. Re-export or copy the artifact again."
+            )

@@ -198,7 +198,7 @@ class Runtime:
 
     def _token_inputs(self, inputs: Inputs, truncate: Truncate, max_tokens: int | None) -> Tokenized:
         limit = max_tokens or self.max_seq_length
-        vocab = self.tokenizer.vocab_size
+        vocab = self.manifest.vocab_size or self.tokenizer.vocab_size
         ids: list[list[int]] = []
         for n, row in enumerate(inputs):
             if not isinstance(row, Sequence) or not all(isinstance(t, int) and not isinstance(t, bool) for t in row):
