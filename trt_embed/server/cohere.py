@@ -11,7 +11,7 @@ from starlette.responses import Response
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime import encoding
 from trt_embed.server.responses import JSON, parse
-from trt_embed.server.service import Context, Served, finish, new_id, run
+from trt_embed.server.service import Context, Registry, Served, finish, new_id, run
 
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
 
@@ -63,6 +63,18 @@ def prompt_for(input_type: str | None, prompts: dict[str, str]) -> str | None:
     raise InvalidRequest(f"unknown input_type {input_type!r}; valid: {', '.join(valid)}", "input_type")
 
 
+def task_variant(served: Served, prompt_name: str | None, registry: Registry) -> Served:
+    """A model whose variants are tasks (jina-embeddings-v3: one merged LoRA per task) runs the variant
+    whose task prompt the input type resolved to; other models run as served."""
+    runtime = served.runtime
+    if prompt_name is None or served.variant != runtime.default_variant:
+        return served
+    for variant, record in runtime.manifest.lora_adapters.items():
+        if record.get("prompt_name") == prompt_name and variant in registry.models:
+            return registry.models[variant]
+    return served
+
+
 def texts_of(body: EmbedRequest) -> list[str]:
     if body.images:
         raise InvalidRequest("images are not supported: this server embeds text", "images")
@@ -102,11 +114,13 @@ async def embed(request: Request) -> Response:
     served = ctx.registry.get(body.model)
     texts = texts_of(body)
     truncate = body.truncate.lower()
+    prompt_name = prompt_for(body.input_type, served.runtime.manifest.prompts)
+    served = task_variant(served, prompt_name, ctx.registry)
     outcome = await run(
         ctx,
         served,
         texts,
-        prompt_name=prompt_for(body.input_type, served.runtime.manifest.prompts),
+        prompt_name=prompt_name,
         truncate=truncate,
         truncate_prompt_tokens=None if body.max_tokens is None else min(body.max_tokens, served.runtime.max_seq_length),
         priority=body.priority,
