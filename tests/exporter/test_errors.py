@@ -64,7 +64,7 @@ def test_refuses_to_overwrite_other_directories(tiny_model: Callable[[str], Path
 def test_corrupt_engine_file(tiny_artifact: Callable[[str], Path], tmp_path: Path) -> None:
     artifact = tmp_path / "artifact"
     shutil.copytree(tiny_artifact("BertModel"), artifact)
-    with (artifact / "model.optimized.onnx").open("r+b") as fh:
+    with (artifact / "model.onnx").open("r+b") as fh:
         fh.seek(100)
         fh.write(b"\x00\x01\x02\x03")
     with pytest.raises(ArtifactError, match=r"corrupt .*sha256"):
@@ -74,7 +74,7 @@ def test_corrupt_engine_file(tiny_artifact: Callable[[str], Path], tmp_path: Pat
 def test_missing_engine_file(tiny_artifact: Callable[[str], Path], tmp_path: Path) -> None:
     artifact = tmp_path / "artifact"
     shutil.copytree(tiny_artifact("BertModel"), artifact)
-    (artifact / "model.optimized.onnx").unlink()
+    (artifact / "model.onnx").unlink()
     with pytest.raises(ArtifactError, match=r"missing; the artifact is incomplete"):
         Runtime.load(artifact)
 
@@ -82,7 +82,7 @@ def test_missing_engine_file(tiny_artifact: Callable[[str], Path], tmp_path: Pat
 def test_mismatched_manifest(tiny_artifact: Callable[[str], Path], tmp_path: Path) -> None:
     artifact = tmp_path / "artifact"
     shutil.copytree(tiny_artifact("BertModel"), artifact)
-    shutil.copyfile(artifact / "model.onnx", artifact / "model.optimized.onnx")  # another artifact's file
+    shutil.copyfile(artifact / "model.optimized.onnx", artifact / "model.onnx")  # another artifact's file
     with pytest.raises(ArtifactError, match=r"does not belong to this artifact"):
         Runtime.load(artifact)
 

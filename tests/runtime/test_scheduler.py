@@ -138,3 +138,28 @@ def test_close_drains_accepted_work() -> None:
     assert [f.result(0).rows[0][0] for f in futures] == [0, 1, 2, 3, 4]
     with pytest.raises(Overloaded, match="shutting down"):
         scheduler.submit(KEY, [[1]], [[0]])
+
+
+def test_concurrent_requests_of_mixed_lengths_pad_little() -> None:
+    """Single-input requests of random lengths queued together are grouped by length, not by arrival."""
+    gate = Gate()
+    widths: list[list[int]] = []
+
+    def record(key: BatchKey, ids: list[list[int]], type_ids: list[list[int]]) -> list[np.ndarray]:
+        gate.started.set()
+        gate.release.wait(10)
+        widths.append([len(r) for r in ids])
+        return [np.zeros(2, dtype=np.float32) for _ in ids]
+
+    scheduler = Scheduler(record, max_batch_tokens=400, max_batch_size=64)
+    blocker = scheduler.submit(KEY, [[1] * 5], [[0] * 5])
+    assert gate.started.wait(5)
+    lengths = np.random.default_rng(0).integers(5, 100, size=60).tolist()
+    futures = [scheduler.submit(KEY, [[1] * n], [[0] * n]) for n in lengths]  # arrival order is random
+    gate.release.set()
+    for f in [blocker, *futures]:
+        f.result(5)
+    scheduler.close()
+    real = sum(sum(w) for w in widths)
+    padded = sum(len(w) * max(w) for w in widths)
+    assert padded <= 1.25 * real, f"padding overhead {padded / real:.2f}"

@@ -50,7 +50,7 @@ def test_auto_falls_back_to_onnxruntime_cpu_and_says_why(multi_sm_artifact: Path
         reason = runtime.backend_reason
         assert "no usable TensorRT plan" in reason
         assert "engines/model.fp32.sm80-sm86-sm89.plan targets sm_80, sm_86, sm_89" in reason
-        assert "no GPU to run it here" in reason and "running model.optimized.onnx" in reason
+        assert "no GPU to run it here" in reason and "running model.onnx" in reason
         assert runtime.embed(TEXTS).shape == (len(TEXTS), 64)
     with Runtime.load(multi_sm_artifact, backend="auto", precision="fp16") as runtime:
         assert runtime.engine.entry.file == "model.fp16.onnx", "the checked fp16 graph runs on onnxruntime too"

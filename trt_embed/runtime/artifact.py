@@ -37,8 +37,9 @@ class Artifact:
             _check_file(self.directory / name, digest, verify)
         return path
 
-    def onnx_entry(self, *, variant: str = "base", precision: str = "fp32") -> EngineEntry:
-        """The ONNX engine to run for a variant and precision; fused graphs are preferred."""
+    def onnx_entry(self, *, variant: str = "base", precision: str = "fp32", fused: bool = True) -> EngineEntry:
+        """The ONNX graph to run for a variant and precision, preferring the onnxruntime-fused graph (`fused`,
+        what CUDA runs best) or the plain one (on CPU, onnxruntime's load-time fusions measured faster)."""
         if variant not in self.variants:
             raise UnknownModel(f"variant {variant!r} is not in this artifact; available: {', '.join(self.variants)}")
         if precision not in PRECISIONS:
@@ -52,7 +53,7 @@ class Artifact:
                 f"this artifact has no {precision} ONNX graph for variant {variant!r} (it has: {', '.join(have)}); "
                 f"re-export with `--precision {precision}` or pick one of those"
             )
-        return max(candidates, key=lambda e: e.optimized)
+        return max(candidates, key=lambda e: e.optimized == fused)
 
 
 def _check_file(path: Path, sha256: str, verify: bool) -> None:

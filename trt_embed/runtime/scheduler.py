@@ -95,6 +95,7 @@ class Scheduler:
         max_queue: int | None = None,
         on_batch: Callable[[int, int, float], None] | None = None,
         fits: Callable[[int, int], bool] | None = None,
+        workers: int = 1,
     ) -> None:
         self._run_batch = run_batch
         self.max_batch_tokens = max_batch_tokens
@@ -105,10 +106,16 @@ class Scheduler:
         self._heap: list[_Item] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
+        self._book = threading.Lock()  # request completion and stats, shared by the workers
         self._closing = False
         self.stats = SchedulerStats()
-        self._thread = threading.Thread(target=self._work, name="trt-embed-scheduler", daemon=True)
-        self._thread.start()
+        # Several workers run batches concurrently (on CPU: one single-threaded engine call per core beats one
+        # call spread over all cores for small encoders); each takes its batch from the queue under the lock.
+        self._threads = [
+            threading.Thread(target=self._work, name=f"trt-embed-scheduler-{n}", daemon=True) for n in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def queue_size(self) -> int:
@@ -151,31 +158,37 @@ class Scheduler:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
     # -- worker ---------------------------------------------------------------------------------------
 
     def _take_batch(self) -> list[_Item]:
-        """Pop the next batch: the first item decides the key; same-key items follow in queue order."""
+        """Pop the next batch. The first item in queue order (priority, then age) anchors it and sets its
+        width; it is filled with queued items of the same key and priority that are no longer than the anchor,
+        longest first, so padding stays small even when concurrent requests have mixed lengths."""
         first = heapq.heappop(self._heap)
-        batch, skipped = [first], []
         width = first.length
-        while self._heap and len(batch) < self.max_batch_size:
-            item = self._heap[0]
-            if item.request.key != first.request.key:
-                skipped.append(heapq.heappop(self._heap))
-                if len(skipped) > self.max_batch_size:
-                    break
-                continue
-            new_width = max(width, item.length)
-            if new_width * (len(batch) + 1) > self.max_batch_tokens:
+        candidates = sorted(
+            (
+                item
+                for item in self._heap
+                if item.priority == first.priority and item.request.key == first.request.key and item.length <= width
+            ),
+            key=lambda item: (-item.length, item.seq),
+        )
+        batch = [first]
+        for item in candidates:
+            size = len(batch) + 1
+            if size > self.max_batch_size or size * width > self.max_batch_tokens:
                 break
-            if self._fits is not None and not self._fits(len(batch) + 1, new_width):
+            if self._fits is not None and not self._fits(size, width):
                 break
-            batch.append(heapq.heappop(self._heap))
-            width = new_width
-        for item in skipped:
-            heapq.heappush(self._heap, item)
+            batch.append(item)
+        if len(batch) > 1:
+            taken = {id(item) for item in batch}
+            self._heap = [item for item in self._heap if id(item) not in taken]
+            heapq.heapify(self._heap)
         return batch
 
     def _work(self) -> None:
@@ -187,39 +200,41 @@ class Scheduler:
                     return
                 batch = self._take_batch()
                 self.stats.queued = len(self._heap)
-            self._run(batch)
+                live = [item for item in batch if not item.request.done]
+                started = time.perf_counter()
+                for item in live:
+                    item.batch_size = len(live)
+                    if item.request.first_started is None:
+                        item.request.first_started = started
+                for request in {id(i.request): i.request for i in live}.values():
+                    request.batches += 1
+            if live:
+                self._run(live, started)
 
-    def _run(self, batch: list[_Item]) -> None:
-        live = [item for item in batch if not item.request.done]
-        if not live:
-            return
+    def _run(self, live: list[_Item], started: float) -> None:
+        """Run one batch outside the queue lock; record its results under the bookkeeping lock."""
         key = live[0].request.key
-        started = time.perf_counter()
-        for item in live:
-            item.batch_size = len(live)
-            if item.request.first_started is None:
-                item.request.first_started = started
-        for request in {id(i.request): i.request for i in live}.values():
-            request.batches += 1
         try:
             rows = self._run_batch(
                 key, [i.request.ids[i.index] for i in live], [i.request.type_ids[i.index] for i in live]
             )
         except Exception as exc:  # one failing batch fails only its own requests
-            self.stats.failed_batches += 1
             error = exc if isinstance(exc, TrtEmbedError) else EngineError(f"inference failed: {exc}")
-            for item in live:
-                self._fail(item.request, error)
+            with self._book:
+                self.stats.failed_batches += 1
+                for item in live:
+                    self._fail(item.request, error)
             return
         elapsed = time.perf_counter() - started
-        self.stats.batches += 1
-        self.stats.inputs += len(live)
         tokens = len(live) * max(i.length for i in live)
-        self.stats.batch_tokens += tokens
+        with self._book:
+            self.stats.batches += 1
+            self.stats.inputs += len(live)
+            self.stats.batch_tokens += tokens
+            for item, row in zip(live, rows, strict=True):
+                self._complete(item, row, elapsed)
         if self.on_batch is not None:
             self.on_batch(len(live), tokens, elapsed)
-        for item, row in zip(live, rows, strict=True):
-            self._complete(item, row, elapsed)
 
     @staticmethod
     def _fail(request: _Request, error: BaseException) -> None:

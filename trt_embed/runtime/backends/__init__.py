@@ -47,14 +47,15 @@ def open_engine(
             raise BackendUnavailable(f"the tensorrt backend cannot run here: {why_no_plan}")
     from trt_embed.runtime.backends.onnxruntime import OnnxRuntimeEngine, available_providers
 
-    entry = artifact.onnx_entry(variant=variant, precision=precision)
-    path = artifact.engine_path(entry, verify=verify)
     prefix = f"no usable TensorRT plan ({why_no_plan}); " if backend == "auto" else ""
     if backend == "onnxruntime-cuda" or (backend == "auto" and "CUDAExecutionProvider" in available_providers()):
+        entry = artifact.onnx_entry(variant=variant, precision=precision, fused=True)
+        path = artifact.engine_path(entry, verify=verify)
         engine = OnnxRuntimeEngine(path, entry, device="cuda", threads=threads)
         reason = "requested" if backend != "auto" else prefix + "onnxruntime has the CUDA execution provider"
         return Choice(engine, "onnxruntime-cuda", f"{reason}; running {entry.file}")
-    engine = OnnxRuntimeEngine(path, entry, device="cpu", threads=threads)
+    entry = artifact.onnx_entry(variant=variant, precision=precision, fused=False)
+    engine = OnnxRuntimeEngine(artifact.engine_path(entry, verify=verify), entry, device="cpu", threads=threads)
     reason = "requested" if backend != "auto" else prefix + "onnxruntime has no CUDA execution provider"
     return Choice(engine, "onnxruntime-cpu", f"{reason}; running {entry.file}")
 
