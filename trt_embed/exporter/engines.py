@@ -78,7 +78,7 @@ def ensure_fp16_graph(
     file = base.file.replace(".onnx", ".fp16.onnx")
     kept_fp32 = onnx_graph.fp16_from_onnx(directory / base.file, directory / file)
     tokenizer = TextTokenizer(directory / manifest.tokenizer.directory, manifest.tokenizer, manifest.max_seq_length)
-    tokenized = tokenizer.encode([*texts, " ".join(texts)])  # plus one input at the maximum length
+    tokenized = tokenizer.encode(texts)
     info = manifest.tokenizer
     feeds: dict[str, np.ndarray] = dict(
         pad_batch(tokenized.ids, tokenized.type_ids, pad_id=info.pad_token_id, side=info.padding_side)
