@@ -48,7 +48,8 @@ def _base_graph(manifest: Manifest, variant: str, fused: bool = False) -> Engine
     raise ExportError(f"the artifact has no {kind} fp32 ONNX graph for variant {variant!r}; re-export the model")
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity."""
     return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
 
 
@@ -86,7 +87,7 @@ def ensure_fp16_graph(
     feeds["pooling_mask"] = feeds["attention_mask"]
     entry = dataclasses.replace(base, file=file, precision="fp16", sha256=sha256_file(directory / file))
     got, want = (_run_cpu(directory / e.file, e, feeds) for e in (entry, base))
-    cos = _cosines(got, want)
+    cos = cosines(got, want)
     entry.quality = {
         "cosine_mean": float(cos.mean()),
         "cosine_min": float(cos.min()),

@@ -14,7 +14,7 @@ import torch
 
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
-from trt_embed.exporter.engines import PlanOptions, add_plans, ensure_fp16_graph
+from trt_embed.exporter.engines import PlanOptions, add_plans, cosines, ensure_fp16_graph
 from trt_embed.exporter.external_data import data_hashes
 from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
@@ -281,10 +281,6 @@ def _example(
     return tuple(torch.from_numpy(arrays[name]) for name in graph.input_names)
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
-
-
 def _export_engines(
     graph: EmbeddingGraph,
     out: Path,
@@ -331,7 +327,7 @@ def _export_engines(
         engine = OnnxRuntimeEngine(out / file, engine_entry, threads=2)
         got = engine.infer(feeds, ["sentence_embedding"])["sentence_embedding"]
         engine.close()
-        cos = _cosines(got, reference)
+        cos = cosines(got, reference)
         engine_entry.quality = {
             "cosine_mean": float(cos.mean()),
             "cosine_min": float(cos.min()),
