@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import API_KEY, LiveServer
 
+from trt_embed.errors import InvalidRequest
 from trt_embed.runtime import Runtime
 
 TEXTS = ["The cat sat on the mat.", "Quantum computers use qubits.", "how do I reset my password"]
@@ -161,3 +162,24 @@ def test_many_concurrent_clients_get_their_own_answers(live: LiveServer, referen
     with ThreadPoolExecutor(32) as pool:
         got = np.stack(list(pool.map(one, range(len(texts)))))
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_chat_messages(live: LiveServer, http: httpx.Client, tmp_path: Any, minilm_artifact: Any) -> None:
+    """`messages` go through the model's chat template; a model without one gets a 400."""
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    e = error_of(http.post("/v1/embeddings", json={"model": "minilm", "messages": messages}), 400)
+    assert "no chat template" in e["message"] and e["param"] == "messages"
+
+    import json
+    import shutil
+
+    artifact = tmp_path / "chat"
+    shutil.copytree(minilm_artifact, artifact)
+    config_path = artifact / "tokenizer" / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["chat_template"] = "{% for m in messages %}<{{ m.role }}> {{ m.content }}\n{% endfor %}"
+    config_path.write_text(json.dumps(config))
+    with Runtime.load(artifact) as runtime:
+        assert runtime.render_chat(messages) == "<user> What is the capital of France?\n"
+        with pytest.raises(InvalidRequest, match=r"messages\[0\] needs `role` and `content`"):
+            runtime.render_chat([{"content": "no role"}])
