@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import json
 import logging
 import threading
@@ -12,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +22,15 @@ from trt_embed.runtime.backends import open_engine
 from trt_embed.runtime.backends.base import Engine
 from trt_embed.runtime.backends.onnxruntime import default_threads
 from trt_embed.runtime.postprocess import Vectors, check_dimensions, finish
+from trt_embed.runtime.requests import (
+    OUTPUTS,
+    Inputs,
+    PoolingTask,
+    Prepared,
+    cosine_pairs,
+    exclude_leading,
+    pair_inputs,
+)
 from trt_embed.runtime.scheduler import BatchKey, Result, Scheduler
 from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized, Truncate, pad_batch
 
@@ -33,22 +41,6 @@ log = logging.getLogger("trt_embed")
 DEFAULT_MAX_BATCH_TOKENS = {"onnxruntime-cpu": 512, "onnxruntime-cuda": 65536, "tensorrt": 65536}
 DEFAULT_MAX_BATCH_SIZE = {"onnxruntime-cpu": 128, "onnxruntime-cuda": 512, "tensorrt": 512}
 STREAM_CHUNK = 1024  # inputs tokenized per step of a large `embed` call
-
-Inputs = Sequence[str] | Sequence[Sequence[int]]
-PoolingTask = Literal["embed", "token_embed"]
-OUTPUTS: dict[str, str] = {"embed": "sentence_embedding", "token_embed": "token_embeddings"}
-
-
-@dataclasses.dataclass
-class Prepared:
-    """A request after validation and tokenization, ready for the scheduler."""
-
-    key: BatchKey
-    tokens: Tokenized
-
-    @property
-    def num_tokens(self) -> int:
-        return sum(self.tokens.lengths)
 
 
 class Runtime:
@@ -409,7 +401,7 @@ class Runtime:
         arrays = pad_batch(ids, type_ids, pad_id=info.pad_token_id, side=info.padding_side)
         inputs = dict(arrays)
         if "pooling_mask" in engine.input_names:
-            inputs["pooling_mask"] = _exclude_leading(arrays["attention_mask"], key.skip)
+            inputs["pooling_mask"] = exclude_leading(arrays["attention_mask"], key.skip)
         out = engine.infer(inputs, [key.output])[key.output]
         if key.output == "sentence_embedding":
             return list(out)
@@ -434,37 +426,3 @@ class Runtime:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def pair_inputs(first: str | Sequence[str], second: str | Sequence[str]) -> tuple[list[str], list[str]]:
-    """vLLM's score pairing rules; returns the two sides with the first side of length 1 or len(second)."""
-    left = [first] if isinstance(first, str) else list(first)
-    right = [second] if isinstance(second, str) else list(second)
-    if not left or not right:
-        raise InvalidRequest("both sides of a score request need at least one text", "text_1")
-    if len(left) != 1 and len(left) != len(right):
-        raise InvalidRequest(
-            f"text_1 has {len(left)} items and text_2 has {len(right)}: give one text_1 (1:N) or as many as "
-            "text_2 (N:N pairwise)",
-            "text_1",
-        )
-    return left, right
-
-
-def cosine_pairs(a: Vectors, b: Vectors) -> Vectors:
-    """Row-wise dot products of normalized vectors; a single row on the left is paired with every right row."""
-    if len(a) == 1:
-        a = np.repeat(a, len(b), axis=0)
-    scores: Vectors = (a * b).sum(axis=-1).astype(np.float32)
-    return scores
-
-
-def _exclude_leading(mask: np.ndarray, skip: int) -> np.ndarray:
-    """Zero the first `skip` real tokens of each row (after any left padding)."""
-    if skip <= 0:
-        return mask
-    first = mask.argmax(axis=1)
-    positions = np.arange(mask.shape[1])[None, :]
-    out = mask.copy()
-    out[positions < (first + skip)[:, None]] = 0
-    return out

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime.runtime import cosine_pairs, pair_inputs
+from trt_embed.runtime.requests import cosine_pairs, pair_inputs
 from trt_embed.server.responses import JSON, parse
 from trt_embed.server.service import Context, Outcome, Served, finish, new_id, run
 

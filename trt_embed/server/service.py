@@ -13,7 +13,7 @@ import numpy as np
 from trt_embed.errors import InvalidRequest, UnknownModel
 from trt_embed.runtime import Runtime
 from trt_embed.runtime.postprocess import Vectors
-from trt_embed.runtime.runtime import Inputs, PoolingTask
+from trt_embed.runtime.requests import Inputs, PoolingTask
 from trt_embed.server.errors import HTTPError
 from trt_embed.server.metrics import Metrics
 
