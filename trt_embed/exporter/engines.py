@@ -53,6 +53,18 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
 
 
+def quality(got: np.ndarray, want: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """What the manifest records of a graph checked against its reference, and the per-input cosines."""
+    cos = cosines(got, want)
+    record = {
+        "cosine_mean": float(cos.mean()),
+        "cosine_min": float(cos.min()),
+        "max_abs_diff": float(np.abs(got - want).max()),
+        "checked_inputs": float(len(want)),
+    }
+    return record, cos
+
+
 def ensure_fp16_graph(
     directory: Path,
     manifest: Manifest,
@@ -87,13 +99,7 @@ def ensure_fp16_graph(
     feeds["pooling_mask"] = feeds["attention_mask"]
     entry = dataclasses.replace(base, file=file, precision="fp16", sha256=sha256_file(directory / file))
     got, want = (_run_cpu(directory / e.file, e, feeds) for e in (entry, base))
-    cos = cosines(got, want)
-    entry.quality = {
-        "cosine_mean": float(cos.mean()),
-        "cosine_min": float(cos.min()),
-        "max_abs_diff": float(np.abs(got - want).max()),
-        "checked_inputs": float(len(want)),
-    }
+    entry.quality, cos = quality(got, want)
     entry.extra = {"fp32_ops": kept_fp32, "checked_against": base.file}
     if cos.min() < FP16_MIN_COSINE:
         (directory / file).unlink()

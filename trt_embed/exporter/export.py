@@ -14,7 +14,7 @@ import torch
 
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
-from trt_embed.exporter.engines import PlanOptions, add_plans, cosines, ensure_fp16_graph
+from trt_embed.exporter.engines import PlanOptions, add_plans, ensure_fp16_graph, quality
 from trt_embed.exporter.external_data import data_hashes
 from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
@@ -327,13 +327,7 @@ def _export_engines(
         engine = OnnxRuntimeEngine(out / file, engine_entry, threads=2)
         got = engine.infer(feeds, ["sentence_embedding"])["sentence_embedding"]
         engine.close()
-        cos = cosines(got, reference)
-        engine_entry.quality = {
-            "cosine_mean": float(cos.mean()),
-            "cosine_min": float(cos.min()),
-            "max_abs_diff": float(np.abs(got - reference).max()),
-            "checked_inputs": float(len(reference)),
-        }
+        engine_entry.quality, cos = quality(got, reference)
         return engine_entry, cos
 
     onnx_graph.onnx_from_graph(graph, example, out / f"{prefix}model.onnx")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 import threading
@@ -129,16 +130,22 @@ class Runtime:
                     self._engines[name] = open_engine(self.artifact, variant=name, **self._engine_options).engine
         return self._engines[name]
 
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
-        """Chat messages as one text, through the model's chat template (an error if it has none)."""
-        from trt_embed.runtime.chat import render_chat
-
+    @functools.cached_property
+    def _chat_template(self) -> tuple[str | None, dict[str, str]]:
+        """The tokenizer's chat template and special tokens, read once from tokenizer_config.json."""
         config_path = self.artifact.directory / self.manifest.tokenizer.directory / "tokenizer_config.json"
         config: dict[str, Any] = json.loads(config_path.read_text()) if config_path.is_file() else {}
         template = config.get("chat_template")
         if isinstance(template, list):  # named templates: use "default"
             template = next((t.get("template") for t in template if t.get("name") == "default"), None)
         specials = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
+        return template, specials
+
+    def render_chat(self, messages: list[dict[str, Any]]) -> str:
+        """Chat messages as one text, through the model's chat template (an error if it has none)."""
+        from trt_embed.runtime.chat import render_chat
+
+        template, specials = self._chat_template
         return render_chat(messages, template, specials)
 
     def _fits_profiles(self, batch: int, seq: int) -> bool:

@@ -75,7 +75,6 @@ class _Item:
 
 @dataclasses.dataclass
 class SchedulerStats:
-    queued: int = 0
     batches: int = 0
     inputs: int = 0
     batch_tokens: int = 0
@@ -149,7 +148,6 @@ class Scheduler:
                 )
             for index in order:
                 heapq.heappush(self._heap, _Item(priority, next(self._seq), request, index))
-            self.stats.queued = len(self._heap)
             self._cond.notify()
         return future
 
@@ -199,7 +197,6 @@ class Scheduler:
                 if not self._heap:
                     return
                 batch = self._take_batch()
-                self.stats.queued = len(self._heap)
                 live = [item for item in batch if not item.request.done]
                 started = time.perf_counter()
                 for item in live:
