@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trt_embed.errors import TrtEmbedError
+from trt_embed.runtime.artifact import BACKENDS, PRECISIONS
 
 if TYPE_CHECKING:
     from trt_embed.exporter.engines import PlanOptions
@@ -201,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed", help="embed texts (arguments or stdin lines), print JSON lines")
     p.add_argument("texts", nargs="*")
     p.add_argument("-m", "--model", default=None, help="artifact or model directory (default: all-MiniLM-L6-v2)")
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--precision", default="fp32")
+    p.add_argument("--backend", default="auto", choices=list(BACKENDS))
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     p.add_argument("--dimensions", type=int, default=None)
     p.set_defaults(func=_embed)
 
@@ -212,8 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--served-model-name", action="append", default=None)
     p.add_argument("--api-key", default=None)
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu"])
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--backend", default="auto", choices=list(BACKENDS))
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=list(PRECISIONS),
+        help="fp32 (exact, the default); bf16 (fp32 graph with bf16 matrix math on AMX CPUs, openvino-cpu); "
+        "fp16 (GPU); int8",
+    )
     p.add_argument("--max-batch-tokens", type=int, default=None)
     p.add_argument("--max-queue", type=int, default=None)
     p.add_argument("--max-client-batch-size", type=int, default=None)

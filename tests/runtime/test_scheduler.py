@@ -163,3 +163,38 @@ def test_concurrent_requests_of_mixed_lengths_pad_little() -> None:
     real = sum(sum(w) for w in widths)
     padded = sum(len(w) * max(w) for w in widths)
     assert padded <= 1.25 * real, f"padding overhead {padded / real:.2f}"
+
+
+def test_a_lone_batch_runs_on_the_latency_path_and_concurrent_ones_do_not() -> None:
+    """`run_alone` takes a batch only when nothing else is queued or running."""
+    gate = Gate()
+    alone: list[list[int]] = []
+
+    def solo(key: BatchKey, ids: list[list[int]], type_ids: list[list[int]]) -> list[np.ndarray]:
+        alone.append([row[0] for row in ids])
+        return gate(key, ids, type_ids)
+
+    scheduler = Scheduler(gate, max_batch_tokens=1000, max_batch_size=1, workers=2, run_alone=solo)
+    first = scheduler.submit(KEY, [[1]], [[0]])
+    assert gate.started.wait(5)
+    second = scheduler.submit(KEY, [[2]], [[0]])  # the first is still running: throughput path
+    gate.release.set()
+    assert [first.result(5).rows[0][0], second.result(5).rows[0][0]] == [1, 2]
+    third = scheduler.submit(KEY, [[3]], [[0]])  # idle again: latency path
+    assert third.result(5).rows[0][0] == 3
+    scheduler.close()
+    assert alone == [[1], [3]]
+    assert scheduler.stats.alone_batches == 2 and scheduler.stats.batches == 3
+
+
+def test_runtime_lone_queries_use_the_all_cores_engine(tiny_artifact: Callable[[str], Path]) -> None:
+    texts = mixed_texts(12)
+    with Runtime.load(tiny_artifact("BertModel"), backend="onnxruntime-cpu", workers=2) as runtime:
+        assert runtime._alone_engine is not None
+        single = np.concatenate([runtime.embed([t]) for t in texts])
+        assert runtime.scheduler.stats.alone_batches == len(texts)
+    with Runtime.load(tiny_artifact("BertModel"), backend="onnxruntime-cpu", workers=2, latency_engine=False) as plain:
+        assert plain._alone_engine is None
+        reference = plain.embed(texts)
+        assert plain.scheduler.stats.alone_batches == 0
+    np.testing.assert_allclose(single, reference, atol=2e-5)

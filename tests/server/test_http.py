@@ -132,7 +132,8 @@ def test_overload_is_429_and_engine_failure_is_503(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("CUDA error: an illegal memory access")
 
-    monkeypatch.setattr(runtime.engine, "_infer", broken)
+    for engine in runtime.engines:  # the variant's engine and the all-cores one that runs lone requests
+        monkeypatch.setattr(engine, "_infer", broken)
     e = error_of(http.post("/v1/embeddings", json={"input": "x", "model": "tiny"}), 503)
     assert "illegal memory access" in e["message"]
     monkeypatch.setattr(runtime.engine, "health", lambda: False)

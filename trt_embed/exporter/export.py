@@ -18,6 +18,7 @@ from trt_embed.exporter.engines import PlanOptions, add_plans, ensure_fp16_graph
 from trt_embed.exporter.external_data import data_hashes
 from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
+from trt_embed.exporter.int8 import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE, calibration_passages, static_int8_entry
 from trt_embed.exporter.models.recipe import apply_recipe, ensure_eos, entry_for, recipe_matryoshka
 from trt_embed.exporter.source import (
     SentenceTransformerConfig,
@@ -38,8 +39,6 @@ log = logging.getLogger("trt_embed.export")
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 ENGINES = ("onnx", "tensorrt", "all")
-INT8_MIN_MEAN_COSINE = 0.99
-INT8_MIN_COSINE = 0.97
 EXACT_MIN_COSINE = 0.99999
 
 
@@ -371,4 +370,12 @@ def _export_engines(
             if wanted["int8"]:
                 raise ExportError(message + "; export with --precision fp32")
             log.warning("%s; the artifact has fp32 graphs only", message)
+    if "int8" in wanted and opts.engine != "tensorrt" and any(e.precision == "int8" for e in engines):
+        one_by_one = [
+            {n: t.numpy() for n, t in zip(graph.input_names, _example(graph, tokenizer, info, [text]), strict=True)}
+            for text in calibration_passages(calibration)
+        ]
+        static = static_int8_entry(out, prefix, one_by_one, measured)
+        if static is not None:
+            engines.append(static)
     return engines

@@ -39,8 +39,9 @@ log = logging.getLogger("trt_embed")
 
 # Padded tokens per engine call. Small on CPU, where activations then stay in cache (all-MiniLM-L6-v2 on 2 cores:
 # 512 gave 231 texts/s, 2048 gave 202, with half the peak memory); large on GPUs, which need big batches to fill.
-DEFAULT_MAX_BATCH_TOKENS = {"onnxruntime-cpu": 512, "onnxruntime-cuda": 65536, "tensorrt": 65536}
-DEFAULT_MAX_BATCH_SIZE = {"onnxruntime-cpu": 128, "onnxruntime-cuda": 512, "tensorrt": 512}
+DEFAULT_MAX_BATCH_TOKENS = {"onnxruntime-cpu": 512, "openvino-cpu": 2048, "onnxruntime-cuda": 65536, "tensorrt": 65536}
+DEFAULT_MAX_BATCH_SIZE = {"onnxruntime-cpu": 128, "openvino-cpu": 128, "onnxruntime-cuda": 512, "tensorrt": 512}
+CPU_BACKENDS = ("onnxruntime-cpu", "openvino-cpu")
 STREAM_CHUNK = 1024  # inputs tokenized per step of a large `embed` call
 
 
@@ -61,6 +62,7 @@ class Runtime:
         max_batch_size: int | None = None,
         max_queue: int | None = None,
         workers: int | None = None,
+        latency_engine: bool = True,
     ) -> None:
         self.artifact = artifact
         self.manifest: Manifest = artifact.manifest
@@ -85,13 +87,22 @@ class Runtime:
         self.tokenizer = TextTokenizer(artifact.directory / info.directory, info, self.manifest.max_seq_length)
         batch_size = max_batch_size or DEFAULT_MAX_BATCH_SIZE.get(self.backend, 128)
         profile_max = max((p.max[0] for p in choice.engine.profiles), default=batch_size)
+        scheduler_workers = workers or (cpu_workers if self.backend in CPU_BACKENDS else 1)
+        # With several single-threaded CPU workers, a second engine over all cores runs any batch that is the
+        # only work queued or running: a lone query then takes about half the time. It costs one more copy
+        # of the weights (`latency_engine=False` saves it).
+        self._alone_engine: Engine | None = None
+        if latency_engine and self.backend in CPU_BACKENDS and scheduler_workers > 1 and threads is None:
+            options = {**self._engine_options, "backend": self.backend, "threads": None}
+            self._alone_engine = open_engine(artifact, variant=variant, **options).engine
         self.scheduler = Scheduler(
             self._run_batch,
             max_batch_tokens=max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS.get(self.backend, 8192),
             max_batch_size=min(batch_size, profile_max),
             max_queue=max_queue,
             fits=self._fits_profiles,
-            workers=workers or (cpu_workers if self.backend == "onnxruntime-cpu" else 1),
+            workers=scheduler_workers,
+            run_alone=self._run_alone if self._alone_engine is not None else None,
         )
         self._tokenize_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="trt-embed-tokenize")
 
@@ -153,8 +164,14 @@ class Runtime:
         profiles = self.engine.profiles
         return not profiles or any(p.fits(batch, seq) for p in profiles)
 
+    @property
+    def engines(self) -> list[Engine]:
+        """Every loaded engine: one per variant in use, plus the all-cores latency engine if any."""
+        extra = [self._alone_engine] if self._alone_engine is not None else []
+        return [*self._engines.values(), *extra]
+
     def health(self) -> bool:
-        return all(engine.health() for engine in self._engines.values())
+        return all(engine.health() for engine in self.engines)
 
     # -- request preparation -----------------------------------------------------------------------------
 
@@ -403,8 +420,15 @@ class Runtime:
 
     def _run_batch(self, key: BatchKey, ids: list[list[int]], type_ids: list[list[int]]) -> list[Vectors]:
         """One engine call (scheduler thread); returns one array per input."""
+        return self._run_on(self.engine_for(key.variant), key, ids, type_ids)
+
+    def _run_alone(self, key: BatchKey, ids: list[list[int]], type_ids: list[list[int]]) -> list[Vectors]:
+        """A batch that is the only work: on the all-cores engine when it serves this variant."""
+        engine = self._alone_engine if key.variant == self.default_variant else None
+        return self._run_on(engine or self.engine_for(key.variant), key, ids, type_ids)
+
+    def _run_on(self, engine: Engine, key: BatchKey, ids: list[list[int]], type_ids: list[list[int]]) -> list[Vectors]:
         info = self.manifest.tokenizer
-        engine = self.engine_for(key.variant)
         arrays = pad_batch(ids, type_ids, pad_id=info.pad_token_id, side=info.padding_side)
         inputs = dict(arrays)
         if "pooling_mask" in engine.input_names:
@@ -423,7 +447,7 @@ class Runtime:
         """Finish queued work, then release engines."""
         self.scheduler.close()
         self._tokenize_pool.shutdown(wait=True)
-        for engine in self._engines.values():
+        for engine in self.engines:
             engine.close()
 
     def __enter__(self) -> Runtime:

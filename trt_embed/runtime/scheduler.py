@@ -79,6 +79,7 @@ class SchedulerStats:
     inputs: int = 0
     batch_tokens: int = 0
     failed_batches: int = 0
+    alone_batches: int = 0  # batches run by `run_alone` (nothing else queued or running)
 
 
 class Scheduler:
@@ -95,8 +96,13 @@ class Scheduler:
         on_batch: Callable[[int, int, float], None] | None = None,
         fits: Callable[[int, int], bool] | None = None,
         workers: int = 1,
+        run_alone: RunBatch | None = None,
     ) -> None:
         self._run_batch = run_batch
+        # For a batch that is the only work queued or running: on CPU, one call over all cores (latency)
+        # instead of one single-threaded call per worker (throughput).
+        self._run_alone = run_alone
+        self._busy = 0  # workers running a batch
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
@@ -197,6 +203,7 @@ class Scheduler:
                 if not self._heap:
                     return
                 batch = self._take_batch()
+                alone = self._run_alone is not None and not self._heap and self._busy == 0
                 live = [item for item in batch if not item.request.done]
                 started = time.perf_counter()
                 for item in live:
@@ -205,16 +212,20 @@ class Scheduler:
                         item.request.first_started = started
                 for request in {id(i.request): i.request for i in live}.values():
                     request.batches += 1
-            if live:
-                self._run(live, started)
+                self._busy += 1
+            try:
+                if live:
+                    self._run(live, started, alone)
+            finally:
+                with self._cond:
+                    self._busy -= 1
 
-    def _run(self, live: list[_Item], started: float) -> None:
+    def _run(self, live: list[_Item], started: float, alone: bool) -> None:
         """Run one batch outside the queue lock; record its results under the bookkeeping lock."""
         key = live[0].request.key
+        run = self._run_alone if alone and self._run_alone is not None else self._run_batch
         try:
-            rows = self._run_batch(
-                key, [i.request.ids[i.index] for i in live], [i.request.type_ids[i.index] for i in live]
-            )
+            rows = run(key, [i.request.ids[i.index] for i in live], [i.request.type_ids[i.index] for i in live])
         except Exception as exc:  # one failing batch fails only its own requests
             error = exc if isinstance(exc, TrtEmbedError) else EngineError(f"inference failed: {exc}")
             with self._book:
@@ -226,6 +237,7 @@ class Scheduler:
         tokens = len(live) * max(i.length for i in live)
         with self._book:
             self.stats.batches += 1
+            self.stats.alone_batches += alone
             self.stats.inputs += len(live)
             self.stats.batch_tokens += tokens
             for item, row in zip(live, rows, strict=True):
