@@ -224,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-tokens", type=int, default=None)
     p.add_argument("--max-queue", type=int, default=None)
     p.add_argument("--max-client-batch-size", type=int, default=None)
+    p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs CPU)")
     p.set_defaults(func=_serve)
     return parser
 
