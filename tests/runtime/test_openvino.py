@@ -15,6 +15,7 @@ import pytest
 from trt_embed.errors import ArtifactError, BackendUnavailable, InvalidRequest
 from trt_embed.runtime import Runtime
 from trt_embed.runtime.backends import openvino
+from trt_embed.zoo import load_zoo
 
 pytest.importorskip("openvino")
 SLICE = 160
@@ -115,3 +116,16 @@ def test_int8_without_a_static_graph(minilm_artifact: Path, tmp_path: Path, monk
     with Runtime.load(minilm_artifact, precision="int8") as runtime:
         assert runtime.backend == "onnxruntime-cpu"
         assert "OpenVINO is not installed" in runtime.backend_reason
+
+
+@pytest.mark.parametrize("architecture", sorted(load_zoo()))
+def test_every_architecture_matches_onnxruntime(architecture: str, tiny_artifact: Callable[[str], Path]) -> None:
+    """OpenVINO's ONNX reader takes every zoo graph (encoders, rotary, MoE, decoders with left padding) and
+    computes what onnxruntime computes, in fp32 and padded batches."""
+    texts = ["a short one", "a somewhat longer input text, with punctuation and numbers 12 34", "x"]
+    artifact = tiny_artifact(architecture)
+    with Runtime.load(artifact, backend="onnxruntime-cpu") as reference:
+        want = reference.embed(texts, normalize=False)
+    with Runtime.load(artifact, backend="openvino-cpu", latency_engine=False) as runtime:
+        got = runtime.embed(texts, normalize=False)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
