@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime.postprocess import Vectors
 from trt_embed.runtime.scheduler import BatchKey
-from trt_embed.runtime.tokenizer import Tokenized
+from trt_embed.runtime.tokenizer import Tokenized, Truncate
 
 Inputs = Sequence[str] | Sequence[Sequence[int]]
 PoolingTask = Literal["embed", "token_embed"]
@@ -62,3 +62,39 @@ def exclude_leading(mask: np.ndarray, skip: int) -> np.ndarray:
     out = mask.copy()
     out[positions < (first + skip)[:, None]] = 0
     return out
+
+
+def token_id_inputs(
+    inputs: Inputs, truncate: Truncate, limit: int, vocab: int, check_length: Callable[[int, int, int], None]
+) -> Tokenized:
+    """Token-id inputs, used as given after checking them: integer ids inside the vocabulary, none empty,
+    truncated to `limit` (or refused through `check_length` when `truncate` is "none")."""
+    ids: list[list[int]] = []
+    for n, row in enumerate(inputs):
+        if not isinstance(row, Sequence) or not all(isinstance(t, int) and not isinstance(t, bool) for t in row):
+            raise InvalidRequest(f"input[{n}] must be a string or a list of integer token ids", "input")
+        tokens = [int(t) for t in row]  # type: ignore[call-overload]
+        if not tokens:
+            raise InvalidRequest(f"input[{n}] is an empty token list", "input")
+        if min(tokens) < 0 or max(tokens) >= vocab:
+            raise InvalidRequest(f"input[{n}] has token ids outside the vocabulary [0, {vocab})", "input")
+        if len(tokens) > limit:
+            if truncate == "none":
+                check_length(n, len(tokens), limit)
+            tokens = tokens[:limit] if truncate == "end" else tokens[-limit:]
+        ids.append(tokens)
+    return Tokenized(ids=ids, type_ids=[[0] * len(t) for t in ids])
+
+
+def token_limit(truncate_prompt_tokens: int | None, max_seq_length: int) -> int | None:
+    """vLLM's `truncate_prompt_tokens`: None (the model's limit applies), -1 (the model's limit) or 1..limit."""
+    if truncate_prompt_tokens is None:
+        return None
+    if truncate_prompt_tokens == -1:
+        return max_seq_length
+    if isinstance(truncate_prompt_tokens, bool) or not 1 <= truncate_prompt_tokens <= max_seq_length:
+        raise InvalidRequest(
+            f"truncate_prompt_tokens must be -1 or between 1 and {max_seq_length}, got {truncate_prompt_tokens}",
+            "truncate_prompt_tokens",
+        )
+    return truncate_prompt_tokens

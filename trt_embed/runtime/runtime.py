@@ -31,6 +31,8 @@ from trt_embed.runtime.requests import (
     cosine_pairs,
     exclude_leading,
     pair_inputs,
+    token_id_inputs,
+    token_limit,
 )
 from trt_embed.runtime.scheduler import BatchKey, Result, Scheduler
 from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized, Truncate, pad_batch
@@ -216,39 +218,8 @@ class Runtime:
             return self.tokenizer.encode(
                 texts, prompt=prompt, truncate=truncate, max_tokens=max_tokens, add_special_tokens=add_special_tokens
             )
-        return self._token_inputs(inputs, truncate, max_tokens)
-
-    def _token_inputs(self, inputs: Inputs, truncate: Truncate, max_tokens: int | None) -> Tokenized:
-        limit = max_tokens or self.max_seq_length
         vocab = self.manifest.vocab_size or self.tokenizer.vocab_size
-        ids: list[list[int]] = []
-        for n, row in enumerate(inputs):
-            if not isinstance(row, Sequence) or not all(isinstance(t, int) and not isinstance(t, bool) for t in row):
-                raise InvalidRequest(f"input[{n}] must be a string or a list of integer token ids", "input")
-            tokens = [int(t) for t in row]  # type: ignore[call-overload]
-            if not tokens:
-                raise InvalidRequest(f"input[{n}] is an empty token list", "input")
-            if min(tokens) < 0 or max(tokens) >= vocab:
-                raise InvalidRequest(f"input[{n}] has token ids outside the vocabulary [0, {vocab})", "input")
-            if len(tokens) > limit:
-                if truncate == "none":
-                    self.tokenizer.check_length(n, len(tokens), limit)
-                tokens = tokens[:limit] if truncate == "end" else tokens[-limit:]
-            ids.append(tokens)
-        return Tokenized(ids=ids, type_ids=[[0] * len(t) for t in ids])
-
-    def _token_limit(self, truncate_prompt_tokens: int | None) -> int | None:
-        if truncate_prompt_tokens is None:
-            return None
-        if truncate_prompt_tokens == -1:
-            return self.max_seq_length
-        if isinstance(truncate_prompt_tokens, bool) or not 1 <= truncate_prompt_tokens <= self.max_seq_length:
-            raise InvalidRequest(
-                f"truncate_prompt_tokens must be -1 or between 1 and {self.max_seq_length}, "
-                f"got {truncate_prompt_tokens}",
-                "truncate_prompt_tokens",
-            )
-        return truncate_prompt_tokens
+        return token_id_inputs(inputs, truncate, max_tokens or self.max_seq_length, vocab, self.tokenizer.check_length)
 
     def prepare(
         self,
@@ -276,7 +247,7 @@ class Runtime:
             inputs,
             prompt=text_prompt,
             truncate=truncate,
-            max_tokens=self._token_limit(truncate_prompt_tokens),
+            max_tokens=token_limit(truncate_prompt_tokens, self.max_seq_length),
             add_special_tokens=add_special_tokens,
         )
         skip = 0
