@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
@@ -72,3 +73,14 @@ def minilm_artifact(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("minilm") / "artifact"
     export_model(str(minilm_dir), out)
     yield out
+
+
+MINILM_SLICE = 240  # corpus paragraphs checked against sentence-transformers (tests slice by len(reference))
+
+
+@pytest.fixture(scope="session")
+def minilm_reference(minilm_dir: Path, corpus: list[str]) -> np.ndarray:
+    """sentence-transformers' own embeddings of the first MINILM_SLICE corpus paragraphs (normalized)."""
+    st = pytest.importorskip("sentence_transformers")
+    model = st.SentenceTransformer(str(minilm_dir), device="cpu")
+    return np.asarray(model.encode(corpus[:MINILM_SLICE], normalize_embeddings=True, batch_size=32))

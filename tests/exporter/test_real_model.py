@@ -5,34 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from trt_embed.runtime import Runtime
 
-SLICE = 240  # paragraphs of the corpus checked here; scripts/check_corpus runs all of them
 
-
-@pytest.fixture(scope="module")
-def reference(minilm_dir: Path, corpus: list[str]) -> np.ndarray:
-    st = pytest.importorskip("sentence_transformers")
-    model = st.SentenceTransformer(str(minilm_dir), device="cpu")
-    return np.asarray(model.encode(corpus[:SLICE], normalize_embeddings=True, batch_size=32))
-
-
-def test_fp32_matches_sentence_transformers(minilm_artifact: Path, corpus: list[str], reference: np.ndarray) -> None:
+def test_fp32_matches_sentence_transformers(
+    minilm_artifact: Path, corpus: list[str], minilm_reference: np.ndarray
+) -> None:
     with Runtime.load(minilm_artifact, backend="onnxruntime-cpu") as runtime:
         assert not runtime.engine.entry.optimized, "CPU runs the plain graph (onnxruntime fuses it at load)"
-        got = runtime.embed(corpus[:SLICE])
-    cos = (got * reference).sum(-1)
-    assert got.shape == (SLICE, 384)
+        got = runtime.embed(corpus[: len(minilm_reference)])
+    cos = (got * minilm_reference).sum(-1)
+    assert got.shape == (len(minilm_reference), 384)
     assert cos.min() >= 0.99999
 
 
-def test_int8_is_accurate(minilm_artifact: Path, corpus: list[str], reference: np.ndarray) -> None:
+def test_int8_is_accurate(minilm_artifact: Path, corpus: list[str], minilm_reference: np.ndarray) -> None:
     with Runtime.load(minilm_artifact, backend="onnxruntime-cpu", precision="int8") as runtime:
         assert runtime.engine.entry.precision == "int8"
-        got = runtime.embed(corpus[:SLICE])
-    cos = (got * reference).sum(-1)
+        got = runtime.embed(corpus[: len(minilm_reference)])
+    cos = (got * minilm_reference).sum(-1)
     assert cos.mean() >= 0.99
     assert cos.min() >= 0.97
 
