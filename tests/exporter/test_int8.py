@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trt_embed.exporter.int8 import calibration_passages, static_int8_entry
+from trt_embed.exporter.int8 import SMOOTH_QUANT_ALPHAS, calibration_passages, static_int8_entry
 from trt_embed.manifest import Manifest
 
 
@@ -26,7 +26,9 @@ def test_minilm_ships_a_checked_static_graph(minilm_artifact: Path) -> None:
     static = entries["model.int8-static.onnx"]
     assert static.precision == "int8" and static.extra["int8_scheme"] == "static"
     assert static.quality["cosine_mean"] >= 0.99 and static.quality["cosine_min"] >= 0.97
+    assert static.extra["smooth_quant_alpha"] in SMOOTH_QUANT_ALPHAS
     assert "int8_scheme" not in entries["model.int8.onnx"].extra
+    assert not list(minilm_artifact.glob("*alpha*")), "the SmoothQuant trials are cleaned up"
     assert (minilm_artifact / "model.int8-static.onnx").stat().st_size < 0.5 * (
         minilm_artifact / "model.onnx"
     ).stat().st_size
