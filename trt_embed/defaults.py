@@ -39,7 +39,10 @@ def artifact_for(model: str | None) -> Path:
         return source
     if not source.is_dir():
         raise ExportError(f"{source} is neither an artifact nor a model directory")
-    key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
+    # Keyed by trt-embed's version too: a newer exporter may add graphs (e.g. static int8) to the artifact.
+    from trt_embed import __version__
+
+    key = hashlib.sha256(f"{source.resolve()}\n{__version__}".encode()).hexdigest()[:12]
     name = DEFAULT_MODEL_NAME if model is None else source.name
     target = cache_dir() / f"{name}-{key}"
     if not (target / MANIFEST_NAME).is_file():
