@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -51,13 +53,14 @@ def static_int8_from_onnx(src: Path, dst: Path, feeds: list[dict[str, Any]], smo
     logging.getLogger("nncf").setLevel(logging.ERROR)
     try:
         smoothing = AdvancedSmoothQuantParameters(matmul=smooth_quant_alpha)
-        quantized = nncf.quantize(
-            onnx.load(str(src)),
-            nncf.Dataset(feeds),
-            model_type=nncf.ModelType.TRANSFORMER,
-            subset_size=len(feeds),
-            advanced_parameters=AdvancedQuantizationParameters(smooth_quant_alphas=smoothing),
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # nncf draws progress bars on stdout
+            quantized = nncf.quantize(
+                onnx.load(str(src)),
+                nncf.Dataset(feeds),
+                model_type=nncf.ModelType.TRANSFORMER,
+                subset_size=len(feeds),
+                advanced_parameters=AdvancedQuantizationParameters(smooth_quant_alphas=smoothing),
+            )
         onnx.save(quantized, str(dst))
     except Exception as exc:
         raise ExportError(f"static int8 quantization failed: {exc}") from exc
