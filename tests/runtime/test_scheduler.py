@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -178,6 +179,9 @@ def test_a_lone_batch_runs_on_the_latency_path_and_concurrent_ones_do_not() -> N
     first = scheduler.submit(KEY, [[1]], [[0]])
     assert gate.started.wait(5)
     second = scheduler.submit(KEY, [[2]], [[0]])  # the first is still running: throughput path
+    deadline = time.monotonic() + 5
+    while scheduler.queue_size and time.monotonic() < deadline:  # the other worker must take it before release
+        time.sleep(0.001)
     gate.release.set()
     assert [first.result(5).rows[0][0], second.result(5).rows[0][0]] == [1, 2]
     third = scheduler.submit(KEY, [[3]], [[0]])  # idle again: latency path

@@ -213,21 +213,30 @@ class Scheduler:
                 for request in {id(i.request): i.request for i in live}.values():
                     request.batches += 1
                 self._busy += 1
-            try:
-                if live:
-                    self._run(live, started, alone)
-            finally:
-                with self._cond:
-                    self._busy -= 1
+            if live:
+                self._run(live, started, alone)
+            else:
+                self._idle()
+
+    def _idle(self) -> None:
+        """This worker's engine call is over (counted before results are handed out, so a caller that submits
+        again at once finds the scheduler idle and gets the latency path)."""
+        with self._cond:
+            self._busy -= 1
 
     def _run(self, live: list[_Item], started: float, alone: bool) -> None:
         """Run one batch outside the queue lock; record its results under the bookkeeping lock."""
         key = live[0].request.key
         run = self._run_alone if alone and self._run_alone is not None else self._run_batch
+        rows: list[Vectors] = []
+        error: TrtEmbedError | None = None
         try:
             rows = run(key, [i.request.ids[i.index] for i in live], [i.request.type_ids[i.index] for i in live])
         except Exception as exc:  # one failing batch fails only its own requests
             error = exc if isinstance(exc, TrtEmbedError) else EngineError(f"inference failed: {exc}")
+        finally:
+            self._idle()
+        if error is not None:
             with self._book:
                 self.stats.failed_batches += 1
                 for item in live:
