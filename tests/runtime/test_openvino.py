@@ -123,3 +123,14 @@ def test_every_architecture_matches_onnxruntime(architecture: str, tiny_artifact
     with Runtime.load(artifact, backend="openvino-cpu", latency_engine=False) as runtime:
         got = runtime.embed(texts, normalize=False)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_token_embeddings_match_onnxruntime(minilm_artifact: Path) -> None:
+    texts = ["hello world", "a much longer sentence with many more tokens in it"]
+    with Runtime.load(minilm_artifact, backend="onnxruntime-cpu") as reference:
+        want = reference.encode(texts, pooling_task="token_embed")
+    with Runtime.load(minilm_artifact, backend="openvino-cpu") as runtime:
+        got = runtime.encode(texts, pooling_task="token_embed")
+    assert [g.shape for g in got] == [w.shape for w in want] == [(4, 384), (13, 384)]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-4)
