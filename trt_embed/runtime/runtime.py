@@ -46,6 +46,7 @@ DEFAULT_MAX_BATCH_TOKENS = {"onnxruntime-cpu": 512, "openvino-cpu": 2048, "onnxr
 DEFAULT_MAX_BATCH_SIZE = {"onnxruntime-cpu": 128, "openvino-cpu": 128, "onnxruntime-cuda": 512, "tensorrt": 512}
 CPU_BACKENDS = ("onnxruntime-cpu", "openvino-cpu")
 STREAM_CHUNK = 1024  # inputs tokenized per step of a large `embed` call
+INLINE_CHARS = 1024  # async requests up to this many characters (or token ids) are tokenized on the caller's thread
 
 
 class Runtime:
@@ -353,6 +354,10 @@ class Runtime:
     # -- async API ---------------------------------------------------------------------------------------
 
     async def aprepare(self, inputs: Inputs, **options: Any) -> Prepared:
+        """`prepare` off the event loop; a small request is prepared in place, where the Rust tokenizer takes
+        less time than the hop to a tokenizer thread and back."""
+        if not isinstance(inputs, str) and len(inputs) <= 8 and sum(len(t) for t in inputs) <= INLINE_CHARS:
+            return self.prepare(inputs, **options)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._tokenize_pool, lambda: self.prepare(inputs, **options))
 
