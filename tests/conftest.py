@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,6 +58,28 @@ def tiny_artifact(tiny_model: Callable[[str], Path], tmp_path_factory: pytest.Te
             export_model(str(tiny_model(architecture)), out, ExportOptions(precision="fp32"))
             made[architecture] = out
         return made[architecture]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_artifact(
+    tiny_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Path]:
+    """Factory: the tiny BERT with `config` merged into its config.json (and, if given, a
+    config_sentence_transformers.json), exported in fp32."""
+    from trt_embed.exporter import ExportOptions, export_model
+
+    def make(config: dict[str, Any], st_config: dict[str, Any] | None = None) -> Path:
+        model_dir = tmp_path_factory.mktemp("tiny-bert") / "model"
+        shutil.copytree(tiny_model("BertModel"), model_dir)
+        merged = {**json.loads((model_dir / "config.json").read_text()), **config}
+        (model_dir / "config.json").write_text(json.dumps(merged))
+        if st_config is not None:
+            (model_dir / "config_sentence_transformers.json").write_text(json.dumps(st_config))
+        out = model_dir.parent / "artifact"
+        export_model(str(model_dir), out, ExportOptions(precision="fp32"))
+        return out
 
     return make
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,15 +17,8 @@ TEXTS = ["hello world", "the cat read a paper in the city", "blue water " * 20]
 
 
 @pytest.fixture(scope="module")
-def matryoshka_artifact(tiny_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model_dir = tmp_path_factory.mktemp("mrl") / "model"
-    shutil.copytree(tiny_model("BertModel"), model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
-    config["matryoshka_dimensions"] = [64, 32, 16]
-    (model_dir / "config.json").write_text(json.dumps(config))
-    out = model_dir.parent / "artifact"
-    export_model(str(model_dir), out, ExportOptions(precision="fp32"))
-    return out
+def matryoshka_artifact(tiny_bert_artifact: Callable[..., Path]) -> Path:
+    return tiny_bert_artifact({"matryoshka_dimensions": [64, 32, 16]})
 
 
 def test_matryoshka_slices_then_normalizes(matryoshka_artifact: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import socket
 import threading
 import time
@@ -13,7 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from trt_embed.exporter import ExportOptions, export_model
 from trt_embed.runtime import Runtime
 from trt_embed.server.app import create_app
 from trt_embed.server.service import Registry, Settings
@@ -22,18 +19,10 @@ API_KEY = "test-key-123"
 
 
 @pytest.fixture(scope="session")
-def prompt_artifact(tiny_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def prompt_artifact(tiny_bert_artifact: Callable[..., Path]) -> Path:
     """Tiny BERT with Matryoshka dims and query/document prompts."""
-    model_dir = tmp_path_factory.mktemp("served") / "model"
-    shutil.copytree(tiny_model("BertModel"), model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
-    config["matryoshka_dimensions"] = [16, 32, 64]
-    (model_dir / "config.json").write_text(json.dumps(config))
     prompts = {"prompts": {"query": "search query: ", "document": "search document: "}, "default_prompt_name": None}
-    (model_dir / "config_sentence_transformers.json").write_text(json.dumps(prompts))
-    out = model_dir.parent / "artifact"
-    export_model(str(model_dir), out, ExportOptions(precision="fp32"))
-    return out
+    return tiny_bert_artifact({"matryoshka_dimensions": [16, 32, 64]}, prompts)
 
 
 class LiveServer:
