@@ -7,6 +7,7 @@ executes much more slowly.
 
 from __future__ import annotations
 
+import functools
 import queue
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,10 @@ def available() -> bool:
     return True
 
 
+@functools.cache
 def cpu_capabilities() -> list[str]:
-    """OpenVINO's CPU capabilities here (`BF16`, `INT8`, ...); empty without OpenVINO."""
+    """OpenVINO's CPU capabilities here (`BF16`, `INT8`, ...); empty without OpenVINO. A hardware fact, asked
+    once: every engine opened (variants, the latency engine) would otherwise start a new OpenVINO core for it."""
     if not available():
         return []
     import openvino
