@@ -1,4 +1,5 @@
-"""The zoo is the only registry: every entry has a tiny test model, and every tiny model maps back to its entry."""
+"""The zoo is the only registry: every entry has a tiny test model and an example checkpoint in the independent table
+below, and every tiny model maps back to its entry."""
 
 from __future__ import annotations
 
@@ -12,6 +13,42 @@ from trt_embed.errors import UnsupportedArchitecture
 from trt_embed.zoo import architecture_of, load_zoo, zoo_entry
 
 ENTRIES = sorted(load_zoo())
+
+# Written by hand, not read from the zoo (as vLLM's registry test keeps its example models): a zoo entry without
+# a row here, or a row whose architecture the zoo lost, fails `test_every_architecture_has_an_example`.
+EXAMPLES: dict[str, str] = {
+    "BertModel": "sentence-transformers/all-MiniLM-L6-v2",
+    "RobertaModel": "sentence-transformers/all-distilroberta-v1",
+    "RobertaForMaskedLM": "sentence-transformers/stsb-roberta-base (saved as ForMaskedLM)",
+    "XLMRobertaModel": "BAAI/bge-m3",
+    "ErnieModel": "nghuyong/ernie-3.0-base-zh",
+    "ModernBertModel": "nomic-ai/modernbert-embed-base",
+    "NomicBertModel": "nomic-ai/nomic-embed-text-v1.5",
+    "NomicBertModel:moe": "nomic-ai/nomic-embed-text-v2-moe",
+    "NomicBertModel:native": "a NomicBert checkpoint saved by transformers' own class",
+    "NewModel": "Alibaba-NLP/gte-multilingual-base",
+    "GteModel": "Snowflake/snowflake-arctic-embed-m-v2.0",
+    "XLMRobertaLoRA": "jinaai/jina-embeddings-v3",
+    "LlamaModel": "a Llama-architecture embedder",
+    "LlamaForCausalLM": "a Llama checkpoint converted with --convert embed",
+    "MistralModel": "intfloat/e5-mistral-7b-instruct",
+    "Qwen2Model": "Alibaba-NLP/gte-Qwen2-1.5B-instruct",
+    "Qwen2ForCausalLM": "a Qwen2 checkpoint converted with --convert embed",
+    "Qwen3Model": "Qwen/Qwen3-Embedding-0.6B",
+    "Qwen3ForCausalLM": "a Qwen3 checkpoint converted with --convert embed",
+    "Gemma2Model": "BAAI/bge-multilingual-gemma2",
+    "Gemma3TextModel": "google/embeddinggemma-300m",
+    "GritLM": "GritLM/GritLM-7B",
+    "LlamaBidirectionalModel": "nvidia/llama-nemotron-embed-1b-v2",
+    "VoyageQwen3BidirectionalEmbedModel": "voyageai/voyage-4-nano",
+}
+
+
+def test_every_architecture_has_an_example() -> None:
+    missing = sorted(set(ENTRIES) - set(EXAMPLES))
+    stale = sorted(set(EXAMPLES) - set(ENTRIES))
+    assert not missing, f"zoo entries without an example in tests/test_zoo.py: {missing}"
+    assert not stale, f"examples for architectures the zoo does not have: {stale}"
 
 
 @pytest.mark.parametrize("architecture", ENTRIES)

@@ -10,11 +10,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trt_embed.errors import TrtEmbedError
-from trt_embed.runtime.artifact import BACKENDS, PRECISIONS
+from trt_embed.artifact import PRECISIONS
+from trt_embed.engines.select import BACKEND_NAMES as BACKENDS
+from trt_embed.errors import MissingDependency, TrtEmbedError
 
 if TYPE_CHECKING:
-    from trt_embed.exporter.engines import PlanOptions
+    from trt_embed.exporter.plans import PlanOptions
+
+# Top-level modules of optional dependencies -> the extra that installs them.
+EXTRAS = {
+    "torch": "export",
+    "transformers": "export",
+    "onnx": "export",
+    "onnxscript": "export",
+    "peft": "export",
+    "safetensors": "export",
+    "yaml": "export",
+    "huggingface_hub": "export",
+    "nncf": "export",
+    "starlette": "server",
+    "uvicorn": "server",
+    "orjson": "server",
+    "prometheus_client": "server",
+    "pydantic": "server",
+    "jinja2": "server",
+    "openvino": "openvino",
+    "tensorrt_rtx": "tensorrt-rtx",
+}
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -66,7 +88,7 @@ def _lora_pair(spec: str) -> tuple[str, str]:
 
 
 def _plan_options(args: argparse.Namespace, precisions: tuple[str, ...]) -> PlanOptions:
-    from trt_embed.exporter.engines import PlanOptions
+    from trt_embed.exporter.plans import PlanOptions
     from trt_embed.exporter.profiles import parse_profiles
 
     return PlanOptions(
@@ -80,7 +102,7 @@ def _plan_options(args: argparse.Namespace, precisions: tuple[str, ...]) -> Plan
 
 
 def _build_engine(args: argparse.Namespace) -> int:
-    from trt_embed.exporter.engines import build_engine
+    from trt_embed.exporter.plans import build_engine
 
     directory = Path(args.artifact)
     wanted = tuple(p.strip() for p in args.precision.split(",") if p.strip())
@@ -235,6 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("trt_embed").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.func(args))
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").split(".")[0]
+        if root not in EXTRAS:
+            raise
+        print(f"error: {MissingDependency(root, EXTRAS[root])}", file=sys.stderr)
+        return 2
     except TrtEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

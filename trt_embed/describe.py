@@ -67,8 +67,8 @@ def _plan_lines(directory: Path, e: EngineEntry, layers: bool) -> list[str]:
         ),
     ]
     if layers:
+        from trt_embed.engines.tensorrt import engine_layers
         from trt_embed.errors import TrtEmbedError
-        from trt_embed.runtime.backends.tensorrt import engine_layers
 
         try:
             lines.append(engine_layers(directory / e.file, e))

@@ -86,7 +86,7 @@ class Manifest:
     tokenizer: TokenizerInfo
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
     normalize: bool = True  # the runtime L2-normalizes by default (after Matryoshka slicing)
-    graph_normalized: bool = False
+    graph_normalized: bool = False  # the graph output is already L2-normalized (our exporter never does this)
     matryoshka_dimensions: list[int] | None = None  # None: not a Matryoshka model
     # applied to the full vector before Matryoshka slicing; "layer_norm": no affine, eps 1e-5 (nomic v1.5)
     matryoshka_transform: str | None = None

@@ -51,10 +51,6 @@ def architecture_of(config: dict[str, Any]) -> str:
     return name
 
 
-def zoo_entry_for_config(config: dict[str, Any]) -> ZooEntry:
-    return zoo_entry(architecture_of(config))
-
-
 def zoo_entry(architecture: str) -> ZooEntry:
     zoo = load_zoo()
     if architecture not in zoo:

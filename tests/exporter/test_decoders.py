@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from trt_embed.engines.base import Batch
 from trt_embed.poolers import pool
 from trt_embed.runtime import Runtime
 from trt_embed.zoo import ZooEntry, load_zoo, zoo_entry
@@ -204,9 +205,8 @@ def test_llama_bidirectional_matches_golden(golden_artifact: Path) -> None:
         assert runtime.manifest.pooling.mode == "mean"
         for i in range(6):
             ids, mask = golden[f"b{i}_input_ids"], golden[f"b{i}_attention_mask"]
-            out = runtime.engine.infer(
-                {"input_ids": ids, "attention_mask": mask}, ["sentence_embedding", "token_embeddings"]
-            )
+            batch = Batch.padded({"input_ids": ids, "attention_mask": mask})
+            out = runtime.engine.infer(batch, ["sentence_embedding", "token_embeddings"])
             real = mask.astype(bool)
             np.testing.assert_allclose(
                 out["token_embeddings"][real], golden[f"b{i}_last_hidden_state"][real], atol=1e-4, rtol=1e-4

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from tiny_models import GOLDEN
 
+from trt_embed.artifact import Artifact
+from trt_embed.engines.base import Batch
 from trt_embed.runtime import Runtime
-from trt_embed.runtime.artifact import Artifact
 from trt_embed.runtime.postprocess import finish
 from trt_embed.zoo import load_zoo
 
@@ -45,7 +46,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def run(runtime: Runtime, data: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
     feeds = {name: data[f"b{i}_{name}"] for name in runtime.engine.input_names}
-    return runtime.engine.infer(feeds, ["sentence_embedding", "token_embeddings"])
+    return runtime.engine.infer(Batch.padded(feeds), ["sentence_embedding", "token_embeddings"])
 
 
 @pytest.mark.parametrize("folder", sorted(FOLDERS))
@@ -135,9 +136,9 @@ def test_nomic_matryoshka_layer_norm_recipe(tiny_model: Callable[[str], Path], t
         assert runtime.manifest.prompts["search_query"] == "search_query: "
         for i in BATCHES:
             pooled = run(runtime, data, i)["sentence_embedding"]
-            full = runtime.finish_embeddings(pooled, dimensions=None, normalize=None)
+            full = finish(pooled, dimensions=None, normalize=True, transform="layer_norm")
             assert cosine(full, data[f"b{i}_embedding"]).min() >= MIN_COSINE
-            half = runtime.finish_embeddings(pooled, dimensions=32, normalize=None)  # what `embed` does
+            half = finish(pooled, dimensions=32, normalize=True, transform="layer_norm")  # what `embed` does
             reference = data[f"b{i}_embedding_ln"][:, :32]
             reference = reference / np.linalg.norm(reference, axis=-1, keepdims=True)
             assert cosine(half, reference).min() >= MIN_COSINE

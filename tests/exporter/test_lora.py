@@ -59,7 +59,7 @@ def test_lora_variant_matches_peft(adapter: Path, tiny_model: Callable[[str], Pa
     assert (tmp_path / "artifact" / "variants" / "legal" / "model.onnx").is_file()
     with Runtime.load(tmp_path / "artifact") as runtime:
         assert runtime.variants == ["base", "legal"]
-        assert "legal" not in runtime._engines, "variants load lazily"
+        assert "legal" not in runtime.pool._engines, "variants load lazily"
         tuned = runtime.embed(TEXTS, model="legal")
         base = runtime.embed(TEXTS)
         expected_tuned = reference(model_dir, adapter, runtime)

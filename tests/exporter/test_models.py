@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tiny_models import GOLDEN
 
+from trt_embed.engines.base import Batch
 from trt_embed.errors import ExportError
 from trt_embed.exporter.models.gte import gte_encoder
 from trt_embed.exporter.models.nomic_bert import nomic_bert_encoder
@@ -83,7 +84,7 @@ def test_nomic_dynamic_ntk_exports(tmp_path: Path) -> None:
     with Runtime.load(tmp_path / "artifact", backend="onnxruntime-cpu") as runtime:
         for i in (0, 1, 4):  # 1 and 7 tokens: around M = 6; 40 tokens: well past it
             feeds = {"input_ids": data[f"b{i}_input_ids"], "attention_mask": data[f"b{i}_attention_mask"]}
-            got = runtime.engine.infer(feeds, ["token_embeddings"])["token_embeddings"]
+            got = runtime.engine.infer(Batch.padded(feeds), ["token_embeddings"])["token_embeddings"]
             np.testing.assert_allclose(got, hidden(model, *feeds.values()), atol=1e-4)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from trt_embed.errors import InvalidRequest
+from trt_embed.manifest import Manifest
 from trt_embed.runtime import Runtime
 
 
@@ -36,4 +40,19 @@ def test_manifest_reads_sentence_transformers_config(minilm_artifact: Path) -> N
     assert manifest.normalize is True
     assert manifest.matryoshka_dimensions is None
     assert manifest.embedding_dim == 384
-    assert not manifest.graph_normalized
+
+
+def test_graph_pools_without_normalizing(minilm_artifact: Path, tmp_path: Path) -> None:
+    """Normalization happens in the runtime, after Matryoshka slicing: the graph's own output is not unit length
+    (MiniLM's mean-pooled vectors have norms well away from 1), and a manifest that says otherwise is honoured."""
+    with Runtime.load(minilm_artifact) as runtime:
+        assert not runtime.manifest.graph_normalized
+        norms = np.linalg.norm(runtime.embed(["hello world", "a longer sentence here"], normalize=False), axis=-1)
+    assert np.abs(norms - 1).min() > 0.05
+    copy = tmp_path / "artifact"
+    shutil.copytree(minilm_artifact, copy)
+    manifest = Manifest.read(copy)
+    manifest.graph_normalized = True
+    manifest.write(copy)
+    with Runtime.load(copy) as runtime, pytest.raises(InvalidRequest, match="graph returns normalized vectors"):
+        runtime.embed(["hello"], normalize=False)

@@ -111,7 +111,7 @@ def test_build_engine_adds_plans_to_an_artifact(tiny_artifact: Callable[[str], P
 
 def test_inspect_shows_plans(tiny_artifact: Callable[[str], Path], tmp_path: Path) -> None:
     from trt_embed.describe import describe
-    from trt_embed.exporter.engines import PlanOptions, build_engine
+    from trt_embed.exporter.plans import PlanOptions, build_engine
 
     artifact = tmp_path / "artifact"
     shutil.copytree(tiny_artifact("RobertaModel"), artifact)
@@ -126,7 +126,7 @@ def test_inspect_shows_plans(tiny_artifact: Callable[[str], Path], tmp_path: Pat
 
 def test_export_with_tensorrt_engine(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
     from trt_embed.exporter import ExportOptions, export_model
-    from trt_embed.exporter.engines import PlanOptions
+    from trt_embed.exporter.plans import PlanOptions
 
     plans = PlanOptions(targets=["120"], optimization_level=0, max_batch=8)
     manifest = export_model(

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trt_embed.engines.base import Batch
 from trt_embed.poolers import pool
 from trt_embed.runtime import Runtime
 from trt_embed.zoo import load_zoo
@@ -74,19 +75,19 @@ def test_batched_equals_single(architecture: str, tiny_artifact: Callable[[str],
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_padding_does_not_change_results(architecture: str, tiny_artifact: Callable[[str], Path]) -> None:
-    from trt_embed.runtime.tokenizer import pad_batch
+    from trt_embed.runtime.batch import pad
 
     with Runtime.load(tiny_artifact(architecture), backend="onnxruntime-cpu") as runtime:
         tokenized = runtime.tokenize(TEXTS)
         info = runtime.manifest.tokenizer
         outputs = []
         for extra in (0, 17):
-            arrays = pad_batch(
+            arrays = pad(
                 tokenized.ids,
                 tokenized.type_ids,
                 pad_id=info.pad_token_id,
                 side=info.padding_side,
                 length=max(tokenized.lengths) + extra,
             )
-            outputs.append(runtime.engine.infer(arrays, ["sentence_embedding"])["sentence_embedding"])
+            outputs.append(runtime.engine.infer(Batch.padded(arrays), ["sentence_embedding"])["sentence_embedding"])
         np.testing.assert_allclose(outputs[0], outputs[1], atol=2e-5)

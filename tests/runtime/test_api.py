@@ -12,6 +12,7 @@ import pytest
 from trt_embed.errors import InputTooLong, InvalidRequest, UnknownModel
 from trt_embed.exporter import ExportOptions, export_model
 from trt_embed.runtime import Runtime
+from trt_embed.runtime.encoding import quantization_ranges
 
 TEXTS = ["hello world", "the cat read a paper in the city", "blue water " * 20]
 
@@ -133,9 +134,9 @@ def test_unknown_variant(tiny_artifact: Callable[[str], Path]) -> None:
 
 def test_calibrated_int8_ranges(tiny_artifact: Callable[[str], Path]) -> None:
     with Runtime.load(tiny_artifact("BertModel")) as runtime:
-        ranges = runtime.quantization_ranges(None, normalized=True)
+        ranges = quantization_ranges(runtime.manifest, None, normalized=True)
         assert ranges.shape == (2, 64)
         assert (ranges[0] < ranges[1]).all()
         assert (np.abs(ranges) <= 1).all(), "ranges of normalized vectors"
         with pytest.raises(InvalidRequest, match="calibration ranges"):
-            runtime.quantization_ranges(8, normalized=True)
+            quantization_ranges(runtime.manifest, 8, normalized=True)

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trt_embed.engines import openvino
+from trt_embed.engines.base import Batch
 from trt_embed.errors import ArtifactError, BackendUnavailable, InvalidRequest
 from trt_embed.runtime import Runtime
-from trt_embed.runtime.backends import openvino
 from trt_embed.zoo import load_zoo
 
 pytest.importorskip("openvino")
@@ -69,9 +70,9 @@ def test_concurrent_calls_match_one_by_one(tiny_artifact: Callable[[str], Path])
     np.testing.assert_allclose(together, single, atol=1e-5)
 
 
-def _feeds(runtime: Runtime, text: str) -> dict[str, np.ndarray]:
+def _feeds(runtime: Runtime, text: str) -> Batch:
     ids = np.array([runtime.tokenize([text]).ids[0]], dtype=np.int64)
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    return Batch.padded({"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)})
 
 
 def test_bf16_is_refused_on_onnxruntime(tiny_artifact: Callable[[str], Path]) -> None:

@@ -12,11 +12,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trt_embed.engines.base import EngineSpec
 from trt_embed.errors import EngineError, Overloaded
 from trt_embed.runtime import Runtime
-from trt_embed.runtime.scheduler import BatchKey, Scheduler
+from trt_embed.runtime.scheduler import Scheduler
+from trt_embed.runtime.types import BatchKey, PreparedInput, text_input
 
 KEY = BatchKey("base", "sentence_embedding", 0)
+
+
+def spec(max_batch_tokens: int, max_batch_size: int) -> EngineSpec:
+    return EngineSpec("fake", "cpu", max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size)
+
+
+def inputs(ids: list[list[int]]) -> list[PreparedInput]:
+    return [text_input(row) for row in ids]
+
+
+def ids_of(items: list[PreparedInput]) -> list[list[int]]:
+    return [list(item.features["input_ids"]) for item in items]
+
+
 WORDS = ["the", "cat", "read", "a", "paper", "in", "the", "city", "at", "night", "with", "music", "and", "light"]
 
 
@@ -51,7 +67,8 @@ class Gate:
         self.calls: list[list[int]] = []
         self.fail_on = fail_on
 
-    def __call__(self, key: BatchKey, ids: list[list[int]], type_ids: list[list[int]]) -> list[np.ndarray]:
+    def __call__(self, key: BatchKey, items: list[PreparedInput]) -> list[np.ndarray]:
+        ids = ids_of(items)
         self.started.set()
         self.release.wait(10)
         self.calls.append([row[0] for row in ids])
@@ -62,12 +79,12 @@ class Gate:
 
 def test_overload_refuses_immediately_and_loses_nothing() -> None:
     gate = Gate()
-    scheduler = Scheduler(gate, max_batch_tokens=1000, max_batch_size=1, max_queue=3)
-    first = scheduler.submit(KEY, [[0]], [[0]])
+    scheduler = Scheduler(gate, spec(1000, 1), max_queue=3)
+    first = scheduler.submit(KEY, inputs([[0]]))
     assert gate.started.wait(5)
-    accepted = [scheduler.submit(KEY, [[i]], [[0]]) for i in (1, 2, 3)]
+    accepted = [scheduler.submit(KEY, inputs([[i]])) for i in (1, 2, 3)]
     with pytest.raises(Overloaded, match="queue is full"):
-        scheduler.submit(KEY, [[4]], [[0]])
+        scheduler.submit(KEY, inputs([[4]]))
     gate.release.set()
     results = [f.result(5).rows[0][0] for f in [first, *accepted]]
     assert results == [0, 1, 2, 3]
@@ -76,15 +93,15 @@ def test_overload_refuses_immediately_and_loses_nothing() -> None:
 
 def test_priorities_lower_first_fifo_within() -> None:
     gate = Gate()
-    scheduler = Scheduler(gate, max_batch_tokens=1000, max_batch_size=1)
-    blocker = scheduler.submit(KEY, [[99]], [[0]])
+    scheduler = Scheduler(gate, spec(1000, 1))
+    blocker = scheduler.submit(KEY, inputs([[99]]))
     assert gate.started.wait(5)
     futures = [
-        scheduler.submit(KEY, [[10]], [[0]], priority=5),
-        scheduler.submit(KEY, [[1]], [[0]], priority=0),
-        scheduler.submit(KEY, [[11]], [[0]], priority=5),
-        scheduler.submit(KEY, [[2]], [[0]], priority=0),
-        scheduler.submit(KEY, [[0]], [[0]], priority=-1),
+        scheduler.submit(KEY, inputs([[10]]), priority=5),
+        scheduler.submit(KEY, inputs([[1]]), priority=0),
+        scheduler.submit(KEY, inputs([[11]]), priority=5),
+        scheduler.submit(KEY, inputs([[2]]), priority=0),
+        scheduler.submit(KEY, inputs([[0]]), priority=-1),
     ]
     gate.release.set()
     for f in [blocker, *futures]:
@@ -96,13 +113,13 @@ def test_priorities_lower_first_fifo_within() -> None:
 def test_failing_batch_fails_only_its_requests() -> None:
     gate = Gate(fail_on=7)
     gate.release.set()
-    scheduler = Scheduler(gate, max_batch_tokens=1000, max_batch_size=1)
-    good, bad, later = (scheduler.submit(KEY, [[i]], [[0]]) for i in (1, 7, 2))
+    scheduler = Scheduler(gate, spec(1000, 1))
+    good, bad, later = (scheduler.submit(KEY, inputs([[i]])) for i in (1, 7, 2))
     with pytest.raises(EngineError, match="device fell over"):
         bad.result(5)
     assert good.result(5).rows[0][0] == 1
     assert later.result(5).rows[0][0] == 2
-    assert scheduler.submit(KEY, [[3]], [[0]]).result(5).rows[0][0] == 3, "still serving"
+    assert scheduler.submit(KEY, inputs([[3]])).result(5).rows[0][0] == 3, "still serving"
     assert scheduler.stats.failed_batches == 1
     scheduler.close()
 
@@ -112,15 +129,16 @@ def test_batches_respect_token_budget_and_keys() -> None:
     gate.release.set()
     runs: list[tuple[BatchKey, list[int]]] = []
 
-    def record(key: BatchKey, ids: list[list[int]], type_ids: list[list[int]]) -> list[np.ndarray]:
+    def record(key: BatchKey, items: list[PreparedInput]) -> list[np.ndarray]:
+        ids = ids_of(items)
         runs.append((key, [len(r) for r in ids]))
         return [np.zeros(2, dtype=np.float32) for _ in ids]
 
-    scheduler = Scheduler(record, max_batch_tokens=40, max_batch_size=16)
+    scheduler = Scheduler(record, spec(40, 16))
     other = BatchKey("lora", "sentence_embedding", 0)
     lengths = [10, 3, 12, 5, 9, 1, 7]
-    f1 = scheduler.submit(KEY, [[1] * n for n in lengths], [[0] * n for n in lengths])
-    f2 = scheduler.submit(other, [[1] * 4, [1] * 6], [[0] * 4, [0] * 6])
+    f1 = scheduler.submit(KEY, inputs([[1] * n for n in lengths]))
+    f2 = scheduler.submit(other, inputs([[1] * 4, [1] * 6]))
     f1.result(5)
     f2.result(5)
     scheduler.close()
@@ -132,13 +150,13 @@ def test_batches_respect_token_budget_and_keys() -> None:
 
 def test_close_drains_accepted_work() -> None:
     gate = Gate()
-    scheduler = Scheduler(gate, max_batch_tokens=1000, max_batch_size=2)
-    futures = [scheduler.submit(KEY, [[i]], [[0]]) for i in range(5)]
+    scheduler = Scheduler(gate, spec(1000, 2))
+    futures = [scheduler.submit(KEY, inputs([[i]])) for i in range(5)]
     gate.release.set()
     scheduler.close()
     assert [f.result(0).rows[0][0] for f in futures] == [0, 1, 2, 3, 4]
     with pytest.raises(Overloaded, match="shutting down"):
-        scheduler.submit(KEY, [[1]], [[0]])
+        scheduler.submit(KEY, inputs([[1]]))
 
 
 def test_concurrent_requests_of_mixed_lengths_pad_little() -> None:
@@ -146,17 +164,18 @@ def test_concurrent_requests_of_mixed_lengths_pad_little() -> None:
     gate = Gate()
     widths: list[list[int]] = []
 
-    def record(key: BatchKey, ids: list[list[int]], type_ids: list[list[int]]) -> list[np.ndarray]:
+    def record(key: BatchKey, items: list[PreparedInput]) -> list[np.ndarray]:
+        ids = ids_of(items)
         gate.started.set()
         gate.release.wait(10)
         widths.append([len(r) for r in ids])
         return [np.zeros(2, dtype=np.float32) for _ in ids]
 
-    scheduler = Scheduler(record, max_batch_tokens=400, max_batch_size=64)
-    blocker = scheduler.submit(KEY, [[1] * 5], [[0] * 5])
+    scheduler = Scheduler(record, spec(400, 64))
+    blocker = scheduler.submit(KEY, inputs([[1] * 5]))
     assert gate.started.wait(5)
     lengths = np.random.default_rng(0).integers(5, 100, size=60).tolist()
-    futures = [scheduler.submit(KEY, [[1] * n], [[0] * n]) for n in lengths]  # arrival order is random
+    futures = [scheduler.submit(KEY, inputs([[1] * n])) for n in lengths]  # arrival order is random
     gate.release.set()
     for f in [blocker, *futures]:
         f.result(5)
@@ -171,20 +190,20 @@ def test_a_lone_batch_runs_on_the_latency_path_and_concurrent_ones_do_not() -> N
     gate = Gate()
     alone: list[list[int]] = []
 
-    def solo(key: BatchKey, ids: list[list[int]], type_ids: list[list[int]]) -> list[np.ndarray]:
-        alone.append([row[0] for row in ids])
-        return gate(key, ids, type_ids)
+    def solo(key: BatchKey, items: list[PreparedInput]) -> list[np.ndarray]:
+        alone.append([row[0] for row in ids_of(items)])
+        return gate(key, items)
 
-    scheduler = Scheduler(gate, max_batch_tokens=1000, max_batch_size=1, workers=2, run_alone=solo)
-    first = scheduler.submit(KEY, [[1]], [[0]])
+    scheduler = Scheduler(gate, spec(1000, 1), workers=2, run_alone=solo)
+    first = scheduler.submit(KEY, inputs([[1]]))
     assert gate.started.wait(5)
-    second = scheduler.submit(KEY, [[2]], [[0]])  # the first is still running: throughput path
+    second = scheduler.submit(KEY, inputs([[2]]))  # the first is still running: throughput path
     deadline = time.monotonic() + 5
     while scheduler.queue_size and time.monotonic() < deadline:  # the other worker must take it before release
         time.sleep(0.001)
     gate.release.set()
     assert [first.result(5).rows[0][0], second.result(5).rows[0][0]] == [1, 2]
-    third = scheduler.submit(KEY, [[3]], [[0]])  # idle again: latency path
+    third = scheduler.submit(KEY, inputs([[3]]))  # idle again: latency path
     assert third.result(5).rows[0][0] == 3
     scheduler.close()
     assert alone == [[1], [3]]
@@ -194,11 +213,11 @@ def test_a_lone_batch_runs_on_the_latency_path_and_concurrent_ones_do_not() -> N
 def test_runtime_lone_queries_use_the_all_cores_engine(tiny_artifact: Callable[[str], Path]) -> None:
     texts = mixed_texts(12)
     with Runtime.load(tiny_artifact("BertModel"), backend="onnxruntime-cpu", workers=2) as runtime:
-        assert runtime._alone_engine is not None
+        assert runtime.pool.alone is not None
         single = np.concatenate([runtime.embed([t]) for t in texts])
         assert runtime.scheduler.stats.alone_batches == len(texts)
     with Runtime.load(tiny_artifact("BertModel"), backend="onnxruntime-cpu", workers=2, latency_engine=False) as plain:
-        assert plain._alone_engine is None
+        assert plain.pool.alone is None
         reference = plain.embed(texts)
         assert plain.scheduler.stats.alone_batches == 0
     np.testing.assert_allclose(single, reference, atol=2e-5)

@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from trt_embed.engines import cuda
+from trt_embed.engines import tensorrt as backend
+from trt_embed.engines.base import Batch
 from trt_embed.errors import BackendUnavailable
-from trt_embed.manifest import EngineEntry, ShapeProfile, TensorSpec
+from trt_embed.manifest import EngineEntry, Manifest, ShapeProfile, TensorSpec
 from trt_embed.runtime import Runtime
-from trt_embed.runtime.backends import cuda
-from trt_embed.runtime.backends import tensorrt as backend
 
 TEXTS = ["hello", "the cat read a paper in the city at night", " ".join(["what time is it"] * 12), "blue water"]
 PROFILES = [ShapeProfile(min=(1, 1), opt=(4, 16), max=(8, 16)), ShapeProfile(min=(1, 1), opt=(2, 64), max=(4, 64))]
@@ -26,7 +27,7 @@ PROFILES = [ShapeProfile(min=(1, 1), opt=(4, 16), max=(8, 16)), ShapeProfile(min
 def multi_sm_artifact(tiny_artifact: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny artifact with fp32 and fp16 plans for sm_80, sm_86 and sm_89 (TensorRT-RTX, built here)."""
     pytest.importorskip("tensorrt_rtx", reason="needs TensorRT-RTX to build plans: pip install tensorrt-rtx-cu13")
-    from trt_embed.exporter.engines import PlanOptions, build_engine
+    from trt_embed.exporter.plans import PlanOptions, build_engine
 
     artifact = tmp_path_factory.mktemp("multi-sm") / "artifact"
     shutil.copytree(tiny_artifact("BertModel"), artifact)
@@ -78,9 +79,9 @@ def test_a_plan_for_other_gpus_names_them_and_this_one(multi_sm_artifact: Path) 
 def test_auto_falls_back_when_a_matching_plan_fails_to_load(
     multi_sm_artifact: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import trt_embed.runtime.backends as backends
+    import trt_embed.engines.select as backends
+    from trt_embed.artifact import Artifact
     from trt_embed.errors import EngineError
-    from trt_embed.runtime.artifact import Artifact
 
     artifact = Artifact.open(multi_sm_artifact)
     plan = next(e for e in artifact.manifest.engines if e.kind == "tensorrt")
@@ -116,10 +117,17 @@ def test_profile_choice() -> None:
         backend.pick_profile(PROFILES, 8, 40)
 
 
-def test_batches_respect_the_engine_profiles(tiny_artifact: Callable[[str], Path]) -> None:
+def test_batches_respect_the_engine_profiles(tiny_artifact: Callable[[str], Path], tmp_path: Path) -> None:
     with Runtime.load(tiny_artifact("BertModel"), backend="onnxruntime-cpu") as runtime:
         expected = runtime.embed(TEXTS * 4)
-        runtime.engine.entry.profiles = PROFILES  # as a plan would have them; infer() rejects misfits
+    copy = tmp_path / "artifact"
+    shutil.copytree(tiny_artifact("BertModel"), copy)
+    manifest = Manifest.read(copy)
+    for entry in manifest.engines:  # as a plan would have them; the spec takes them and infer() rejects misfits
+        entry.profiles = PROFILES
+    manifest.write(copy)
+    with Runtime.load(copy, backend="onnxruntime-cpu") as runtime:
+        assert runtime.spec.profiles == tuple(PROFILES)
         shapes: list[tuple[int, int]] = []
         run = runtime.engine._infer
 
@@ -290,18 +298,20 @@ def test_pipeline_runs_batches_in_order_and_switches_profiles(
         ids = rng.integers(1, 100, (batch, seq))
         mask = np.ones_like(ids)
         mask[0, seq // 2 :] = 0 if seq > 1 else 1
-        batches.append({"input_ids": ids, "attention_mask": mask})
+        batches.append(Batch.padded({"input_ids": ids, "attention_mask": mask}))
     results = engine.infer_batches(batches, ["sentence_embedding", "token_embeddings"])
     assert len(results) == len(shapes)
     for inputs, out in zip(batches, results, strict=True):
-        expected = (inputs["input_ids"] * inputs["attention_mask"]).sum(1, keepdims=True) + np.arange(HIDDEN)
+        arrays = inputs.arrays
+        expected = (arrays["input_ids"] * arrays["attention_mask"]).sum(1, keepdims=True) + np.arange(HIDDEN)
         np.testing.assert_array_equal(out["sentence_embedding"], expected.astype(np.float32))
-        np.testing.assert_array_equal(out["token_embeddings"][..., 0], inputs["input_ids"].astype(np.float32))
+        np.testing.assert_array_equal(out["token_embeddings"][..., 0], arrays["input_ids"].astype(np.float32))
     assert [e for e in log if e.startswith("profile")] == ["profile 1", "profile 0", "profile 1", "profile 0"]
     single = engine.infer(batches[1], ["sentence_embedding"])
     np.testing.assert_array_equal(single["sentence_embedding"], results[1]["sentence_embedding"])
     with pytest.raises(ValueError, match="fits none"):
-        engine.infer({"input_ids": np.ones((8, 40), np.int64), "attention_mask": np.ones((8, 40), np.int64)}, [])
+        ones = np.ones((8, 40), np.int64)
+        engine.infer(Batch.padded({"input_ids": ones, "attention_mask": ones}), [])
 
 
 # -- real execution -----------------------------------------------------------------------------------------
@@ -309,7 +319,7 @@ def test_pipeline_runs_batches_in_order_and_switches_profiles(
 
 def test_plans_match_onnxruntime_on_a_supported_gpu(multi_sm_artifact: Path, tmp_path: Path) -> None:
     """Runs only where TensorRT + cuda-python + a GPU the plan targets exist."""
-    from trt_embed.exporter.engines import PlanOptions, build_engine
+    from trt_embed.exporter.plans import PlanOptions, build_engine
     from trt_embed.manifest import Manifest
 
     gpu_missing = _gpu_reason()

@@ -13,7 +13,7 @@ import pytest
 
 from trt_embed.runtime import Runtime
 from trt_embed.server.app import create_app
-from trt_embed.server.service import Registry, Settings
+from trt_embed.server.registry import Registry, Settings
 
 API_KEY = "test-key-123"
 

@@ -11,7 +11,7 @@ from conftest import API_KEY, LiveServer
 
 from trt_embed.runtime import Runtime
 from trt_embed.server.app import create_app
-from trt_embed.server.service import Registry, Settings
+from trt_embed.server.registry import Registry, Settings
 
 TEXTS = ["the cat read a paper", "how fast is a large dog"]
 

@@ -5,21 +5,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from trt_embed.engines.base import Batch
+from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
-from trt_embed.exporter.engines import PlanOptions, add_plans, ensure_fp16_graph, quality
+from trt_embed.exporter.calibration import default_calibration_texts
+from trt_embed.exporter.checks import ensure_fp16_graph, quality
 from trt_embed.exporter.external_data import data_hashes
 from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
 from trt_embed.exporter.int8 import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE, calibration_passages, static_int8_entry
 from trt_embed.exporter.models.recipe import apply_recipe, ensure_eos, entry_for, recipe_matryoshka
+from trt_embed.exporter.plans import PlanOptions, add_plans
 from trt_embed.exporter.source import (
     SentenceTransformerConfig,
     check_model_dir,
@@ -31,8 +35,8 @@ from trt_embed.exporter.tokenizer import tokenizer_to_artifact
 from trt_embed.exporter.variants import calibration_ranges, check_adapter, merged_lora_graph
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, TokenizerInfo, sha256_file
 from trt_embed.poolers import POOLING_MODES
-from trt_embed.runtime.backends.onnxruntime import OnnxRuntimeEngine
-from trt_embed.runtime.tokenizer import TextTokenizer, pad_batch
+from trt_embed.runtime.batch import pad
+from trt_embed.runtime.tokenizer import TextTokenizer
 from trt_embed.zoo import ZooEntry, architecture_of, load_zoo, zoo_entry
 
 log = logging.getLogger("trt_embed.export")
@@ -59,11 +63,6 @@ class ExportOptions:
     convert: str | None = None  # "embed": export a *ForCausalLM / *Model that is not in the zoo
     architecture: str | None = None  # instead of config.json's (GritLM-7B says MistralForCausalLM; like vLLM's
     # `--hf-overrides '{"architectures": [...]}'`)
-
-
-def default_calibration_texts() -> list[str]:
-    text = resources.files("trt_embed.exporter").joinpath("calibration.txt").read_text()
-    return [line for line in text.splitlines() if line.strip()]
 
 
 def tool_versions() -> dict[str, str]:
@@ -275,7 +274,7 @@ def _example(
     graph: EmbeddingGraph, tokenizer: TextTokenizer, info: TokenizerInfo, texts: list[str]
 ) -> tuple[torch.Tensor, ...]:
     tokenized = tokenizer.encode(texts)
-    arrays = pad_batch(tokenized.ids, tokenized.type_ids, pad_id=info.pad_token_id, side=info.padding_side)
+    arrays = pad(tokenized.ids, tokenized.type_ids, pad_id=info.pad_token_id, side=info.padding_side)
     arrays["pooling_mask"] = arrays["attention_mask"]
     return tuple(torch.from_numpy(arrays[name]) for name in graph.input_names)
 
@@ -302,7 +301,7 @@ def _export_engines(
     check_inputs = _example(graph, tokenizer, info, calibration)
     with torch.no_grad():
         reference, token_states = (t.numpy() for t in graph(*check_inputs))
-    feeds = {name: t.numpy() for name, t in zip(graph.input_names, check_inputs, strict=True)}
+    feeds = Batch.padded({name: t.numpy() for name, t in zip(graph.input_names, check_inputs, strict=True)})
     inputs = [TensorSpec(name, "int64", ["batch", "sequence"]) for name in graph.input_names]
     outputs = [
         TensorSpec("sentence_embedding", "float32", ["batch", int(reference.shape[-1])]),

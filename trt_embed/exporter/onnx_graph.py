@@ -6,13 +6,15 @@ import logging
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from trt_embed.errors import ExportError
 from trt_embed.exporter.external_data import data_files, place_onnx
-from trt_embed.exporter.graph import EmbeddingGraph
+
+if TYPE_CHECKING:  # torch only for the trace: the graph passes below run without it (`trt-embed build-engine`)
+    import torch
+
+    from trt_embed.exporter.graph import EmbeddingGraph
 
 log = logging.getLogger("trt_embed.export")
 OPSET = 17
@@ -25,6 +27,8 @@ def onnx_from_graph(graph: EmbeddingGraph, example: tuple[torch.Tensor, ...], pa
     The example must be a padded batch of at least two rows of different lengths: the tracer bakes in
     Python-level branches, and an all-ones mask would trace the 'no padding' branch of the mask code.
     """
+    import torch
+
     dynamic_axes = {name: DYNAMIC for name in graph.input_names}
     dynamic_axes["sentence_embedding"] = {0: "batch"}
     dynamic_axes["token_embeddings"] = DYNAMIC

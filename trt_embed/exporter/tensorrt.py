@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trt_embed.engines import cuda
+from trt_embed.engines.tensorrt import load_tensorrt
 from trt_embed.errors import ExportError
 from trt_embed.manifest import ShapeProfile, TensorSpec
-from trt_embed.runtime.backends import cuda
-from trt_embed.runtime.backends.tensorrt import load_tensorrt
 
 log = logging.getLogger("trt_embed.export")
 

@@ -1,6 +1,38 @@
-"""The lean serving runtime: no torch, no transformers, no exporter imports."""
+"""The lean serving runtime: no torch, no transformers, no exporter imports.
 
-from trt_embed.runtime.artifact import Artifact
+This module is the runtime's public API; the server and integrations import only what is listed here.
+"""
+
+from trt_embed.artifact import Artifact
+from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.runtime import Runtime
+from trt_embed.runtime.tokenizer import Tokenized
+from trt_embed.runtime.types import (
+    ENCODINGS,
+    Dense,
+    EmbedRequest,
+    EmbedResult,
+    Observer,
+    ScoreRequest,
+    ScoreResult,
+    Timing,
+    TokenVectors,
+    Vectors,
+)
 
-__all__ = ["Artifact", "Runtime"]
+__all__ = [
+    "ENCODINGS",
+    "Artifact",
+    "Dense",
+    "EmbedRequest",
+    "EmbedResult",
+    "Observer",
+    "Runtime",
+    "RuntimeOptions",
+    "ScoreRequest",
+    "ScoreResult",
+    "Timing",
+    "TokenVectors",
+    "Tokenized",
+    "Vectors",
+]

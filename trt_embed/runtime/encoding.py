@@ -9,18 +9,15 @@ significant bit first; `binary` is `ubinary - 128` as int8, as sentence-transfor
 from __future__ import annotations
 
 import base64
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from trt_embed.errors import InvalidRequest
-
-Vectors = npt.NDArray[np.float32]
-EMBED_DTYPES = ("float32", "float16", "bfloat16")
-ENDIANNESS = ("native", "little", "big")
-EncodingName = Literal["float", "base64", "binary", "ubinary", "int8", "uint8"]
-ENCODINGS: tuple[str, ...] = ("float", "base64", "binary", "ubinary", "int8", "uint8")
+from trt_embed.manifest import Manifest
+from trt_embed.runtime.types import EMBED_DTYPES, ENCODINGS, ENDIANNESS, EncodingName, Vectors
 
 
 def bfloat16_bits(vectors: Vectors) -> npt.NDArray[np.uint16]:
@@ -78,3 +75,61 @@ def quantize(vectors: Vectors, ranges: npt.NDArray[np.float32], signed: bool) ->
     levels = np.clip(np.floor((vectors - low) / steps), 0, 255)
     out: npt.NDArray[np.integer] = (levels - 128).astype(np.int8) if signed else levels.astype(np.uint8)
     return out
+
+
+def quantization_ranges(manifest: Manifest, dimensions: int | None, normalized: bool) -> npt.NDArray[np.float32]:
+    """Calibrated per-dimension [min, max] (shape [2, D]) for int8/uint8 outputs, from the manifest."""
+    dims = dimensions or manifest.embedding_dim
+    key = f"{dims}" if normalized else f"{dims}:raw"
+    ranges = manifest.calibration.get("ranges", {})
+    if key not in ranges:
+        have = sorted({k.split(":")[0] for k in ranges}, key=int)
+        raise InvalidRequest(
+            f"int8/uint8 outputs need calibration ranges, which this artifact has for dimensions "
+            f"{', '.join(have) or 'none'} only; request one of those or a float/binary encoding",
+            "embedding_types",
+        )
+    return np.asarray(ranges[key], dtype=np.float32)
+
+
+def check_encodings(
+    encodings: Sequence[str], embed_dtype: str, endianness: str, *, dimension: int, token_level: bool
+) -> None:
+    """Refuse, before any work, an encoding request that cannot be met for vectors of `dimension`."""
+    if not encodings:
+        raise InvalidRequest(f"ask for at least one encoding: {', '.join(ENCODINGS)}", "encoding_format")
+    unknown = [e for e in encodings if e not in ENCODINGS]
+    if unknown:
+        raise InvalidRequest(f"encodings must be among {', '.join(ENCODINGS)}, got {unknown[0]!r}", "encoding_format")
+    if embed_dtype not in EMBED_DTYPES:
+        raise InvalidRequest(
+            f"embed_dtype must be one of {', '.join(EMBED_DTYPES)}, got {embed_dtype!r}", "embed_dtype"
+        )
+    if endianness not in ENDIANNESS:
+        raise InvalidRequest(f"endianness must be one of {', '.join(ENDIANNESS)}, got {endianness!r}", "endianness")
+    if token_level and any(e not in ("float", "base64") for e in encodings):
+        raise InvalidRequest("token embeddings are returned as float or base64 only", "encoding_format")
+    if any(e in ("binary", "ubinary") for e in encodings) and dimension % 8:
+        raise InvalidRequest(
+            f"binary encodings need a dimension that is a multiple of 8, got {dimension}", "dimensions"
+        )
+
+
+def encode_rows(
+    vectors: Vectors,
+    encoding: EncodingName,
+    *,
+    embed_dtype: str = "float32",
+    endianness: str = "little",
+    ranges: npt.NDArray[np.float32] | None = None,
+) -> list[Any]:
+    """Each row of [N, D] in one encoding (float rows stay NumPy arrays; the JSON layer writes them)."""
+    if encoding == "float":
+        return list(vectors)
+    if encoding == "base64":
+        return to_base64(vectors, embed_dtype, endianness)
+    if encoding in ("binary", "ubinary"):
+        return list(binary(vectors) if encoding == "binary" else ubinary(vectors))
+    if ranges is None:
+        raise InvalidRequest(f"{encoding} needs calibration ranges", "embedding_types")
+    return list(quantize(vectors, ranges, signed=encoding == "int8"))

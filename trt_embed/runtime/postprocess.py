@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
-
-Vectors = npt.NDArray[np.float32]
+from trt_embed.runtime.types import Vectors
 
 
 def check_dimensions(manifest: Manifest, dimensions: int | None) -> int | None:

@@ -1,38 +1,28 @@
-"""The batching scheduler: a bounded priority queue of tokenized inputs, packed into engine batches.
+"""The batching scheduler: a bounded priority queue of prepared inputs, packed into engine batches.
 
-Callers tokenize in their own threads (the event loop hands that to an executor), so tokenization of the
-next request overlaps inference of the current batch. One worker thread forms batches by token budget,
-runs the engine and completes futures. Every accepted request gets exactly one result or one error.
+Callers prepare (tokenize) in their own threads (the event loop hands that to an executor), so preparation of
+the next request overlaps inference of the current batch. Worker threads form batches by the engine's budget
+(padded or real tokens, batch size, shape profiles), run the engine and complete futures. Every accepted
+request gets exactly one result or one error; a request whose caller gave up is dropped from the queue.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 
-import numpy as np
-import numpy.typing as npt
-
+from trt_embed.engines.base import EngineSpec
 from trt_embed.errors import EngineError, Overloaded, TrtEmbedError
+from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors
 
-Vectors = npt.NDArray[np.float32]
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchKey:
-    """Inputs can share a batch only when these agree."""
-
-    variant: str
-    output: str  # "sentence_embedding" | "token_embeddings"
-    skip: int  # leading tokens excluded from pooling
-
-
-RunBatch = Callable[[BatchKey, list[list[int]], list[list[int]]], list[Vectors]]
+RunBatch = Callable[[BatchKey, list[PreparedInput]], list[Vectors]]
+OnBatch = Callable[[int, int, float], None]  # (batch size, engine tokens, seconds)
 
 
 @dataclasses.dataclass
@@ -48,8 +38,7 @@ class Result:
 @dataclasses.dataclass(eq=False)
 class _Request:
     key: BatchKey
-    ids: Sequence[list[int]]
-    type_ids: Sequence[list[int]]
+    items: Sequence[PreparedInput]
     future: Future[Result]
     enqueued: float
     rows: list[Vectors | None]
@@ -70,7 +59,12 @@ class _Item:
 
     @property
     def length(self) -> int:
-        return len(self.request.ids[self.index])
+        return self.request.items[self.index].length
+
+    @property
+    def abandoned(self) -> bool:
+        """The request already has its answer (an error) or its caller gave up on it."""
+        return self.request.done or self.request.future.cancelled()
 
 
 @dataclasses.dataclass
@@ -83,18 +77,17 @@ class SchedulerStats:
 
 
 class Scheduler:
-    """Packs queued inputs into batches of at most `max_batch_size` inputs and `max_batch_tokens`
-    padded tokens. Lower priority values run first; FIFO within a priority."""
+    """Packs queued inputs into batches within the engine's spec: at most `max_batch_size` inputs and
+    `max_batch_tokens` tokens (padded or real, by the spec's layout), in shapes its profiles take.
+    Lower priority values run first; FIFO within a priority."""
 
     def __init__(
         self,
         run_batch: RunBatch,
+        spec: EngineSpec,
         *,
-        max_batch_tokens: int,
-        max_batch_size: int,
         max_queue: int | None = None,
-        on_batch: Callable[[int, int, float], None] | None = None,
-        fits: Callable[[int, int], bool] | None = None,
+        on_batch: OnBatch | None = None,
         workers: int = 1,
         run_alone: RunBatch | None = None,
     ) -> None:
@@ -103,11 +96,9 @@ class Scheduler:
         # instead of one single-threaded call per worker (throughput).
         self._run_alone = run_alone
         self._busy = 0  # workers running a batch
-        self.max_batch_tokens = max_batch_tokens
-        self.max_batch_size = max_batch_size
+        self.spec = spec
         self.max_queue = max_queue
-        self.on_batch = on_batch  # (batch size, padded tokens, seconds) after each batch; metrics hook
-        self._fits = fits  # (batch, seq) -> whether the engine's shape profiles take it
+        self._on_batch = on_batch
         self._heap: list[_Item] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -126,29 +117,26 @@ class Scheduler:
     def queue_size(self) -> int:
         return len(self._heap)
 
-    def submit(
-        self, key: BatchKey, ids: Sequence[list[int]], type_ids: Sequence[list[int]], *, priority: int = 0
-    ) -> Future[Result]:
-        """Queue one request's tokenized inputs; raises `Overloaded` at once if the queue is full."""
+    def submit(self, key: BatchKey, items: Sequence[PreparedInput], *, priority: int = 0) -> Future[Result]:
+        """Queue one request's prepared inputs; raises `Overloaded` at once if the queue is full."""
         future: Future[Result] = Future()
         request = _Request(
             key=key,
-            ids=ids,
-            type_ids=type_ids,
+            items=items,
             future=future,
             enqueued=time.perf_counter(),
-            rows=[None] * len(ids),
-            remaining=len(ids),
+            rows=[None] * len(items),
+            remaining=len(items),
         )
-        if not ids:
+        if not items:
             future.set_result(Result([], 0.0, 0.0, 0))
             return future
         # Longest first inside a request: consecutive items then pad little when batched together.
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        order = sorted(range(len(items)), key=lambda i: items[i].length, reverse=True)
         with self._cond:
             if self._closing:
                 raise Overloaded("the runtime is shutting down and accepts no new work")
-            if self.max_queue is not None and len(self._heap) + len(ids) > self.max_queue:
+            if self.max_queue is not None and len(self._heap) + len(items) > self.max_queue:
                 raise Overloaded(
                     f"the queue is full ({len(self._heap)} of {self.max_queue} inputs waiting); retry later"
                 )
@@ -182,13 +170,16 @@ class Scheduler:
             key=lambda item: (-item.length, item.seq),
         )
         batch = [first]
+        lengths = [width]
+        spec = self.spec
         for item in candidates:
             size = len(batch) + 1
-            if size > self.max_batch_size or size * width > self.max_batch_tokens:
+            if size > spec.max_batch_size or spec.cost([*lengths, item.length]) > spec.max_batch_tokens:
                 break
-            if self._fits is not None and not self._fits(size, width):
+            if not spec.fits(size, width):
                 break
             batch.append(item)
+            lengths.append(item.length)
         if len(batch) > 1:
             taken = {id(item) for item in batch}
             self._heap = [item for item in self._heap if id(item) not in taken]
@@ -204,7 +195,7 @@ class Scheduler:
                     return
                 batch = self._take_batch()
                 alone = self._run_alone is not None and not self._heap and self._busy == 0
-                live = [item for item in batch if not item.request.done]
+                live = [item for item in batch if not item.abandoned]
                 started = time.perf_counter()
                 for item in live:
                     item.batch_size = len(live)
@@ -231,7 +222,7 @@ class Scheduler:
         rows: list[Vectors] = []
         error: TrtEmbedError | None = None
         try:
-            rows = run(key, [i.request.ids[i.index] for i in live], [i.request.type_ids[i.index] for i in live])
+            rows = run(key, [i.request.items[i.index] for i in live])
         except Exception as exc:  # one failing batch fails only its own requests
             error = exc if isinstance(exc, TrtEmbedError) else EngineError(f"inference failed: {exc}")
         finally:
@@ -243,7 +234,7 @@ class Scheduler:
                     self._fail(item.request, error)
             return
         elapsed = time.perf_counter() - started
-        tokens = len(live) * max(i.length for i in live)
+        tokens = self.spec.cost([i.length for i in live])
         with self._book:
             self.stats.batches += 1
             self.stats.alone_batches += alone
@@ -251,14 +242,15 @@ class Scheduler:
             self.stats.batch_tokens += tokens
             for item, row in zip(live, rows, strict=True):
                 self._complete(item, row, elapsed)
-        if self.on_batch is not None:
-            self.on_batch(len(live), tokens, elapsed)
+        if self._on_batch is not None:
+            self._on_batch(len(live), tokens, elapsed)
 
     @staticmethod
     def _fail(request: _Request, error: BaseException) -> None:
         if not request.done:
             request.done = True
-            request.future.set_exception(error)
+            with contextlib.suppress(InvalidStateError):  # the caller gave up (cancelled) meanwhile
+                request.future.set_exception(error)
 
     @staticmethod
     def _complete(item: _Item, row: Vectors, elapsed: float) -> None:
@@ -272,11 +264,11 @@ class Scheduler:
         if request.remaining == 0:
             request.done = True
             started = request.first_started or request.enqueued
-            request.future.set_result(
-                Result(
-                    rows=[r for r in request.rows if r is not None],
-                    queue_seconds=started - request.enqueued,
-                    inference_seconds=request.inference_seconds,
-                    batches=request.batches,
-                )
+            result = Result(
+                rows=[r for r in request.rows if r is not None],
+                queue_seconds=started - request.enqueued,
+                inference_seconds=request.inference_seconds,
+                batches=request.batches,
             )
+            with contextlib.suppress(InvalidStateError):  # the caller gave up (cancelled) meanwhile
+                request.future.set_result(result)

@@ -1,22 +1,16 @@
-"""Tokenization for the runtime: `tokenizers` only, truncation policies, padded NumPy batches."""
+"""Tokenization for the runtime: `tokenizers` only, with truncation policies."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
-import numpy.typing as npt
 from tokenizers import Encoding, Tokenizer
 
 from trt_embed.errors import ArtifactError, InputTooLong, InvalidRequest
 from trt_embed.manifest import TokenizerInfo
-
-Truncate = Literal["end", "start", "none"]
-TRUNCATE_MODES: tuple[Truncate, ...] = ("end", "start", "none")
-IntArray = npt.NDArray[np.int64]
+from trt_embed.runtime.types import TRUNCATE_MODES, Truncate
 
 
 @dataclasses.dataclass
@@ -133,27 +127,3 @@ class TextTokenizer:
     @property
     def vocab_size(self) -> int:
         return self._plain.get_vocab_size(with_added_tokens=True)
-
-
-def pad_batch(
-    ids: Sequence[Sequence[int]],
-    type_ids: Sequence[Sequence[int]] | None,
-    *,
-    pad_id: int,
-    side: str = "right",
-    length: int | None = None,
-) -> dict[str, IntArray]:
-    """Pad id lists into `input_ids`, `attention_mask` (and `token_type_ids`) arrays [B, S]."""
-    seq = max((len(i) for i in ids), default=0) if length is None else length
-    batch = len(ids)
-    input_ids = np.full((batch, seq), pad_id, dtype=np.int64)
-    mask = np.zeros((batch, seq), dtype=np.int64)
-    types = np.zeros((batch, seq), dtype=np.int64)
-    for row, tokens in enumerate(ids):
-        n = len(tokens)
-        cols = slice(0, n) if side == "right" else slice(seq - n, seq)
-        input_ids[row, cols] = tokens
-        mask[row, cols] = 1
-        if type_ids is not None:
-            types[row, cols] = type_ids[row]
-    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}

@@ -16,12 +16,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from trt_embed.server import cohere, openai, pooling, score
+from trt_embed.server import cohere, openai, pooling, score, tokenize
 from trt_embed.server.errors import HTTPError, error_response, response_for
 from trt_embed.server.metrics import Metrics
-from trt_embed.server.openapi import openapi_document
+from trt_embed.server.openapi import Endpoint, openapi_document
+from trt_embed.server.registry import Context, Registry, Settings
 from trt_embed.server.responses import JSON
-from trt_embed.server.service import Context, Registry, Settings
 
 OPEN_PATHS = {"/health", "/metrics"}  # probes and scrapers need no API key
 
@@ -65,24 +65,26 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return JSON(openapi_document())
+    return JSON(openapi_document(ENDPOINTS))
 
 
-ROUTES = [
-    Route("/v1/embeddings", openai.embeddings, methods=["POST"]),
-    Route("/v2/embed", cohere.embed, methods=["POST"]),
-    Route("/pooling", pooling.pooling, methods=["POST"]),
-    Route("/score", score.score, methods=["POST"]),
-    Route("/v1/score", score.score, methods=["POST"]),
-    Route("/rerank", score.rerank, methods=["POST"]),
-    Route("/v1/rerank", score.rerank, methods=["POST"]),
-    Route("/tokenize", pooling.tokenize, methods=["POST"]),
-    Route("/detokenize", pooling.detokenize, methods=["POST"]),
-    Route("/v1/models", models, methods=["GET"]),
-    Route("/health", health, methods=["GET"]),
-    Route("/metrics", metrics, methods=["GET"]),
-    Route("/openapi.json", openapi, methods=["GET"]),
-]
+# The one table of routes: Starlette's routes and the OpenAPI document are both made from it.
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("/v1/embeddings", openai.embeddings, "POST", "OpenAI embeddings", openai.EmbeddingRequest),
+    Endpoint("/v2/embed", cohere.embed, "POST", "Cohere v2 embed", cohere.EmbedRequest),
+    Endpoint("/pooling", pooling.pooling, "POST", "vLLM pooling (embed, token_embed)", pooling.PoolingRequest),
+    Endpoint("/score", score.score, "POST", "Cosine similarity of text pairs", score.ScoreRequest),
+    Endpoint("/v1/score", score.score, "POST", "Cosine similarity of text pairs", score.ScoreRequest),
+    Endpoint("/rerank", score.rerank, "POST", "Rank documents by cosine similarity to a query", score.RerankRequest),
+    Endpoint("/v1/rerank", score.rerank, "POST", "Rank documents by cosine similarity to a query", score.RerankRequest),
+    Endpoint("/tokenize", tokenize.tokenize, "POST", "Tokenize a prompt", tokenize.TokenizeRequest),
+    Endpoint("/detokenize", tokenize.detokenize, "POST", "Token ids back to text", tokenize.DetokenizeRequest),
+    Endpoint("/v1/models", models, "GET", "Served models"),
+    Endpoint("/health", health, "GET", "200 when healthy, 503 otherwise"),
+    Endpoint("/metrics", metrics, "GET", "Prometheus metrics"),
+    Endpoint("/openapi.json", openapi, "GET", "This document"),
+)
+ROUTES = [Route(e.path, e.handler, methods=[e.method]) for e in ENDPOINTS]
 KNOWN_PATHS = {route.path for route in ROUTES}
 
 
@@ -152,8 +154,8 @@ def create_app(load: Callable[[], Registry], settings: Settings | None = None) -
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         registry = load()
         for runtime in registry.runtimes:
-            runtime.scheduler.on_batch = metrics.observe_batch
-        metrics.watch_queue(lambda: float(sum(r.scheduler.queue_size for r in registry.runtimes)))
+            runtime.add_observer(metrics)
+        metrics.watch_queue(lambda: float(sum(r.queue_size for r in registry.runtimes)))
         app.state.ctx = Context(registry=registry, settings=settings, metrics=metrics)
         try:
             yield

@@ -1,4 +1,5 @@
-"""Cohere v2 `/v2/embed`: texts or inputs, input_type, embedding_types, output_dimension, truncate."""
+"""Cohere v2 `/v2/embed` (texts or inputs, input_type, embedding_types, output_dimension, truncate):
+schema <-> `EmbedRequest`."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime import encoding
+from trt_embed.runtime import EmbedRequest as Embed
+from trt_embed.server.registry import Context, check_batch_size, new_id, timing_headers
 from trt_embed.server.responses import JSON, parse
-from trt_embed.server.service import Context, Registry, Served, finish, new_id, run
 
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
 
@@ -63,18 +64,6 @@ def prompt_for(input_type: str | None, prompts: dict[str, str]) -> str | None:
     raise InvalidRequest(f"unknown input_type {input_type!r}; valid: {', '.join(valid)}", "input_type")
 
 
-def task_variant(served: Served, prompt_name: str | None, registry: Registry) -> Served:
-    """A model whose variants are tasks (jina-embeddings-v3: one merged LoRA per task) runs the variant
-    whose task prompt the input type resolved to; other models run as served."""
-    runtime = served.runtime
-    if prompt_name is None or served.variant != runtime.default_variant:
-        return served
-    for variant, record in runtime.manifest.lora_adapters.items():
-        if record.get("prompt_name") == prompt_name and variant in registry.models:
-            return registry.models[variant]
-    return served
-
-
 def texts_of(body: EmbedRequest) -> list[str]:
     if body.images:
         raise InvalidRequest("images are not supported: this server embeds text", "images")
@@ -93,44 +82,32 @@ def texts_of(body: EmbedRequest) -> list[str]:
     return body.texts
 
 
-def by_type(served: Served, vectors: Any, types: list[str], dims: int | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for kind in dict.fromkeys(types):
-        if kind == "float":
-            out[kind] = list(vectors)
-        elif kind == "base64":
-            out[kind] = encoding.to_base64(vectors, "float32", "little")
-        elif kind in ("binary", "ubinary"):
-            out[kind] = list(encoding.binary(vectors) if kind == "binary" else encoding.ubinary(vectors))
-        else:
-            ranges = served.runtime.quantization_ranges(dims, normalized=served.runtime.manifest.normalize)
-            out[kind] = list(encoding.quantize(vectors, ranges, signed=kind == "int8"))
-    return out
-
-
 async def embed(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, EmbedRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
     texts = texts_of(body)
-    truncate = body.truncate.lower()
+    check_batch_size(ctx, texts, "texts")
     prompt_name = prompt_for(body.input_type, served.runtime.manifest.prompts)
-    served = task_variant(served, prompt_name, ctx.registry)
-    outcome = await run(
-        ctx,
-        served,
-        texts,
-        prompt_name=prompt_name,
-        truncate=truncate,
-        truncate_prompt_tokens=None if body.max_tokens is None else min(body.max_tokens, served.runtime.max_seq_length),
-        priority=body.priority,
+    served = ctx.registry.task_variant(served, prompt_name)
+    max_tokens = None if body.max_tokens is None else min(body.max_tokens, served.runtime.max_seq_length)
+    result = await served.runtime.arun(
+        Embed(
+            inputs=texts,
+            dimensions=body.output_dimension,
+            encodings=tuple(dict.fromkeys(body.embedding_types)),
+            prompt_name=prompt_name,
+            truncate=body.truncate.lower(),  # type: ignore[arg-type]
+            truncate_prompt_tokens=max_tokens,
+            priority=body.priority,
+            variant=served.variant,
+        )
     )
-    vectors = finish(served, outcome, dimensions=body.output_dimension, normalize=None)
     content = {
         "id": new_id("embed"),
-        "embeddings": by_type(served, vectors, list(body.embedding_types), body.output_dimension),
+        "embeddings": result.encoded,
         "texts": texts,
-        "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": outcome.num_tokens}},
+        "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": result.num_tokens}},
         "response_type": "embeddings_by_type",
     }
-    return JSON(content, headers=outcome.headers(request.state.request_id))
+    return JSON(content, headers=timing_headers(result.timing, request.state.request_id))

@@ -12,7 +12,7 @@ from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import Runtime
 from trt_embed.server.app import create_app
-from trt_embed.server.service import Registry, Settings
+from trt_embed.server.registry import Registry, Settings
 
 log = logging.getLogger("trt_embed.server")
 DEFAULT_MAX_QUEUE = 8192

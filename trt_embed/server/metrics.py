@@ -7,6 +7,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from trt_embed.runtime import Timing
+
 LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 TOKENS = (16, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -24,7 +26,7 @@ class Metrics:
         )
         self.queue_size = Gauge("trt_embed_queue_size", "Inputs waiting in the batching queue", registry=r)
         self.batch_tokens = Histogram(
-            "trt_embed_batch_tokens", "Padded tokens per engine batch", buckets=TOKENS, registry=r
+            "trt_embed_batch_tokens", "Tokens per engine batch (padded for padded engines)", buckets=TOKENS, registry=r
         )
         self.batch_size = Histogram("trt_embed_batch_size", "Inputs per engine batch", buckets=SIZES, registry=r)
         self.tokenization = Histogram(
@@ -36,14 +38,16 @@ class Metrics:
     def watch_queue(self, size: Callable[[], float]) -> None:
         self.queue_size.set_function(size)
 
-    def observe_batch(self, size: int, tokens: int, seconds: float) -> None:
+    # The runtime's observer hook (`Runtime.add_observer`).
+
+    def batch(self, size: int, tokens: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.batch_tokens.observe(tokens)
         self.inference.observe(seconds)
 
-    def observe_request(self, tokenization: float, queue: float) -> None:
-        self.tokenization.observe(tokenization)
-        self.queue.observe(queue)
+    def request(self, timing: Timing) -> None:
+        self.tokenization.observe(timing.prepare)
+        self.queue.observe(timing.queue)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,37 +1,43 @@
-"""`/openapi.json`, generated from the request schemas."""
+"""`/openapi.json`, generated from the route table (`app.ENDPOINTS`) and its request schemas."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import trt_embed
-from trt_embed.server.cohere import EmbedRequest
-from trt_embed.server.openai import EmbeddingRequest
-from trt_embed.server.pooling import DetokenizeRequest, PoolingRequest, TokenizeRequest
-from trt_embed.server.score import RerankRequest, ScoreRequest
 
-POST: dict[str, tuple[type[BaseModel], str]] = {
-    "/v1/embeddings": (EmbeddingRequest, "OpenAI embeddings"),
-    "/v2/embed": (EmbedRequest, "Cohere v2 embed"),
-    "/pooling": (PoolingRequest, "vLLM pooling (embed, token_embed)"),
-    "/score": (ScoreRequest, "Cosine similarity of text pairs"),
-    "/v1/score": (ScoreRequest, "Cosine similarity of text pairs"),
-    "/rerank": (RerankRequest, "Rank documents by cosine similarity to a query"),
-    "/v1/rerank": (RerankRequest, "Rank documents by cosine similarity to a query"),
-    "/tokenize": (TokenizeRequest, "Tokenize a prompt"),
-    "/detokenize": (DetokenizeRequest, "Token ids back to text"),
-}
-GET = {"/v1/models": "Served models", "/health": "200 when healthy, 503 otherwise", "/metrics": "Prometheus metrics"}
 ERROR = {"$ref": "#/components/schemas/Error"}
+ERRORS = (
+    (400, "invalid request"),
+    (401, "bad or missing API key"),
+    (404, "unknown model"),
+    (413, "too large"),
+    (415, "not JSON"),
+    (429, "overloaded"),
+    (503, "unhealthy"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """One route: path, handler, method, a one-line summary and the request body's schema (POST)."""
+
+    path: str
+    handler: Callable[..., Any]
+    method: str
+    summary: str
+    schema: type[BaseModel] | None = None
 
 
 @functools.cache
-def openapi_document() -> dict[str, Any]:
-    models = {model for model, _ in POST.values()}
+def openapi_document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
+    models = {e.schema for e in endpoints if e.schema is not None}
     _, schemas = models_json_schema(
         [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}",
@@ -47,29 +53,17 @@ def openapi_document() -> dict[str, Any]:
         },
     }
     errors = {
-        str(s): {"description": d, "content": {"application/json": {"schema": ERROR}}}
-        for s, d in (
-            (400, "invalid request"),
-            (401, "bad or missing API key"),
-            (404, "unknown model"),
-            (413, "too large"),
-            (415, "not JSON"),
-            (429, "overloaded"),
-            (503, "unhealthy"),
-        )
+        str(status): {"description": text, "content": {"application/json": {"schema": ERROR}}}
+        for status, text in ERRORS
     }
     paths: dict[str, Any] = {}
-    for path, (model, summary) in POST.items():
-        body = {"$ref": f"#/components/schemas/{model.__name__}"}
-        paths[path] = {
-            "post": {
-                "summary": summary,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-                "responses": {"200": {"description": "OK"}, **errors},
-            }
-        }
-    for path, summary in GET.items():
-        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
+    for e in endpoints:
+        operation: dict[str, Any] = {"summary": e.summary, "responses": {"200": {"description": "OK"}}}
+        if e.schema is not None:
+            body = {"$ref": f"#/components/schemas/{e.schema.__name__}"}
+            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+            operation["responses"].update(errors)
+        paths[e.path] = {e.method.lower(): operation}
     return {
         "openapi": "3.1.0",
         "info": {"title": "trt-embed", "version": trt_embed.__version__},

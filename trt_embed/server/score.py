@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime.requests import cosine_pairs, pair_inputs
+from trt_embed.runtime import ScoreRequest as Score
+from trt_embed.server.registry import Context, check_batch_size, new_id, timing_headers
 from trt_embed.server.responses import JSON, parse
-from trt_embed.server.service import Context, Outcome, Served, finish, new_id, run
 
 
 class ScoreRequest(BaseModel):
@@ -38,31 +38,30 @@ class RerankRequest(BaseModel):
     priority: int = 0
 
 
-async def _similarities(
-    ctx: Context, served: Served, left: list[str], right: list[str], **options: Any
-) -> tuple[np.ndarray, Outcome]:
-    outcome = await run(ctx, served, [*left, *right], **options)
-    vectors = finish(served, outcome, dimensions=None, normalize=True)
-    return cosine_pairs(vectors[: len(left)], vectors[len(left) :]), outcome
-
-
 async def score(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, ScoreRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
-    left, right = pair_inputs(body.text_1, body.text_2)
-    scores, outcome = await _similarities(
-        ctx, served, left, right, truncate_prompt_tokens=body.truncate_prompt_tokens, priority=body.priority
+    for side in (body.text_1, body.text_2):
+        check_batch_size(ctx, [side] if isinstance(side, str) else side, "text_1")
+    result = await served.runtime.arun_score(
+        Score(
+            first=body.text_1,
+            second=body.text_2,
+            truncate_prompt_tokens=body.truncate_prompt_tokens,
+            priority=body.priority,
+            variant=served.variant,
+        )
     )
     content = {
         "id": new_id("score"),
         "object": "list",
         "created": int(time.time()),
         "model": served.name,
-        "data": [{"index": i, "object": "score", "score": float(s)} for i, s in enumerate(scores)],
-        "usage": {"prompt_tokens": outcome.num_tokens, "total_tokens": outcome.num_tokens},
+        "data": [{"index": i, "object": "score", "score": float(s)} for i, s in enumerate(result.scores)],
+        "usage": {"prompt_tokens": result.num_tokens, "total_tokens": result.num_tokens},
     }
-    return JSON(content, headers=outcome.headers(request.state.request_id))
+    return JSON(content, headers=timing_headers(result.timing, request.state.request_id))
 
 
 async def rerank(request: Request) -> Response:
@@ -70,15 +69,18 @@ async def rerank(request: Request) -> Response:
     body = await parse(request, RerankRequest, ctx.settings.max_body_bytes)
     if not body.documents:
         raise InvalidRequest("`documents` must not be empty", "documents")
+    check_batch_size(ctx, body.documents, "documents")
     served = ctx.registry.get(body.model)
-    scores, outcome = await _similarities(
-        ctx,
-        served,
-        [body.query],
-        body.documents,
-        truncate_prompt_tokens=body.truncate_prompt_tokens,
-        priority=body.priority,
+    result = await served.runtime.arun_score(
+        Score(
+            first=body.query,
+            second=body.documents,
+            truncate_prompt_tokens=body.truncate_prompt_tokens,
+            priority=body.priority,
+            variant=served.variant,
+        )
     )
+    scores = result.scores
     order = np.argsort(-scores, kind="stable")
     if body.top_n:
         order = order[: body.top_n]
@@ -91,7 +93,7 @@ async def rerank(request: Request) -> Response:
     content = {
         "id": new_id("rerank"),
         "model": served.name,
-        "usage": {"total_tokens": outcome.num_tokens},
+        "usage": {"total_tokens": result.num_tokens},
         "results": results,
     }
-    return JSON(content, headers=outcome.headers(request.state.request_id))
+    return JSON(content, headers=timing_headers(result.timing, request.state.request_id))

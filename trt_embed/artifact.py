@@ -1,4 +1,4 @@
-"""Opens an artifact directory: manifest, integrity checks and engine selection."""
+"""Opens an artifact directory: the manifest, its graphs and plans, and sha256 checks of every file used."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 from trt_embed.errors import ArtifactError, InvalidRequest, UnknownModel
 from trt_embed.manifest import EngineEntry, Manifest, sha256_file
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "openvino-cpu")
 # bf16 is a compute precision, not a graph: the fp32 graph run with bf16 matrix math (openvino-cpu).
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from trt_embed.engines.base import Arrays, Engine, Outputs
+from trt_embed.engines.onnxruntime import default_threads
 from trt_embed.errors import BackendUnavailable, EngineError
 from trt_embed.manifest import EngineEntry
-from trt_embed.runtime.backends.base import Arrays, Engine
-from trt_embed.runtime.backends.onnxruntime import default_threads
 
 INSTALL = "pip install 'trt-embed[openvino]'"
 COMPUTE = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # precision -> OpenVINO inference precision
@@ -88,7 +87,7 @@ class OpenVinoEngine(Engine):
         self.precision = precision
         self.streams = streams
 
-    def _infer(self, inputs: Arrays, outputs: list[str]) -> dict[str, npt.NDArray[np.float32]]:
+    def _infer(self, inputs: Arrays, outputs: list[str]) -> Outputs:
         request = self._free.get()
         try:
             # Shared (zero-copy) inputs and outputs; the outputs are copied out before the request is reused.

@@ -1,19 +1,14 @@
-"""What the API modules share: the registry of served models and one internal request path."""
+"""What the API modules share: settings, the registry of served models, and small translation helpers."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
+from collections.abc import Sized
 
 from trt_embed.errors import InvalidRequest, UnknownModel
-from trt_embed.runtime import Runtime
-from trt_embed.runtime.postprocess import Vectors
-from trt_embed.runtime.requests import Inputs, PoolingTask
+from trt_embed.runtime import Runtime, Timing
 from trt_embed.server.errors import HTTPError
 from trt_embed.server.metrics import Metrics
 
@@ -59,6 +54,14 @@ class Registry:
             raise UnknownModel(f"model {name!r} is not served here; served models: {', '.join(self.models)}")
         return self.models[name]
 
+    def task_variant(self, served: Served, prompt_name: str | None) -> Served:
+        """A model whose variants are tasks (jina-embeddings-v3) runs the variant whose task prompt the request
+        resolved to; other models, and variants named explicitly, run as served."""
+        if served.variant != served.runtime.default_variant:
+            return served
+        variant = served.runtime.variant_for_prompt(prompt_name)
+        return self.models.get(variant, served) if variant is not None else served
+
     @property
     def runtimes(self) -> list[Runtime]:
         return self._runtimes
@@ -80,65 +83,39 @@ class Context:
     metrics: Metrics
 
 
-@dataclasses.dataclass
-class Outcome:
-    """Rows of one request plus accounting for usage and the timing headers."""
-
-    rows: list[Vectors]
-    num_tokens: int
-    tokenization_seconds: float
-    queue_seconds: float
-    inference_seconds: float
-
-    def headers(self, request_id: str) -> dict[str, str]:
-        ms = {
-            "x-tokenization-time": self.tokenization_seconds,
-            "x-queue-time": self.queue_seconds,
-            "x-inference-time": self.inference_seconds,
-        }
-        out = {k: f"{v * 1000:.3f}" for k, v in ms.items()}
-        out["x-request-id"] = request_id
-        return out
-
-
-async def run(
-    ctx: Context,
-    served: Served,
-    inputs: Inputs,
-    *,
-    task: PoolingTask = "embed",
-    priority: int = 0,
-    **options: Any,
-) -> Outcome:
-    """Validate size, tokenize off the event loop, queue, and wait for the rows."""
-    if (
-        isinstance(inputs, Sequence)
-        and not isinstance(inputs, str)
-        and len(inputs) > ctx.settings.max_client_batch_size
-    ):
+def check_batch_size(ctx: Context, inputs: Sized, param: str = "input") -> None:
+    """413 for more inputs in one request than `--max-client-batch-size`."""
+    if len(inputs) > ctx.settings.max_client_batch_size:
         raise HTTPError(
             413,
             f"{len(inputs)} inputs in one request; the limit is {ctx.settings.max_client_batch_size} "
             "(--max-client-batch-size)",
             "RequestTooLargeError",
-            "input",
+            param,
         )
-    started = time.perf_counter()
-    prepared = await served.runtime.aprepare(inputs, task=task, model=served.variant, **options)
-    tokenized = time.perf_counter()
-    result = await served.runtime.arun(prepared, priority=priority)
-    ctx.metrics.observe_request(tokenized - started, result.queue_seconds)
-    return Outcome(
-        rows=result.rows,
-        num_tokens=prepared.num_tokens,
-        tokenization_seconds=tokenized - started,
-        queue_seconds=result.queue_seconds,
-        inference_seconds=result.inference_seconds,
-    )
 
 
-def finish(served: Served, outcome: Outcome, *, dimensions: int | None, normalize: bool | None) -> Vectors:
-    return served.runtime.finish_embeddings(np.stack(outcome.rows), dimensions=dimensions, normalize=normalize)
+def timing_headers(timing: Timing, request_id: str) -> dict[str, str]:
+    """Where the request's time went, in milliseconds, plus its id."""
+    ms = {"x-tokenization-time": timing.prepare, "x-queue-time": timing.queue, "x-inference-time": timing.inference}
+    out = {k: f"{v * 1000:.3f}" for k, v in ms.items()}
+    out["x-request-id"] = request_id
+    return out
+
+
+TokenIds = list[int]
+Input = str | list[str] | TokenIds | list[TokenIds]
+
+
+def as_inputs(value: Input) -> list[str] | list[TokenIds]:
+    """OpenAI's and vLLM's input forms as one list: a string, strings, one token list or token lists."""
+    if isinstance(value, str):
+        return [value]
+    if value and all(isinstance(v, int) for v in value):
+        return [[int(v) for v in value]]  # type: ignore[arg-type]
+    if not value:
+        raise InvalidRequest("`input` is empty: pass at least one text", "input")
+    return list(value)  # type: ignore[return-value]
 
 
 def new_id(prefix: str) -> str:

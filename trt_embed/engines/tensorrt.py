@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from trt_embed.engines import cuda
+from trt_embed.engines.base import Arrays, Batch, Engine, Outputs
 from trt_embed.errors import BackendUnavailable, EngineError
 from trt_embed.manifest import EngineEntry, ShapeProfile
-from trt_embed.runtime.backends import cuda
-from trt_embed.runtime.backends.base import Arrays, Engine
 
 MODULES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 INSTALL = {"tensorrt": "pip install tensorrt cuda-python", "tensorrt-rtx": "pip install 'trt-embed[tensorrt-rtx]'"}
@@ -94,6 +93,7 @@ class _Slot:
 
 class TensorRTEngine(Engine):
     name = "tensorrt"
+    device = "cuda"
 
     def __init__(self, path: Path, entry: EngineEntry, *, device: int = 0) -> None:
         super().__init__(entry)
@@ -170,12 +170,12 @@ class TensorRTEngine(Engine):
             cuda.copy_to_host(slot.host_out[name], slot.dev_out[name], nbytes, self._download)
         slot.downloaded.record(self._download)
 
-    def _collect(self, slot: _Slot) -> dict[str, npt.NDArray[np.float32]]:
+    def _collect(self, slot: _Slot) -> Outputs:
         slot.downloaded.synchronize()
         return {n: slot.host_out[n].view(s).astype(np.float32, copy=True) for n, s in slot.shapes.items()}
 
-    def _run(self, batches: Iterable[Arrays], outputs: list[str]) -> list[dict[str, npt.NDArray[np.float32]]]:
-        results: list[dict[str, npt.NDArray[np.float32]]] = []
+    def _run(self, batches: Iterable[Arrays], outputs: list[str]) -> list[Outputs]:
+        results: list[Outputs] = []
         in_flight: deque[_Slot] = deque()
         with self._lock:
             try:
@@ -196,12 +196,10 @@ class TensorRTEngine(Engine):
         for stream in (self._upload, self._compute, self._download):
             stream.synchronize()
 
-    def _infer(self, inputs: Arrays, outputs: list[str]) -> dict[str, npt.NDArray[np.float32]]:
+    def _infer(self, inputs: Arrays, outputs: list[str]) -> Outputs:
         return self._run([inputs], outputs)[0]
 
-    def infer_batches(
-        self, batches: Iterable[Arrays], outputs: Sequence[str]
-    ) -> list[dict[str, npt.NDArray[np.float32]]]:
+    def infer_batches(self, batches: Iterable[Batch], outputs: Sequence[str]) -> list[Outputs]:
         return self._run((self._checked(b, outputs) for b in batches), list(outputs))
 
     def close(self) -> None:

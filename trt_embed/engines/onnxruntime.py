@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from trt_embed.engines.base import Arrays, Engine, Outputs
 from trt_embed.errors import BackendUnavailable, EngineError
 from trt_embed.manifest import EngineEntry
-from trt_embed.runtime.backends.base import Arrays, Engine
 
 
 def available_providers() -> list[str]:
@@ -39,6 +38,7 @@ class OnnxRuntimeEngine(Engine):
         import onnxruntime as ort
 
         self.name = f"onnxruntime-{device}"
+        self.device = "cuda" if device == "cuda" else "cpu"
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or default_threads()
@@ -62,7 +62,7 @@ class OnnxRuntimeEngine(Engine):
         graph_inputs = {i.name for i in self._session.get_inputs()}
         self.input_names = [n for n in self.input_names if n in graph_inputs] or sorted(graph_inputs)
 
-    def _infer(self, inputs: Arrays, outputs: list[str]) -> dict[str, npt.NDArray[np.float32]]:
+    def _infer(self, inputs: Arrays, outputs: list[str]) -> Outputs:
         try:
             results = self._session.run(outputs, dict(inputs))
         except Exception as exc:

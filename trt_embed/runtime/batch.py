@@ -1,0 +1,96 @@
+"""Prepared inputs -> an engine `Batch` (padded or ragged, as the engine's spec says), and rows back out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from trt_embed.engines.base import Batch, Layout
+from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors
+
+IntArray = npt.NDArray[np.int64]
+
+
+def pad(
+    ids: Sequence[Sequence[int]],
+    type_ids: Sequence[Sequence[int]] | None,
+    *,
+    pad_id: int,
+    side: str = "right",
+    length: int | None = None,
+) -> dict[str, IntArray]:
+    """Pad id lists into `input_ids`, `attention_mask` and `token_type_ids` arrays [B, S]."""
+    seq = max((len(i) for i in ids), default=0) if length is None else length
+    rows = len(ids)
+    input_ids = np.full((rows, seq), pad_id, dtype=np.int64)
+    mask = np.zeros((rows, seq), dtype=np.int64)
+    types = np.zeros((rows, seq), dtype=np.int64)
+    for row, tokens in enumerate(ids):
+        n = len(tokens)
+        cols = slice(0, n) if side == "right" else slice(seq - n, seq)
+        input_ids[row, cols] = tokens
+        mask[row, cols] = 1
+        if type_ids is not None:
+            types[row, cols] = type_ids[row]
+    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def pack(ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None) -> dict[str, IntArray]:
+    """Concatenate id lists into `input_ids`, `token_type_ids` [T] with `cu_seqlens` [B + 1] (no padding)."""
+    lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
+    cu_seqlens = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=cu_seqlens[1:])
+    input_ids = np.fromiter((t for row in ids for t in row), dtype=np.int64, count=int(cu_seqlens[-1]))
+    if type_ids is None:
+        types = np.zeros_like(input_ids)
+    else:
+        types = np.fromiter((t for row in type_ids for t in row), dtype=np.int64, count=int(cu_seqlens[-1]))
+    return {"input_ids": input_ids, "token_type_ids": types, "cu_seqlens": cu_seqlens}
+
+
+def exclude_leading(mask: IntArray, skip: int) -> IntArray:
+    """Zero the first `skip` real tokens of each row (after any left padding)."""
+    if skip <= 0:
+        return mask
+    first = mask.argmax(axis=1)
+    positions = np.arange(mask.shape[1])[None, :]
+    out = mask.copy()
+    out[positions < (first + skip)[:, None]] = 0
+    return out
+
+
+def make_batch(
+    key: BatchKey,
+    items: Sequence[PreparedInput],
+    *,
+    layout: Layout,
+    pad_id: int,
+    padding_side: str,
+    pooling_mask: bool,
+) -> Batch:
+    """The engine batch of `items`: padded (with a `pooling_mask` when the graph takes one) or ragged."""
+    ids = [item.features["input_ids"] for item in items]
+    type_ids = [item.features["token_type_ids"] for item in items]
+    lengths = [len(i) for i in ids]
+    if layout == "ragged":
+        return Batch("ragged", pack(ids, type_ids), lengths)
+    arrays = pad(ids, type_ids, pad_id=pad_id, side=padding_side)
+    if pooling_mask:
+        arrays["pooling_mask"] = exclude_leading(arrays["attention_mask"], key.skip)
+    return Batch("padded", arrays, lengths)
+
+
+def rows_of(batch: Batch, output: str, values: Vectors, padding_side: str) -> list[Vectors]:
+    """One array per input from an engine output: pooled rows as they are; token rows cut back to each
+    input's real tokens (out of the padding, or out of the packed sequence)."""
+    if output == "sentence_embedding":
+        return list(values)
+    if batch.layout == "ragged":
+        bounds = batch.arrays["cu_seqlens"]
+        return [values[bounds[n] : bounds[n + 1]] for n in range(batch.size)]
+    width = values.shape[1]
+    if padding_side == "left":
+        return [values[row, width - n :] for row, n in enumerate(batch.lengths)]
+    return [values[row, :n] for row, n in enumerate(batch.lengths)]

@@ -1,0 +1,114 @@
+"""The runtime's engines: one per variant in use (opened on first use), the all-cores latency engine, and
+the step that turns a scheduled group of prepared inputs into an engine call and rows."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from trt_embed.artifact import Artifact
+from trt_embed.engines.base import Engine, EngineSpec
+from trt_embed.engines.onnxruntime import default_threads
+from trt_embed.engines.select import BACKENDS, CPU_BACKENDS, Want, open_engine
+from trt_embed.errors import UnknownModel
+from trt_embed.runtime.batch import make_batch, rows_of
+from trt_embed.runtime.options import RuntimeOptions
+from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors
+
+log = logging.getLogger("trt_embed")
+
+
+class EnginePool:
+    """Opens and runs the engines of one artifact. Thread-safe: scheduler workers call `run` concurrently."""
+
+    def __init__(self, artifact: Artifact, options: RuntimeOptions) -> None:
+        self.artifact = artifact
+        self.default_variant = options.variant
+        # On CPU, one single-threaded engine call per core (`workers`) beats one call over all cores for
+        # encoders of this size (measured with all-MiniLM-L6-v2); GPUs take one batch at a time.
+        cpu_workers = options.workers or default_threads()
+        threads = options.threads if options.threads is not None else (1 if cpu_workers > 1 else None)
+        self._want = Want(precision=options.precision, variant=options.variant, threads=threads, verify=options.verify)
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+        choice = open_engine(artifact, backend=options.backend, want=self._want)
+        self._engines[options.variant] = choice.engine
+        self.backend = choice.backend
+        self.reason = choice.reason
+        log.info("trt-embed backend %s: %s", self.backend, self.reason)
+        cpu = self.backend in CPU_BACKENDS
+        self.workers = options.workers or (cpu_workers if cpu else 1)
+        self.alone: Engine | None = None
+        if options.latency_engine and cpu and self.workers > 1 and options.threads is None:
+            whole = Want(precision=options.precision, variant=options.variant, threads=None, verify=options.verify)
+            self.alone = open_engine(artifact, backend=self.backend, want=whole).engine
+        facts = BACKENDS[self.backend]
+        engine = choice.engine
+        batch_size = options.max_batch_size or facts.max_batch_size
+        profile_max = max((p.max[0] for p in engine.profiles), default=batch_size)
+        self.spec: EngineSpec = engine.spec(
+            max_batch_tokens=options.max_batch_tokens or facts.max_batch_tokens,
+            max_batch_size=min(batch_size, profile_max),
+            concurrent_calls=self.workers,
+        )
+
+    @property
+    def variants(self) -> list[str]:
+        return self.artifact.variants
+
+    @property
+    def engine(self) -> Engine:
+        """The engine of the default variant."""
+        return self._engines[self.default_variant]
+
+    @property
+    def engines(self) -> list[Engine]:
+        """Every loaded engine: one per variant in use, plus the all-cores latency engine if any."""
+        extra = [self.alone] if self.alone is not None else []
+        return [*self._engines.values(), *extra]
+
+    def engine_for(self, variant: str | None = None) -> Engine:
+        """The engine of a variant, loaded on first use."""
+        name = variant or self.default_variant
+        if name not in self._engines:
+            if name not in self.variants:
+                raise UnknownModel(f"variant {name!r} is not served; available: {', '.join(self.variants)}")
+            with self._lock:
+                if name not in self._engines:
+                    want = Want(
+                        precision=self._want.precision,
+                        variant=name,
+                        threads=self._want.threads,
+                        verify=self._want.verify,
+                    )
+                    self._engines[name] = open_engine(self.artifact, backend=self.backend, want=want).engine
+        return self._engines[name]
+
+    def run(self, key: BatchKey, items: list[PreparedInput]) -> list[Vectors]:
+        """One engine call (a scheduler worker's thread); returns one array per input."""
+        return self._run_on(self.engine_for(key.variant), key, items)
+
+    def run_alone(self, key: BatchKey, items: list[PreparedInput]) -> list[Vectors]:
+        """A batch that is the only work: on the all-cores engine when it serves this variant."""
+        engine = self.alone if key.variant == self.default_variant else None
+        return self._run_on(engine or self.engine_for(key.variant), key, items)
+
+    def _run_on(self, engine: Engine, key: BatchKey, items: list[PreparedInput]) -> list[Vectors]:
+        info = self.artifact.manifest.tokenizer
+        batch = make_batch(
+            key,
+            items,
+            layout=engine.layout,
+            pad_id=info.pad_token_id,
+            padding_side=info.padding_side,
+            pooling_mask="pooling_mask" in engine.input_names,
+        )
+        out = engine.infer(batch, [key.output])[key.output]
+        return rows_of(batch, key.output, out, info.padding_side)
+
+    def health(self) -> bool:
+        return all(engine.health() for engine in self.engines)
+
+    def close(self) -> None:
+        for engine in self.engines:
+            engine.close()

@@ -1,0 +1,23 @@
+"""`RuntimeOptions`: how a runtime runs its artifact (backend, precision, threads, budgets, queue)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeOptions:
+    """None means the default for the chosen backend (see `trt_embed.engines.select.TABLE`)."""
+
+    backend: str = "auto"
+    precision: str = "fp32"
+    variant: str = "base"  # the default variant (LoRA adapter name, or "base")
+    threads: int | None = None  # threads per engine call
+    verify: bool = True  # check every engine file's sha256 when it is opened
+    max_batch_tokens: int | None = None
+    max_batch_size: int | None = None
+    max_queue: int | None = None  # inputs waiting; a request that would exceed it is refused (Overloaded)
+    workers: int | None = None  # engine calls run at once (CPU: one single-threaded call per core)
+    # With several single-threaded CPU workers, a second engine over all cores runs a batch that is the only
+    # work queued or running (a lone query then takes about half the time); it costs one more copy of the weights.
+    latency_engine: bool = True

@@ -1,0 +1,256 @@
+"""The request pipeline: validate EVERYTHING -> prepare -> schedule -> post-process -> encode (or score).
+
+Validation needs no tokenizer and no engine: a request that cannot be answered is refused before any work is
+done or queued. Every entry point (sync, async, HTTP, Ray) goes through `check`, then `execute`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import numpy.typing as npt
+
+from trt_embed.errors import InvalidRequest, UnknownModel
+from trt_embed.manifest import Manifest
+from trt_embed.runtime import encoding
+from trt_embed.runtime.postprocess import check_dimensions, finish, l2_normalize
+from trt_embed.runtime.prepare import Preparer, token_limit
+from trt_embed.runtime.scheduler import Result, Scheduler
+from trt_embed.runtime.scoring import cosine, pair_inputs
+from trt_embed.runtime.types import (
+    POOLING_TASKS,
+    TASK_OUTPUTS,
+    TRUNCATE_MODES,
+    Dense,
+    EmbedRequest,
+    EmbedResult,
+    EncodingName,
+    Observer,
+    Output,
+    Prepared,
+    ScoreRequest,
+    ScoreResult,
+    Timing,
+    TokenVectors,
+    Vectors,
+)
+
+STREAM_CHUNK = 1024  # inputs prepared per step of a large synchronous request
+INLINE_CHARS = 1024  # async requests up to this many characters (or token ids) are prepared on the caller's thread
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A validated request with everything resolved that does not need its inputs tokenized."""
+
+    request: EmbedRequest
+    variant: str
+    dimensions: int | None  # None: full size
+    normalize: bool
+    ranges: npt.NDArray[np.float32] | None  # int8/uint8 calibration ranges, when asked for
+
+
+class Pipeline:
+    """One artifact's request path. Thread-safe; shares one scheduler among all callers."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        preparer: Preparer,
+        scheduler: Scheduler,
+        *,
+        variants: list[str],
+        default_variant: str,
+        outputs: list[str],
+        observers: list[Observer],
+    ) -> None:
+        self.manifest = manifest
+        self.preparer = preparer
+        self.scheduler = scheduler
+        self.variants = variants
+        self.default_variant = default_variant
+        self.outputs = outputs
+        self.observers = observers
+        self._prepare_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="trt-embed-prepare")
+
+    # -- validate ---------------------------------------------------------------------------------------------
+
+    def check(self, request: EmbedRequest) -> Plan:
+        """Every check that needs no tokenization; raises `InvalidRequest` / `UnknownModel`."""
+        if request.task not in POOLING_TASKS:
+            raise InvalidRequest(
+                f"pooling task must be one of {', '.join(POOLING_TASKS)}, got {request.task!r}", "task"
+            )
+        variant = request.variant or self.default_variant
+        if variant not in self.variants:
+            raise UnknownModel(f"variant {variant!r} is not served; available: {', '.join(self.variants)}")
+        if TASK_OUTPUTS[request.task] not in self.outputs:
+            raise InvalidRequest(
+                f"this artifact does not export {TASK_OUTPUTS[request.task]} (task {request.task!r})", "task"
+            )
+        token_level = request.task == "token_embed"
+        if token_level and request.dimensions is not None:
+            raise InvalidRequest("dimensions apply to the embed task only, not token_embed", "dimensions")
+        dims = check_dimensions(self.manifest, request.dimensions)
+        width = self.manifest.hidden_size if token_level else (dims or self.manifest.embedding_dim)
+        encoding.check_encodings(
+            request.encodings, request.embed_dtype, request.endianness, dimension=width, token_level=token_level
+        )
+        normalize = request.normalize
+        if normalize is False and self.manifest.graph_normalized and not token_level:
+            raise InvalidRequest(
+                "this artifact's graph returns normalized vectors, so unnormalized ones cannot be had; "
+                "re-export it with a graph that pools without normalizing",
+                "normalize",
+            )
+        if normalize is None:  # pooled vectors follow the model's config; token vectors come as computed
+            normalize = False if token_level else self.manifest.normalize
+        ranges = None
+        if any(e in ("int8", "uint8") for e in request.encodings):
+            ranges = encoding.quantization_ranges(self.manifest, dims, normalized=normalize)
+        if request.truncate not in TRUNCATE_MODES:
+            raise InvalidRequest(
+                f"truncate must be one of {', '.join(TRUNCATE_MODES)}, got {request.truncate!r}", "truncate"
+            )
+        token_limit(request.truncate_prompt_tokens, self.manifest.max_seq_length)
+        if isinstance(request.priority, bool) or not isinstance(request.priority, int):
+            raise InvalidRequest(f"priority must be an integer, got {request.priority!r}", "priority")
+        self.preparer.resolve_prompt(request.prompt_name, request.prompt)
+        inputs = request.inputs
+        if request.messages is None and (inputs is None or isinstance(inputs, str) or len(inputs) == 0):
+            self.preparer.tokenize(inputs or [])  # raises the error that names the problem
+        return Plan(request=request, variant=variant, dimensions=dims, normalize=bool(normalize), ranges=ranges)
+
+    # -- run --------------------------------------------------------------------------------------------------
+
+    def run(self, request: EmbedRequest) -> EmbedResult:
+        """Answer one request on the caller's thread. Large requests stream through in chunks: the next chunk
+        is prepared while the current one runs."""
+        plan = self.check(request)
+        started = time.perf_counter()
+        inputs = request.inputs
+        if request.messages is not None or inputs is None or len(inputs) <= STREAM_CHUNK:
+            prepared = self.preparer.prepare(request, plan.variant)
+            timing = Timing(prepare=time.perf_counter() - started)
+            future = self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
+            return self._finish(plan, prepared, future.result(), timing)
+        rows: list[Vectors] = []
+        tokens = 0
+        timing = Timing()
+        pending: collections.deque[Future[Result]] = collections.deque()
+        for start in range(0, len(inputs), STREAM_CHUNK):
+            chunk = dataclasses.replace(request, inputs=inputs[start : start + STREAM_CHUNK])
+            prepared = self.preparer.prepare(chunk, plan.variant)
+            tokens += prepared.num_tokens
+            pending.append(self.scheduler.submit(prepared.key, prepared.items, priority=request.priority))
+            if len(pending) > 1:
+                rows.extend(self._account(pending.popleft().result(), timing))
+        while pending:
+            rows.extend(self._account(pending.popleft().result(), timing))
+        timing.prepare = time.perf_counter() - started - timing.queue - timing.inference
+        return self._result(plan, rows, tokens, timing)
+
+    async def arun(self, request: EmbedRequest) -> EmbedResult:
+        """Answer one request from the event loop: prepared off the loop (small ones in place, where the Rust
+        tokenizer takes less time than the hop to a thread and back), then awaited."""
+        plan = self.check(request)
+        started = time.perf_counter()
+        inputs = request.inputs
+        small = request.messages is None and inputs is not None and len(inputs) <= 8
+        if small and sum(len(t) for t in inputs or []) <= INLINE_CHARS:
+            prepared = self.preparer.prepare(request, plan.variant)
+        else:
+            loop = asyncio.get_running_loop()
+            prepared = await loop.run_in_executor(self._prepare_pool, self.preparer.prepare, request, plan.variant)
+        timing = Timing(prepare=time.perf_counter() - started)
+        future = self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
+        return self._finish(plan, prepared, await asyncio.wrap_future(future), timing)
+
+    def score(self, request: ScoreRequest) -> ScoreResult:
+        left, right = pair_inputs(request.first, request.second)
+        return self._scores(len(left), self.run(self._score_embed(request, left, right)))
+
+    async def ascore(self, request: ScoreRequest) -> ScoreResult:
+        left, right = pair_inputs(request.first, request.second)
+        return self._scores(len(left), await self.arun(self._score_embed(request, left, right)))
+
+    # -- post-process -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _score_embed(request: ScoreRequest, left: list[str], right: list[str]) -> EmbedRequest:
+        return EmbedRequest(
+            inputs=[*left, *right],
+            truncate=request.truncate,
+            truncate_prompt_tokens=request.truncate_prompt_tokens,
+            prompt_name=request.prompt_name,
+            prompt=request.prompt,
+            priority=request.priority,
+            variant=request.variant,
+        )
+
+    @staticmethod
+    def _scores(n_left: int, result: EmbedResult) -> ScoreResult:
+        assert isinstance(result.output, Dense)
+        vectors = result.output.vectors
+        return ScoreResult(cosine(vectors[:n_left], vectors[n_left:]), result.num_tokens, result.timing)
+
+    @staticmethod
+    def _account(result: Result, timing: Timing) -> list[Vectors]:
+        timing.queue += result.queue_seconds
+        timing.inference += result.inference_seconds
+        timing.batches += result.batches
+        return result.rows
+
+    def _finish(self, plan: Plan, prepared: Prepared, result: Result, timing: Timing) -> EmbedResult:
+        rows = self._account(result, timing)
+        return self._result(plan, rows, prepared.num_tokens, timing)
+
+    def _result(self, plan: Plan, rows: list[Vectors], num_tokens: int, timing: Timing) -> EmbedResult:
+        request = plan.request
+        output: Output
+        if request.task == "embed":
+            vectors = finish(
+                np.stack(rows),
+                dimensions=plan.dimensions,
+                normalize=plan.normalize,
+                transform=self.manifest.matryoshka_transform,
+            )
+            output = Dense(vectors)
+            encoded = {e: self._encode(plan, vectors, e) for e in dict.fromkeys(request.encodings)}
+        else:
+            tokens = [l2_normalize(r) if plan.normalize else np.ascontiguousarray(r, np.float32) for r in rows]
+            output = TokenVectors(tokens)
+            encoded = {  # token rows stay [len_i, H] as floats; base64 packs each input's matrix row-major
+                e: list(tokens) if e == "float" else [self._encode(plan, r.reshape(1, -1), e)[0] for r in tokens]
+                for e in dict.fromkeys(request.encodings)
+            }
+        for observer in self.observers:
+            observer.request(timing)
+        return EmbedResult(output=output, encoded=encoded, num_tokens=num_tokens, timing=timing)
+
+    @staticmethod
+    def _encode(plan: Plan, vectors: Vectors, name: EncodingName) -> list[object]:
+        request = plan.request
+        return encoding.encode_rows(
+            vectors, name, embed_dtype=request.embed_dtype, endianness=request.endianness, ranges=plan.ranges
+        )
+
+    def close(self) -> None:
+        self.scheduler.close()
+        self._prepare_pool.shutdown(wait=True)
+
+
+def observe_batches(observers: list[Observer]) -> Callable[[int, int, float], None]:
+    """The scheduler's per-batch callback, fanned out to every observer."""
+
+    def on_batch(size: int, tokens: int, seconds: float) -> None:
+        for observer in observers:
+            observer.batch(size, tokens, seconds)
+
+    return on_batch

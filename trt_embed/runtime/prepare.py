@@ -1,0 +1,156 @@
+"""Request inputs -> prepared inputs: chat templates, prompts, tokenization and token-id checks."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from trt_embed.errors import InvalidRequest
+from trt_embed.manifest import Manifest
+from trt_embed.runtime.chat import render_chat
+from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized
+from trt_embed.runtime.types import (
+    TASK_OUTPUTS,
+    BatchKey,
+    EmbedRequest,
+    Inputs,
+    Messages,
+    Prepared,
+    Truncate,
+    text_input,
+)
+
+
+class Preparer:
+    """Turns validated requests into `Prepared` inputs for one artifact's tokenizer and prompts."""
+
+    def __init__(self, directory: Path, manifest: Manifest) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        info = manifest.tokenizer
+        self.tokenizer = TextTokenizer(directory / info.directory, info, manifest.max_seq_length)
+
+    @functools.cached_property
+    def _chat_template(self) -> tuple[str | None, dict[str, str]]:
+        """The tokenizer's chat template and special tokens, read once from tokenizer_config.json."""
+        config_path = self.directory / self.manifest.tokenizer.directory / "tokenizer_config.json"
+        config: dict[str, Any] = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        template = config.get("chat_template")
+        if isinstance(template, list):  # named templates: use "default"
+            template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+        specials = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
+        return template, specials
+
+    def render_chat(self, messages: Messages) -> str:
+        """Chat messages as one text, through the model's chat template (an error if it has none)."""
+        template, specials = self._chat_template
+        return render_chat([dict(m) for m in messages], template, specials)
+
+    def resolve_prompt(self, prompt_name: str | None, prompt: str | None) -> str | None:
+        """The prompt text for a request: explicit text, a named prompt, or the model's default."""
+        if prompt is not None and prompt_name is not None:
+            raise InvalidRequest("give either prompt or prompt_name, not both", "prompt_name")
+        if prompt is not None:
+            return prompt
+        name = prompt_name if prompt_name is not None else self.manifest.default_prompt_name
+        if name is None:
+            return None
+        prompts = self.manifest.prompts
+        if name not in prompts:
+            valid = ", ".join(sorted(prompts)) or "none (this model has no prompts)"
+            raise InvalidRequest(f"unknown prompt name {name!r}; valid: {valid}", "prompt_name")
+        return prompts[name]
+
+    def tokenize(
+        self,
+        inputs: Inputs,
+        *,
+        prompt: str | None = None,
+        truncate: Truncate = "end",
+        max_tokens: int | None = None,
+        add_special_tokens: bool = True,
+    ) -> Tokenized:
+        """Tokenize texts, or check and truncate token-id lists (which are used as given)."""
+        if isinstance(inputs, str):
+            raise InvalidRequest("inputs must be a list of strings, not a single string", "input")
+        if len(inputs) == 0:
+            raise InvalidRequest("inputs are empty: pass at least one text or token list", "input")
+        kinds = [isinstance(t, str) for t in inputs]
+        if all(kinds):
+            texts = [str(t) for t in inputs]
+            return self.tokenizer.encode(
+                texts, prompt=prompt, truncate=truncate, max_tokens=max_tokens, add_special_tokens=add_special_tokens
+            )
+        if any(kinds):
+            bad = kinds.index(False)
+            raise InvalidRequest(
+                f"input[{bad}] is {type(inputs[bad]).__name__}: inputs must be all strings or all token-id lists",
+                "input",
+            )
+        vocab = self.manifest.vocab_size or self.tokenizer.vocab_size
+        limit = max_tokens or self.manifest.max_seq_length
+        return token_id_inputs(inputs, truncate, limit, vocab, self.tokenizer.check_length)
+
+    def texts_of(self, request: EmbedRequest) -> Inputs:
+        """A request's inputs: as given, or its chat messages rendered into one text."""
+        if request.messages is not None:
+            if request.inputs is not None:
+                raise InvalidRequest("give either `input` or `messages`, not both", "messages")
+            return [self.render_chat(request.messages)]
+        if request.inputs is None:
+            raise InvalidRequest("`input` is required", "input")
+        return request.inputs
+
+    def prepare(self, request: EmbedRequest, variant: str) -> Prepared:
+        """Tokenize one validated request (CPU work; async callers run it off the event loop)."""
+        prompt = self.resolve_prompt(request.prompt_name, request.prompt)
+        tokens = self.tokenize(
+            self.texts_of(request),
+            prompt=prompt,
+            truncate=request.truncate,
+            max_tokens=token_limit(request.truncate_prompt_tokens, self.manifest.max_seq_length),
+            add_special_tokens=request.add_special_tokens,
+        )
+        skip = 0
+        if prompt and not self.manifest.pooling.include_prompt and request.task == "embed":
+            skip = self.tokenizer.prompt_length(prompt)
+        key = BatchKey(variant=variant, output=TASK_OUTPUTS[request.task], skip=skip)
+        items = [text_input(ids, types) for ids, types in zip(tokens.ids, tokens.type_ids, strict=True)]
+        return Prepared(key=key, items=items)
+
+
+def token_id_inputs(inputs: Sequence[Any], truncate: Truncate, limit: int, vocab: int, check_length: Any) -> Tokenized:
+    """Token-id inputs, used as given after checking them: integer ids inside the vocabulary, none empty,
+    truncated to `limit` (or refused through `check_length` when `truncate` is "none")."""
+    ids: list[list[int]] = []
+    for n, row in enumerate(inputs):
+        if not isinstance(row, Sequence) or not all(isinstance(t, int) and not isinstance(t, bool) for t in row):
+            raise InvalidRequest(f"input[{n}] must be a string or a list of integer token ids", "input")
+        tokens = [int(t) for t in row]
+        if not tokens:
+            raise InvalidRequest(f"input[{n}] is an empty token list", "input")
+        if min(tokens) < 0 or max(tokens) >= vocab:
+            raise InvalidRequest(f"input[{n}] has token ids outside the vocabulary [0, {vocab})", "input")
+        if len(tokens) > limit:
+            if truncate == "none":
+                check_length(n, len(tokens), limit)
+            tokens = tokens[:limit] if truncate == "end" else tokens[-limit:]
+        ids.append(tokens)
+    return Tokenized(ids=ids, type_ids=[[0] * len(t) for t in ids])
+
+
+def token_limit(truncate_prompt_tokens: int | None, max_seq_length: int) -> int | None:
+    """vLLM's `truncate_prompt_tokens`: None (the model's limit applies), -1 (the model's limit) or 1..limit."""
+    if truncate_prompt_tokens is None:
+        return None
+    if truncate_prompt_tokens == -1:
+        return max_seq_length
+    if isinstance(truncate_prompt_tokens, bool) or not 1 <= truncate_prompt_tokens <= max_seq_length:
+        raise InvalidRequest(
+            f"truncate_prompt_tokens must be -1 or between 1 and {max_seq_length}, got {truncate_prompt_tokens}",
+            "truncate_prompt_tokens",
+        )
+    return truncate_prompt_tokens

@@ -1,0 +1,163 @@
+"""What a request means, as types: requests, prepared inputs, results by kind, and the observer hook.
+
+Everything a caller (the Python API, the HTTP server, a Ray actor) can ask for is a field of `EmbedRequest`
+or `ScoreRequest`; the pipeline validates all of it before any work is queued.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+TokenIds = Sequence[int]
+Inputs = Sequence[str] | Sequence[TokenIds]
+Messages = Sequence[Mapping[str, Any]]
+PoolingTask = Literal["embed", "token_embed"]
+Truncate = Literal["end", "start", "none"]
+EncodingName = Literal["float", "base64", "binary", "ubinary", "int8", "uint8"]
+EmbedDtype = Literal["float32", "float16", "bfloat16"]
+Endianness = Literal["native", "little", "big"]
+
+POOLING_TASKS: tuple[PoolingTask, ...] = ("embed", "token_embed")
+TRUNCATE_MODES: tuple[Truncate, ...] = ("end", "start", "none")
+ENCODINGS: tuple[EncodingName, ...] = ("float", "base64", "binary", "ubinary", "int8", "uint8")
+EMBED_DTYPES: tuple[EmbedDtype, ...] = ("float32", "float16", "bfloat16")
+ENDIANNESS: tuple[Endianness, ...] = ("native", "little", "big")
+# The graph output each pooling task reads.
+TASK_OUTPUTS: dict[PoolingTask, str] = {"embed": "sentence_embedding", "token_embed": "token_embeddings"}
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedRequest:
+    """One embedding request: texts, token-id lists or chat messages, and what to make of them.
+
+    `normalize` None follows the model's config; `encodings` lists the output forms wanted (several at once for
+    Cohere's `embedding_types`); `variant` None is the runtime's default variant.
+    """
+
+    inputs: Inputs | None = None
+    messages: Messages | None = None
+    task: PoolingTask = "embed"
+    dimensions: int | None = None
+    normalize: bool | None = None
+    encodings: tuple[EncodingName, ...] = ("float",)
+    embed_dtype: EmbedDtype = "float32"
+    endianness: Endianness = "little"
+    truncate: Truncate = "end"
+    truncate_prompt_tokens: int | None = None
+    add_special_tokens: bool = True
+    prompt_name: str | None = None
+    prompt: str | None = None
+    priority: int = 0
+    variant: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreRequest:
+    """Similarity of text pairs with vLLM's pairing: 1:1, 1:N (one first, many second) and N:N (pairwise)."""
+
+    first: str | Sequence[str]
+    second: str | Sequence[str]
+    truncate: Truncate = "end"
+    truncate_prompt_tokens: int | None = None
+    prompt_name: str | None = None
+    prompt: str | None = None
+    priority: int = 0
+    variant: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchKey:
+    """Inputs can share an engine call only when these agree."""
+
+    variant: str
+    output: str  # the graph output read: "sentence_embedding" | "token_embeddings"
+    skip: int  # leading tokens excluded from pooling (a prompt with include_prompt=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedInput:
+    """One input made ready for an engine, modality-neutral: its features and its cost in the engine's unit
+    (tokens for text). The scheduler looks only at `length`; the batcher at the features."""
+
+    features: Mapping[str, Sequence[int]]  # text: "input_ids", "token_type_ids"
+
+    @property
+    def length(self) -> int:
+        return len(self.features["input_ids"])
+
+
+def text_input(ids: Sequence[int], type_ids: Sequence[int] | None = None) -> PreparedInput:
+    """A tokenized text as a prepared input."""
+    return PreparedInput({"input_ids": ids, "token_type_ids": type_ids if type_ids is not None else [0] * len(ids)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A request after validation and preparation, ready for the scheduler."""
+
+    key: BatchKey
+    items: list[PreparedInput]
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(item.length for item in self.items)
+
+
+@dataclasses.dataclass
+class Timing:
+    """Where a request's time went, in seconds."""
+
+    prepare: float = 0.0
+    queue: float = 0.0
+    inference: float = 0.0
+    batches: int = 0
+
+
+@dataclasses.dataclass
+class Dense:
+    """One vector per input: [N, D]."""
+
+    vectors: Vectors
+
+
+@dataclasses.dataclass
+class TokenVectors:
+    """One vector per token per input: a list of [len_i, H]."""
+
+    vectors: list[Vectors]
+
+
+# Sparse (token id -> weight) and multi-vector (ColBERT) results join this union as their own kinds.
+Output = Dense | TokenVectors
+
+
+@dataclasses.dataclass
+class EmbedResult:
+    """The outcome of one `EmbedRequest`: the float output by kind, each requested encoding of it (one item per
+    input), the tokens it used and where its time went."""
+
+    output: Output
+    encoded: dict[EncodingName, list[Any]]
+    num_tokens: int
+    timing: Timing
+
+
+@dataclasses.dataclass
+class ScoreResult:
+    scores: Vectors
+    num_tokens: int
+    timing: Timing
+
+
+class Observer(Protocol):
+    """Metrics hook: the runtime calls it after each engine batch and each finished request."""
+
+    def batch(self, size: int, tokens: int, seconds: float) -> None: ...
+
+    def request(self, timing: Timing) -> None: ...
