@@ -19,12 +19,20 @@ class InputTooLong(InvalidRequest):
     """An input exceeds the model's maximum length and truncation is off."""
 
 
+class TooLarge(InvalidRequest):
+    """A request that can never be served as sent (too many inputs, too long an input, too large a response)."""
+
+
 class UnknownModel(TrtEmbedError, LookupError):
     """A model or variant name that is not served."""
 
 
 class Overloaded(TrtEmbedError):
-    """The queue is full; the request was refused before any work was done."""
+    """The queue is full; the request was refused before any work was done and may succeed later."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class EngineError(TrtEmbedError):

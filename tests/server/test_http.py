@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import API_KEY, LiveServer
 
-from trt_embed.errors import InvalidRequest
+from trt_embed.errors import InvalidRequest, Overloaded
 from trt_embed.runtime import Runtime
 
 TEXTS = ["The cat sat on the mat.", "Quantum computers use qubits.", "how do I reset my password"]
@@ -124,8 +124,17 @@ def test_overload_is_429_and_engine_failure_is_503(
 ) -> None:
     runtime = _served_runtime(live, "tiny")
     monkeypatch.setattr(runtime.scheduler, "max_queue", 0)
-    e = error_of(http.post("/v1/embeddings", json={"input": "x", "model": "tiny"}), 429)
-    assert "queue is full" in e["message"]
+    e = error_of(http.post("/v1/embeddings", json={"input": "x", "model": "tiny"}), 413)
+    assert "can never fit" in e["message"], "more inputs than the whole queue holds: retrying cannot help"
+    monkeypatch.undo()
+
+    def full(count: int) -> None:
+        raise Overloaded("the queue is full (9 of 9 inputs waiting); retry later", retry_after=2.5)
+
+    monkeypatch.setattr(runtime.scheduler, "admit", full)
+    response = http.post("/v1/embeddings", json={"input": "x", "model": "tiny"})
+    e = error_of(response, 429)
+    assert "queue is full" in e["message"] and response.headers["retry-after"] == "3"
     monkeypatch.undo()
     assert http.post("/v1/embeddings", json={"input": "x", "model": "tiny"}).status_code == 200
 

@@ -21,3 +21,7 @@ class RuntimeOptions:
     # With several single-threaded CPU workers, a second engine over all cores runs a batch that is the only
     # work queued or running (a lone query then takes about half the time); it costs one more copy of the weights.
     latency_engine: bool = True
+    # Limits that keep one request from taking the process down, checked before any work is done:
+    max_input_chars: int | None = None  # per text; None: max(100,000, 20 characters per token of the model's limit)
+    max_output_values: int = 4_000_000  # floats in one token_embed response (about 48 MB as JSON)
+    engine_timeout: float | None = 120.0  # seconds one engine call may take before its callers get an error

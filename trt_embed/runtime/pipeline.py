@@ -16,12 +16,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import numpy.typing as npt
 
-from trt_embed.errors import InvalidRequest, UnknownModel
+from trt_embed.errors import InvalidRequest, TooLarge, UnknownModel
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import encoding
 from trt_embed.runtime.postprocess import check_dimensions, finish, l2_normalize
 from trt_embed.runtime.prepare import Preparer, token_limit
-from trt_embed.runtime.scheduler import Result, Scheduler
+from trt_embed.runtime.scheduler import Scheduler
 from trt_embed.runtime.scoring import cosine, pair_inputs
 from trt_embed.runtime.types import (
     POOLING_TASKS,
@@ -31,6 +31,7 @@ from trt_embed.runtime.types import (
     EmbedRequest,
     EmbedResult,
     EncodingName,
+    Inputs,
     Observer,
     Output,
     Prepared,
@@ -40,6 +41,7 @@ from trt_embed.runtime.types import (
     TokenVectors,
     Vectors,
 )
+from trt_embed.runtime.work import Result
 
 STREAM_CHUNK = 1024  # inputs prepared per step of a large synchronous request
 INLINE_CHARS = 1024  # async requests up to this many characters (or token ids) are prepared on the caller's thread
@@ -69,7 +71,11 @@ class Pipeline:
         default_variant: str,
         outputs: list[str],
         observers: list[Observer],
+        max_input_chars: int,
+        max_output_values: int,
     ) -> None:
+        self.max_input_chars = max_input_chars
+        self.max_output_values = max_output_values
         self.manifest = manifest
         self.preparer = preparer
         self.scheduler = scheduler
@@ -125,7 +131,27 @@ class Pipeline:
         inputs = request.inputs
         if request.messages is None and (inputs is None or isinstance(inputs, str) or len(inputs) == 0):
             self.preparer.tokenize(inputs or [])  # raises the error that names the problem
+        self._check_sizes(inputs or [])
+        self.scheduler.admit(1 if inputs is None else len(inputs))
         return Plan(request=request, variant=variant, dimensions=dims, normalize=bool(normalize), ranges=ranges)
+
+    def _check_sizes(self, inputs: Inputs) -> None:
+        """Inputs too long to ever be tokenized here (a 30 MB text), refused before tokenization."""
+        limit = self.max_input_chars
+        for n, item in enumerate(inputs):
+            if isinstance(item, str) and len(item) > limit:
+                raise TooLarge(f"input[{n}] has {len(item)} characters; the limit is {limit}", "input")
+
+    def _check_output(self, request: EmbedRequest, prepared: Prepared) -> None:
+        """Token vectors grow with every token: refuse a response larger than the limit before running it."""
+        if request.task == "token_embed":
+            values = prepared.num_tokens * self.manifest.hidden_size
+            if values > self.max_output_values:
+                raise TooLarge(
+                    f"token_embed over {prepared.num_tokens} tokens returns {values} values, more than the limit of "
+                    f"{self.max_output_values}; send fewer or shorter inputs per request",
+                    "input",
+                )
 
     # -- run --------------------------------------------------------------------------------------------------
 
@@ -137,6 +163,7 @@ class Pipeline:
         inputs = request.inputs
         if request.messages is not None or inputs is None or len(inputs) <= STREAM_CHUNK:
             prepared = self.preparer.prepare(request, plan.variant)
+            self._check_output(request, prepared)
             timing = Timing(prepare=time.perf_counter() - started)
             future = self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
             return self._finish(plan, prepared, future.result(), timing)
@@ -147,6 +174,7 @@ class Pipeline:
         for start in range(0, len(inputs), STREAM_CHUNK):
             chunk = dataclasses.replace(request, inputs=inputs[start : start + STREAM_CHUNK])
             prepared = self.preparer.prepare(chunk, plan.variant)
+            self._check_output(request, prepared)
             tokens += prepared.num_tokens
             pending.append(self.scheduler.submit(prepared.key, prepared.items, priority=request.priority))
             if len(pending) > 1:
@@ -168,6 +196,7 @@ class Pipeline:
         else:
             loop = asyncio.get_running_loop()
             prepared = await loop.run_in_executor(self._prepare_pool, self.preparer.prepare, request, plan.variant)
+        self._check_output(request, prepared)
         timing = Timing(prepare=time.perf_counter() - started)
         future = self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
         return self._finish(plan, prepared, await asyncio.wrap_future(future), timing)

@@ -81,9 +81,17 @@ class Preparer:
         kinds = [isinstance(t, str) for t in inputs]
         if all(kinds):
             texts = [str(t) for t in inputs]
-            return self.tokenizer.encode(
+            tokens = self.tokenizer.encode(
                 texts, prompt=prompt, truncate=truncate, max_tokens=max_tokens, add_special_tokens=add_special_tokens
             )
+            empty = next((n for n, ids in enumerate(tokens.ids) if not ids), None)
+            if empty is not None:
+                raise InvalidRequest(
+                    f"input[{empty}] has no tokens (an empty or whitespace-only text without special tokens); "
+                    "send some text, or keep add_special_tokens on",
+                    "input",
+                )
+            return tokens
         if any(kinds):
             bad = kinds.index(False)
             raise InvalidRequest(

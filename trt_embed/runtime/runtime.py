@@ -51,6 +51,7 @@ class Runtime:
             on_batch=observe_batches(self._observers),
             workers=self.pool.workers,
             run_alone=self.pool.run_alone if self.pool.alone is not None else None,
+            engine_timeout=options.engine_timeout,
         )
         self.preparer = Preparer(artifact.directory, self.manifest)
         self.pipeline = Pipeline(
@@ -61,6 +62,8 @@ class Runtime:
             default_variant=options.variant,
             outputs=self.pool.engine.output_names,
             observers=self._observers,
+            max_input_chars=options.max_input_chars or max(100_000, 20 * self.manifest.max_seq_length),
+            max_output_values=options.max_output_values,
         )
 
     @classmethod
@@ -123,7 +126,8 @@ class Runtime:
         return self.scheduler.queue_size
 
     def health(self) -> bool:
-        return self.pool.health()
+        """Engines open, scheduler workers alive, and no engine call running past its timeout."""
+        return self.pool.health() and self.scheduler.healthy()
 
     def add_observer(self, observer: Observer) -> None:
         """Metrics hook: `observer.batch(...)` after each engine batch, `observer.request(timing)` per request."""

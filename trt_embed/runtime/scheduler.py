@@ -9,7 +9,6 @@ request gets exactly one result or one error; a request whose caller gave up is 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import heapq
 import itertools
 import threading
@@ -18,62 +17,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 
 from trt_embed.engines.base import EngineSpec
-from trt_embed.errors import EngineError, Overloaded, TrtEmbedError
+from trt_embed.errors import EngineError, Overloaded, TooLarge, TrtEmbedError
 from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors
+from trt_embed.runtime.work import Item, Pending, Result, SchedulerStats
 
 RunBatch = Callable[[BatchKey, list[PreparedInput]], list[Vectors]]
 OnBatch = Callable[[int, int, float], None]  # (batch size, engine tokens, seconds)
-
-
-@dataclasses.dataclass
-class Result:
-    """Per-input outputs of one request, in input order, with where its time went."""
-
-    rows: list[Vectors]
-    queue_seconds: float
-    inference_seconds: float
-    batches: int
-
-
-@dataclasses.dataclass(eq=False)
-class _Request:
-    key: BatchKey
-    items: Sequence[PreparedInput]
-    future: Future[Result]
-    enqueued: float
-    rows: list[Vectors | None]
-    remaining: int
-    first_started: float | None = None
-    inference_seconds: float = 0.0  # this request's share of the time of the batches it ran in
-    batches: int = 0
-    done: bool = False
-
-
-@dataclasses.dataclass(order=True)
-class _Item:
-    priority: int
-    seq: int
-    request: _Request = dataclasses.field(compare=False)
-    index: int = dataclasses.field(compare=False)
-    batch_size: int = dataclasses.field(default=1, compare=False)
-
-    @property
-    def length(self) -> int:
-        return self.request.items[self.index].length
-
-    @property
-    def abandoned(self) -> bool:
-        """The request already has its answer (an error) or its caller gave up on it."""
-        return self.request.done or self.request.future.cancelled()
-
-
-@dataclasses.dataclass
-class SchedulerStats:
-    batches: int = 0
-    inputs: int = 0
-    batch_tokens: int = 0
-    failed_batches: int = 0
-    alone_batches: int = 0  # batches run by `run_alone` (nothing else queued or running)
 
 
 class Scheduler:
@@ -90,6 +39,7 @@ class Scheduler:
         on_batch: OnBatch | None = None,
         workers: int = 1,
         run_alone: RunBatch | None = None,
+        engine_timeout: float | None = None,
     ) -> None:
         self._run_batch = run_batch
         # For a batch that is the only work queued or running: on CPU, one call over all cores (latency)
@@ -99,17 +49,23 @@ class Scheduler:
         self.spec = spec
         self.max_queue = max_queue
         self._on_batch = on_batch
-        self._heap: list[_Item] = []
+        self._heap: list[Item] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._book = threading.Lock()  # request completion and stats, shared by the workers
         self._closing = False
         self.stats = SchedulerStats()
+        # Engine calls in flight (id -> start, items): the watchdog fails those running past `engine_timeout`
+        # and `healthy()` reports them, so a hung engine is noticed and its callers get an answer.
+        self.engine_timeout = engine_timeout
+        self._running: dict[int, tuple[float, list[Item]]] = {}
         # Several workers run batches concurrently (on CPU: one single-threaded engine call per core beats one
         # call spread over all cores for small encoders); each takes its batch from the queue under the lock.
         self._threads = [
             threading.Thread(target=self._work, name=f"trt-embed-scheduler-{n}", daemon=True) for n in range(workers)
         ]
+        if engine_timeout is not None:
+            self._threads.append(threading.Thread(target=self._watch, name="trt-embed-watchdog", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -117,10 +73,34 @@ class Scheduler:
     def queue_size(self) -> int:
         return len(self._heap)
 
+    def admit(self, count: int) -> None:
+        """Refuse early, before any preparation: `TooLarge` for a request that can never fit the queue,
+        `Overloaded` (retry later) for one that does not fit now."""
+        if self.max_queue is not None and count > self.max_queue:
+            raise TooLarge(
+                f"{count} inputs in one request can never fit this server's queue of {self.max_queue}; "
+                "split the request",
+                "input",
+            )
+        if self._closing:
+            raise Overloaded("the runtime is shutting down and accepts no new work")
+        if self.max_queue is not None and len(self._heap) + count > self.max_queue:
+            raise Overloaded(f"the queue is full ({len(self._heap)} of {self.max_queue} inputs waiting); retry later")
+
+    def healthy(self) -> bool:
+        """Every worker alive and no engine call running past the timeout."""
+        if not all(t.is_alive() for t in self._threads) and not self._closing:
+            return False
+        if self.engine_timeout is None:
+            return True
+        now = time.perf_counter()
+        with self._cond:
+            return all(now - started <= self.engine_timeout for started, _ in self._running.values())
+
     def submit(self, key: BatchKey, items: Sequence[PreparedInput], *, priority: int = 0) -> Future[Result]:
         """Queue one request's prepared inputs; raises `Overloaded` at once if the queue is full."""
         future: Future[Result] = Future()
-        request = _Request(
+        request = Pending(
             key=key,
             items=items,
             future=future,
@@ -134,14 +114,9 @@ class Scheduler:
         # Longest first inside a request: consecutive items then pad little when batched together.
         order = sorted(range(len(items)), key=lambda i: items[i].length, reverse=True)
         with self._cond:
-            if self._closing:
-                raise Overloaded("the runtime is shutting down and accepts no new work")
-            if self.max_queue is not None and len(self._heap) + len(items) > self.max_queue:
-                raise Overloaded(
-                    f"the queue is full ({len(self._heap)} of {self.max_queue} inputs waiting); retry later"
-                )
+            self.admit(len(items))
             for index in order:
-                heapq.heappush(self._heap, _Item(priority, next(self._seq), request, index))
+                heapq.heappush(self._heap, Item(priority, next(self._seq), request, index))
             self._cond.notify()
         return future
 
@@ -155,7 +130,7 @@ class Scheduler:
 
     # -- worker ---------------------------------------------------------------------------------------
 
-    def _take_batch(self) -> list[_Item]:
+    def _take_batch(self) -> list[Item]:
         """Pop the next batch. The first item in queue order (priority, then age) anchors it and sets its
         width; it is filled with queued items of the same key and priority that are no longer than the anchor,
         longest first, so padding stays small even when concurrent requests have mixed lengths."""
@@ -215,45 +190,76 @@ class Scheduler:
         with self._cond:
             self._busy -= 1
 
-    def _run(self, live: list[_Item], started: float, alone: bool) -> None:
-        """Run one batch outside the queue lock; record its results under the bookkeeping lock."""
+    def _run(self, live: list[Item], started: float, alone: bool) -> None:
+        """Run one batch outside the queue lock; record its results under the bookkeeping lock. When a batch
+        of several requests fails, each request is run again on its own, so one bad input fails only its own
+        request."""
         key = live[0].request.key
         run = self._run_alone if alone and self._run_alone is not None else self._run_batch
-        rows: list[Vectors] = []
-        error: TrtEmbedError | None = None
+        with self._cond:
+            self._running[id(live)] = (started, live)
         try:
-            rows = run(key, [i.request.items[i.index] for i in live])
-        except Exception as exc:  # one failing batch fails only its own requests
-            error = exc if isinstance(exc, TrtEmbedError) else EngineError(f"inference failed: {exc}")
+            outcomes = [(live, self._call(run, key, live))]
+            groups = list({id(i.request): [j for j in live if j.request is i.request] for i in live}.values())
+            if isinstance(outcomes[0][1], TrtEmbedError) and len(groups) > 1:
+                with self._book:
+                    self.stats.failed_batches += 1
+                outcomes = [(group, self._call(self._run_batch, key, group)) for group in groups]
         finally:
+            with self._cond:
+                self._running.pop(id(live), None)
             self._idle()
-        if error is not None:
+        for items, outcome in outcomes:
+            self._finish(items, outcome, started, alone)
+
+    def _call(self, run: RunBatch, key: BatchKey, items: list[Item]) -> list[Vectors] | TrtEmbedError:
+        try:
+            return run(key, [i.request.items[i.index] for i in items])
+        except Exception as exc:
+            return exc if isinstance(exc, TrtEmbedError) else EngineError(f"inference failed: {exc}")
+
+    def _finish(self, items: list[Item], outcome: list[Vectors] | TrtEmbedError, started: float, alone: bool) -> None:
+        if isinstance(outcome, TrtEmbedError):
             with self._book:
                 self.stats.failed_batches += 1
-                for item in live:
-                    self._fail(item.request, error)
+                for item in items:
+                    self._fail(item.request, outcome)
             return
         elapsed = time.perf_counter() - started
-        tokens = self.spec.cost([i.length for i in live])
+        tokens = self.spec.cost([i.length for i in items])
         with self._book:
             self.stats.batches += 1
             self.stats.alone_batches += alone
-            self.stats.inputs += len(live)
+            self.stats.inputs += len(items)
             self.stats.batch_tokens += tokens
-            for item, row in zip(live, rows, strict=True):
+            for item, row in zip(items, outcome, strict=True):
                 self._complete(item, row, elapsed)
         if self._on_batch is not None:
-            self._on_batch(len(live), tokens, elapsed)
+            self._on_batch(len(items), tokens, elapsed)
+
+    def _watch(self) -> None:
+        """Watchdog: answer the callers of an engine call that runs past `engine_timeout` with an error."""
+        assert self.engine_timeout is not None
+        while not (self._closing and not self._running and not self._heap):
+            time.sleep(min(1.0, self.engine_timeout / 4))
+            now = time.perf_counter()
+            with self._cond:
+                late = [items for started, items in self._running.values() if now - started > self.engine_timeout]
+            for items in late:
+                error = EngineError(f"the engine call ran past the {self.engine_timeout:g} s timeout; retry later")
+                with self._book:
+                    for item in items:
+                        self._fail(item.request, error)
 
     @staticmethod
-    def _fail(request: _Request, error: BaseException) -> None:
+    def _fail(request: Pending, error: BaseException) -> None:
         if not request.done:
             request.done = True
             with contextlib.suppress(InvalidStateError):  # the caller gave up (cancelled) meanwhile
                 request.future.set_exception(error)
 
     @staticmethod
-    def _complete(item: _Item, row: Vectors, elapsed: float) -> None:
+    def _complete(item: Item, row: Vectors, elapsed: float) -> None:
         """Store one input's row; the request's share of batch time is proportional to its inputs."""
         request = item.request
         if request.done:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.requests import Request
 from starlette.responses import Response
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime import EmbedRequest as Embed
-from trt_embed.server.registry import Context, check_batch_size, new_id, timing_headers
+from trt_embed.server.registry import Context, answered, check_batch_size, check_priority, new_id, timing_headers
 from trt_embed.server.responses import JSON, parse
 
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
@@ -46,7 +46,7 @@ class EmbedRequest(BaseModel):
     output_dimension: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     truncate: Literal["NONE", "START", "END"] = "END"
-    priority: int = 0
+    priority: StrictInt = 0
 
 
 def prompt_for(input_type: str | None, prompts: dict[str, str]) -> str | None:
@@ -86,22 +86,26 @@ async def embed(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, EmbedRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
+    check_priority(ctx, body.priority)
     texts = texts_of(body)
     check_batch_size(ctx, texts, "texts")
     prompt_name = prompt_for(body.input_type, served.runtime.manifest.prompts)
     served = ctx.registry.task_variant(served, prompt_name)
     max_tokens = None if body.max_tokens is None else min(body.max_tokens, served.runtime.max_seq_length)
-    result = await served.runtime.arun(
-        Embed(
-            inputs=texts,
-            dimensions=body.output_dimension,
-            encodings=tuple(dict.fromkeys(body.embedding_types)),
-            prompt_name=prompt_name,
-            truncate=body.truncate.lower(),  # type: ignore[arg-type]
-            truncate_prompt_tokens=max_tokens,
-            priority=body.priority,
-            variant=served.variant,
-        )
+    result = await answered(
+        request,
+        served.runtime.arun(
+            Embed(
+                inputs=texts,
+                dimensions=body.output_dimension,
+                encodings=tuple(dict.fromkeys(body.embedding_types)),
+                prompt_name=prompt_name,
+                truncate=body.truncate.lower(),  # type: ignore[arg-type]
+                truncate_prompt_tokens=max_tokens,
+                priority=body.priority,
+                variant=served.variant,
+            )
+        ),
     )
     content = {
         "id": new_id("embed"),

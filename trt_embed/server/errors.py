@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import orjson
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from trt_embed.errors import (
@@ -14,6 +16,7 @@ from trt_embed.errors import (
     EngineError,
     InvalidRequest,
     Overloaded,
+    TooLarge,
     TrtEmbedError,
     UnknownModel,
 )
@@ -45,6 +48,8 @@ def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
 
 def response_for(exc: BaseException) -> Response:
     """Map any exception to its status: 4xx for the caller's mistakes, 429/503 for load, 500 for bugs."""
+    if isinstance(exc, ClientDisconnect):  # the client left mid-body: nobody to answer, nothing went wrong here
+        return error_response(499, "the client disconnected while sending the request", "ClientClosedRequest")
     if isinstance(exc, HTTPError):
         return error_response(exc.status, str(exc), exc.kind, exc.param, exc.code)
     if isinstance(exc, ValidationError):
@@ -52,12 +57,16 @@ def response_for(exc: BaseException) -> Response:
         return error_response(400, message, "BadRequestError", param)
     if isinstance(exc, orjson.JSONDecodeError):
         return error_response(400, f"request body is not valid JSON: {exc}", "BadRequestError")
+    if isinstance(exc, TooLarge):
+        return error_response(413, str(exc), "RequestTooLargeError", exc.param)
     if isinstance(exc, InvalidRequest):
         return error_response(400, str(exc), "BadRequestError", exc.param)
     if isinstance(exc, UnknownModel):
         return error_response(404, str(exc), "NotFoundError", "model", "model_not_found")
     if isinstance(exc, Overloaded):
-        return error_response(429, str(exc), "OverloadedError", None, "overloaded")
+        response = error_response(429, str(exc), "OverloadedError", None, "overloaded")
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
     if isinstance(exc, EngineError | BackendUnavailable | ArtifactError):
         log.error("engine failure: %s", exc)
         return error_response(503, f"the inference engine failed: {exc}", "ServiceUnavailableError")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import Sized
+from collections.abc import Awaitable, Sized
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BeforeValidator
+from starlette.requests import Request
 
 from trt_embed.errors import InvalidRequest, UnknownModel
 from trt_embed.runtime import Runtime, Timing
@@ -18,6 +23,8 @@ class Settings:
     api_key: str | None = None
     max_client_batch_size: int = 2048
     max_body_bytes: int = 32 * 1024 * 1024
+    # Requests may not ask for a priority below this (lower runs first), so one client cannot starve the rest.
+    min_priority: int = 0
 
 
 @dataclasses.dataclass
@@ -95,6 +102,34 @@ def check_batch_size(ctx: Context, inputs: Sized, param: str = "input") -> None:
         )
 
 
+def check_priority(ctx: Context, priority: int) -> None:
+    if priority < ctx.settings.min_priority:
+        raise InvalidRequest(
+            f"priority {priority} is below this server's minimum of {ctx.settings.min_priority} (--min-priority)",
+            "priority",
+        )
+
+
+async def answered(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, unless the client disconnects first: then the work is cancelled (its queued inputs are
+    dropped, nobody runs them) and the request ends with 499."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    raise HTTPError(499, "the client disconnected before the answer was ready", "ClientClosedRequest")
+
+
 def timing_headers(timing: Timing, request_id: str) -> dict[str, str]:
     """Where the request's time went, in milliseconds, plus its id."""
     ms = {"x-tokenization-time": timing.prepare, "x-queue-time": timing.queue, "x-inference-time": timing.inference}
@@ -105,6 +140,27 @@ def timing_headers(timing: Timing, request_id: str) -> dict[str, str]:
 
 TokenIds = list[int]
 Input = str | list[str] | TokenIds | list[TokenIds]
+T = TypeVar("T")
+
+
+def _is_token_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _input_shape(value: Any) -> Any:
+    """Only the four input forms pass, with no booleans taken for token ids and no floats."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and (
+        all(isinstance(v, str) for v in value)
+        or all(_is_token_id(v) for v in value)
+        or all(isinstance(v, list) and all(_is_token_id(t) for t in v) for v in value)
+    ):
+        return value
+    raise ValueError("expected a string, a list of strings, a list of integer token ids, or a list of such lists")
+
+
+StrictInput = Annotated[Input, BeforeValidator(_input_shape)]
 
 
 def as_inputs(value: Input) -> list[str] | list[TokenIds]:

@@ -6,13 +6,13 @@ import time
 from typing import Any
 
 import numpy as np
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt
 from starlette.requests import Request
 from starlette.responses import Response
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime import ScoreRequest as Score
-from trt_embed.server.registry import Context, check_batch_size, new_id, timing_headers
+from trt_embed.server.registry import Context, answered, check_batch_size, check_priority, new_id, timing_headers
 from trt_embed.server.responses import JSON, parse
 
 
@@ -23,7 +23,7 @@ class ScoreRequest(BaseModel):
     text_1: str | list[str] = Field(validation_alias=AliasChoices("text_1", "data_1", "queries"))
     text_2: str | list[str] = Field(validation_alias=AliasChoices("text_2", "data_2", "documents"))
     truncate_prompt_tokens: int | None = None
-    priority: int = 0
+    priority: StrictInt = 0
 
 
 class RerankRequest(BaseModel):
@@ -35,23 +35,27 @@ class RerankRequest(BaseModel):
     top_n: int | None = Field(default=None, ge=0)
     return_documents: bool = True
     truncate_prompt_tokens: int | None = None
-    priority: int = 0
+    priority: StrictInt = 0
 
 
 async def score(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, ScoreRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
+    check_priority(ctx, body.priority)
     for side in (body.text_1, body.text_2):
         check_batch_size(ctx, [side] if isinstance(side, str) else side, "text_1")
-    result = await served.runtime.arun_score(
-        Score(
-            first=body.text_1,
-            second=body.text_2,
-            truncate_prompt_tokens=body.truncate_prompt_tokens,
-            priority=body.priority,
-            variant=served.variant,
-        )
+    result = await answered(
+        request,
+        served.runtime.arun_score(
+            Score(
+                first=body.text_1,
+                second=body.text_2,
+                truncate_prompt_tokens=body.truncate_prompt_tokens,
+                priority=body.priority,
+                variant=served.variant,
+            )
+        ),
     )
     content = {
         "id": new_id("score"),
@@ -71,14 +75,17 @@ async def rerank(request: Request) -> Response:
         raise InvalidRequest("`documents` must not be empty", "documents")
     check_batch_size(ctx, body.documents, "documents")
     served = ctx.registry.get(body.model)
-    result = await served.runtime.arun_score(
-        Score(
-            first=body.query,
-            second=body.documents,
-            truncate_prompt_tokens=body.truncate_prompt_tokens,
-            priority=body.priority,
-            variant=served.variant,
-        )
+    result = await answered(
+        request,
+        served.runtime.arun_score(
+            Score(
+                first=body.query,
+                second=body.documents,
+                truncate_prompt_tokens=body.truncate_prompt_tokens,
+                priority=body.priority,
+                variant=served.variant,
+            )
+        ),
     )
     scores = result.scores
     order = np.argsort(-scores, kind="stable")

@@ -1,0 +1,60 @@
+"""What the scheduler keeps per request and per queued input, and what it hands back."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors
+
+
+@dataclasses.dataclass
+class Result:
+    """Per-input outputs of one request, in input order, with where its time went."""
+
+    rows: list[Vectors]
+    queue_seconds: float
+    inference_seconds: float
+    batches: int
+
+
+@dataclasses.dataclass(eq=False)
+class Pending:
+    key: BatchKey
+    items: Sequence[PreparedInput]
+    future: Future[Result]
+    enqueued: float
+    rows: list[Vectors | None]
+    remaining: int
+    first_started: float | None = None
+    inference_seconds: float = 0.0  # this request's share of the time of the batches it ran in
+    batches: int = 0
+    done: bool = False
+
+
+@dataclasses.dataclass(order=True)
+class Item:
+    priority: int
+    seq: int
+    request: Pending = dataclasses.field(compare=False)
+    index: int = dataclasses.field(compare=False)
+    batch_size: int = dataclasses.field(default=1, compare=False)
+
+    @property
+    def length(self) -> int:
+        return self.request.items[self.index].length
+
+    @property
+    def abandoned(self) -> bool:
+        """The request already has its answer (an error) or its caller gave up on it."""
+        return self.request.done or self.request.future.cancelled()
+
+
+@dataclasses.dataclass
+class SchedulerStats:
+    batches: int = 0
+    inputs: int = 0
+    batch_tokens: int = 0
+    failed_batches: int = 0
+    alone_batches: int = 0  # batches run by `run_alone` (nothing else queued or running)
