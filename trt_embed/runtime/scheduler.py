@@ -112,7 +112,7 @@ class Scheduler:
             future.set_result(Result([], 0.0, 0.0, 0))
             return future
         # Longest first inside a request: consecutive items then pad little when batched together.
-        order = sorted(range(len(items)), key=lambda i: items[i].length, reverse=True)
+        order = sorted(range(len(items)), key=lambda i: items[i].cost, reverse=True)
         with self._cond:
             self.admit(len(items))
             for index in order:

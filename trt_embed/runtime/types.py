@@ -83,18 +83,17 @@ class BatchKey:
 @dataclasses.dataclass(frozen=True)
 class PreparedInput:
     """One input made ready for an engine, modality-neutral: its features and its cost in the engine's unit
-    (tokens for text). The scheduler looks only at `length`; the batcher at the features."""
+    (tokens for text; an image graph would count a fixed cost per image). The scheduler sorts and budgets by
+    `cost` only; the batcher reads the features."""
 
     features: Mapping[str, Sequence[int]]  # text: "input_ids", "token_type_ids"
-
-    @property
-    def length(self) -> int:
-        return len(self.features["input_ids"])
+    cost: int
 
 
 def text_input(ids: Sequence[int], type_ids: Sequence[int] | None = None) -> PreparedInput:
-    """A tokenized text as a prepared input."""
-    return PreparedInput({"input_ids": ids, "token_type_ids": type_ids if type_ids is not None else [0] * len(ids)})
+    """A tokenized text as a prepared input; it costs one unit per token."""
+    types = type_ids if type_ids is not None else [0] * len(ids)
+    return PreparedInput({"input_ids": ids, "token_type_ids": types}, cost=len(ids))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +105,7 @@ class Prepared:
 
     @property
     def num_tokens(self) -> int:
-        return sum(item.length for item in self.items)
+        return sum(len(item.features.get("input_ids", ())) for item in self.items)
 
 
 @dataclasses.dataclass

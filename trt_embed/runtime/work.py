@@ -43,7 +43,8 @@ class Item:
 
     @property
     def length(self) -> int:
-        return self.request.items[self.index].length
+        """The input's cost (tokens for text): what batches are sorted and budgeted by."""
+        return self.request.items[self.index].cost
 
     @property
     def abandoned(self) -> bool:
