@@ -69,3 +69,10 @@ def test_work_of_a_client_that_left_is_cancelled() -> None:
         return 200
 
     assert asyncio.run(run()) == 499
+
+
+def test_tokenize_refuses_a_prompt_past_the_character_limit(http: httpx.Client) -> None:
+    response = http.post("/tokenize", json={"model": "tiny", "prompt": "word " * 21_000})
+    assert response.status_code == 413, response.text
+    assert "characters; the limit is" in response.json()["error"]["message"]
+    assert http.get("/health").status_code == 200

@@ -122,6 +122,11 @@ class Runtime:
         return self.manifest.max_seq_length
 
     @property
+    def max_input_chars(self) -> int:
+        """The longest text (in characters) a request may carry; longer ones are refused before tokenizing."""
+        return self.pipeline.max_input_chars
+
+    @property
     def queue_size(self) -> int:
         return self.scheduler.queue_size
 

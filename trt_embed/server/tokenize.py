@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trt_embed.errors import InvalidRequest
+from trt_embed.errors import InvalidRequest, TooLarge
 from trt_embed.runtime import Runtime
 from trt_embed.server.responses import JSON, parse
 
@@ -46,6 +46,10 @@ async def tokenize(request: Request) -> Response:
     runtime = request.app.state.ctx.registry.get(body.model).runtime
     if (body.prompt is None) == (body.messages is None):
         raise InvalidRequest("give exactly one of `prompt` or `messages`", "prompt")
+    if len(body.prompt or "") > runtime.max_input_chars:
+        raise TooLarge(
+            f"prompt has {len(body.prompt or '')} characters; the limit is {runtime.max_input_chars}", "prompt"
+        )
     if len(body.prompt or "") > INLINE_CHARS or body.messages is not None:
         ids = await run_in_threadpool(_token_ids, runtime, body)
     else:
