@@ -3,17 +3,23 @@ the step that turns a scheduled group of prepared inputs into an engine call and
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import logging
 import threading
+from collections.abc import Callable
+
+import numpy as np
 
 from trt_embed.artifact import Artifact
-from trt_embed.engines.base import Engine, EngineSpec
+from trt_embed.engines.base import Batch, Engine, EngineSpec
+from trt_embed.engines.cpu import cached_layout, cpu_facts, measure_layouts
 from trt_embed.engines.onnxruntime import default_threads
 from trt_embed.engines.select import BACKENDS, CPU_BACKENDS, Want, open_engine
 from trt_embed.errors import UnknownModel
 from trt_embed.runtime.batch import make_batch, rows_of
 from trt_embed.runtime.options import RuntimeOptions
-from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors
+from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors, text_input
 
 log = logging.getLogger("trt_embed")
 
@@ -39,17 +45,71 @@ class EnginePool:
         cpu = self.backend in CPU_BACKENDS
         self.workers = options.workers or (cpu_workers if cpu else 1)
         self.alone: Engine | None = None
-        if options.latency_engine and cpu and self.workers > 1 and options.threads is None:
+        choose = cpu and self.workers > 1 and options.threads is None and options.workers is None
+        if cpu and self.workers > 1 and options.threads is None and (options.latency_engine or choose):
             whole = Want(precision=options.precision, variant=options.variant, threads=None, verify=options.verify)
             self.alone = open_engine(artifact, backend=self.backend, want=whole).engine
         facts = BACKENDS[self.backend]
-        engine = choice.engine
+        if choose and self.alone is not None and options.cpu_layout != "per-core":
+            self._choose_cpu_layout(options, facts.max_batch_tokens)
+        engine = self._engines[options.variant]
         batch_size = options.max_batch_size or facts.max_batch_size
         profile_max = max((p.max[0] for p in engine.profiles), default=batch_size)
         self.spec: EngineSpec = engine.spec(
             max_batch_tokens=options.max_batch_tokens or facts.max_batch_tokens,
             max_batch_size=min(batch_size, profile_max),
             concurrent_calls=self.workers,
+        )
+
+    def _choose_cpu_layout(self, options: RuntimeOptions, max_batch_tokens: int) -> None:
+        """Measure (or read the cached measurement of) one call over all cores against one single-threaded call
+        per core, and keep the faster. All-cores: the all-cores engine becomes the only engine, one worker."""
+        single, whole = self._engines[options.variant], self.alone
+        assert whole is not None
+        if options.cpu_layout == "auto":
+            batch = self._sample_batch(options.max_batch_tokens or max_batch_tokens)
+
+            def run(engine: Engine) -> Callable[[], int]:
+                def call() -> int:
+                    engine.infer(batch, ["sentence_embedding"])
+                    return sum(batch.lengths)
+
+                return call
+
+            library = "openvino" if self.backend == "openvino-cpu" else "onnxruntime"
+            versions = f"{library} {importlib.import_module(library).__version__}"
+            key = [self.backend, options.precision, single.entry.sha256, versions, str(batch.shape)]
+            measured = cached_layout(key, lambda: measure_layouts(run(single), run(whole), self.workers))
+            self.reason += f"; {measured.describe()} on {cpu_facts().describe()}"
+            if measured.layout == "per-core":
+                if not options.latency_engine:
+                    whole.close()
+                    self.alone = None
+                return
+        else:
+            self.reason += f"; CPU layout: one call over all cores (requested) on {cpu_facts().describe()}"
+        single.close()
+        self._engines[options.variant] = whole
+        self.alone = None
+        self.workers = 1
+        self._want = dataclasses.replace(self._want, threads=None)
+
+    def _sample_batch(self, max_batch_tokens: int) -> Batch:
+        """A padded batch of random in-vocabulary ids shaped like a typical budget-filling batch."""
+        manifest = self.artifact.manifest
+        seq = min(128, manifest.max_seq_length)
+        rows = max(1, max_batch_tokens // seq)
+        vocab = manifest.vocab_size or 1000
+        ids = np.random.default_rng(0).integers(min(1000, vocab // 2), vocab, size=(rows, seq)).tolist()
+        key = BatchKey(self.default_variant, "sentence_embedding", 0)
+        engine = self._engines[self.default_variant]
+        return make_batch(
+            key,
+            [text_input(row) for row in ids],
+            layout=engine.layout,
+            pad_id=manifest.tokenizer.pad_token_id,
+            padding_side=manifest.tokenizer.padding_side,
+            pooling_mask="pooling_mask" in engine.input_names,
         )
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +22,9 @@ class RuntimeOptions:
     # With several single-threaded CPU workers, a second engine over all cores runs a batch that is the only
     # work queued or running (a lone query then takes about half the time); it costs one more copy of the weights.
     latency_engine: bool = True
+    # How CPU engine calls use the cores: "auto" measures both layouts on first load (cached per CPU and graph);
+    # "per-core": one single-threaded call per core (+ the latency engine); "all-cores": one call over all cores.
+    cpu_layout: Literal["auto", "per-core", "all-cores"] = "auto"
     # Limits that keep one request from taking the process down, checked before any work is done:
     max_input_chars: int | None = None  # per text; None: max(100,000, 20 characters per token of the model's limit)
     max_output_values: int = 4_000_000  # floats in one token_embed response (about 48 MB as JSON)
