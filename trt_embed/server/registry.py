@@ -18,6 +18,7 @@ class Settings:
     api_key: str | None = None
     max_client_batch_size: int = 2048
     max_body_bytes: int = 32 * 1024 * 1024
+    allowed_hosts: list[str] | None = None  # Host header values served (`*.example.com` wildcards); None: any
 
 
 @dataclasses.dataclass
