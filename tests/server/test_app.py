@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -144,3 +147,23 @@ def test_allowed_hosts(prompt_artifact: Path) -> None:
 def test_a_malformed_allowed_host_is_refused(pattern: str) -> None:
     with pytest.raises(ValueError, match="allowed host"):
         create_app(Registry, Settings(allowed_hosts=[pattern]))
+
+
+def test_a_client_that_leaves_mid_body_is_not_a_server_error(
+    server: LiveServer, http: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = b'{"input": "' + b"x" * 5000 + b'"}'
+    head = (
+        f"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(head + body[: len(body) // 2])
+            time.sleep(0.2)  # the handler is reading the body when the client goes
+    time.sleep(0.5)
+    metrics = http.get("/metrics").text
+    assert 'trt_embed_requests_total{route="/v1/embeddings",status="499"} 3.0' in metrics
+    assert 'route="/v1/embeddings",status="500"' not in metrics
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a disconnect is not an error"
+    assert http.post("/v1/embeddings", json={"input": "x"}).status_code == 200

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +26,7 @@ from trt_embed.server.registry import Context, Registry, Settings
 from trt_embed.server.responses import JSON
 
 OPEN_PATHS = {"/health", "/metrics"}  # probes and scrapers need no API key
+CLIENT_CLOSED = 499  # the status metrics record for a client that disconnected before its request was read
 
 
 async def starlette_error(request: Request, exc: Exception) -> Response:
@@ -126,6 +127,8 @@ class Gate:
 
         try:
             await self.guarded(scope, receive, send_headers)
+        except ClientDisconnect:  # the client left mid-body: nobody to answer, and not a server error
+            status = CLIENT_CLOSED
         except Exception as exc:  # every error leaves in the same shape, with its status and request id
             if started_response:
                 raise
