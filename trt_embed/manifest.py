@@ -14,7 +14,7 @@ from typing import Any
 from trt_embed.errors import ArtifactError
 
 MANIFEST_NAME = "trt_embed.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: `files` hashes the tokenizer and every other non-engine file the runtime reads
 
 
 @dataclasses.dataclass
@@ -98,6 +98,8 @@ class Manifest:
     lora_adapters: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
     engines: list[EngineEntry] = dataclasses.field(default_factory=list)
+    # every other file the runtime reads (the tokenizer's): path relative to the artifact -> sha256
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -116,8 +118,9 @@ class Manifest:
             fields["pooling"] = Pooling(**data["pooling"])
             fields["tokenizer"] = TokenizerInfo(**data["tokenizer"])
             fields["engines"] = [_engine_from_dict(e) for e in data.get("engines", [])]
+            fields["files"] = _files_from_dict(data.get("files", {}))
             return cls(**fields)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ArtifactError(f"manifest is malformed: {exc}; re-export the model") from exc
 
     @classmethod
@@ -146,6 +149,12 @@ def _engine_from_dict(data: dict[str, Any]) -> EngineEntry:
         ShapeProfile(min=_pair(p["min"]), opt=_pair(p["opt"]), max=_pair(p["max"])) for p in data.get("profiles", [])
     ]
     return EngineEntry(**fields)
+
+
+def _files_from_dict(data: Any) -> dict[str, str]:
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise TypeError("`files` must map relative paths to sha256 strings")
+    return dict(data)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:

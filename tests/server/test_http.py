@@ -183,12 +183,17 @@ def test_chat_messages(live: LiveServer, http: httpx.Client, tmp_path: Any, mini
     import json
     import shutil
 
+    from trt_embed.manifest import Manifest, sha256_file
+
     artifact = tmp_path / "chat"
     shutil.copytree(minilm_artifact, artifact)
     config_path = artifact / "tokenizer" / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
     config["chat_template"] = "{% for m in messages %}<{{ m.role }}> {{ m.content }}\n{% endfor %}"
     config_path.write_text(json.dumps(config))
+    manifest = Manifest.read(artifact)  # a changed tokenizer file needs its new hash, or the artifact is refused
+    manifest.files["tokenizer/tokenizer_config.json"] = sha256_file(config_path)
+    manifest.write(artifact)
     with Runtime.load(artifact) as runtime:
         assert runtime.render_chat(messages) == "<user> What is the capital of France?\n"
         with pytest.raises(InvalidRequest, match=r"messages\[0\] needs `role` and `content`"):

@@ -121,7 +121,7 @@ def tuning_file() -> Path:
 def cached_layout(key_parts: list[str], measure: Callable[[], Measured]) -> Measured:
     """The measured layout for this CPU and graph, from the cache or measured now and cached."""
     facts = cpu_facts()
-    key = hashlib.sha256("\n".join([facts.describe(), *key_parts]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join(map(str, [facts.describe(), *key_parts])).encode()).hexdigest()[:16]
     path = tuning_file()
     try:
         cache = json.loads(path.read_text()) if path.is_file() else {}

@@ -31,7 +31,7 @@ from trt_embed.exporter.source import (
     resolve_model_dir,
     weight_files,
 )
-from trt_embed.exporter.tokenizer import tokenizer_to_artifact
+from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
 from trt_embed.exporter.variants import calibration_ranges, check_adapter, merged_lora_graph
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, TokenizerInfo, sha256_file
 from trt_embed.poolers import POOLING_MODES
@@ -185,6 +185,7 @@ def _export_into(
         lora_adapters=adapters,
         calibration=calibration_ranges(pooled, matryoshka),
         engines=engines,
+        files=tokenizer_hashes(out, tokenizer_info),
     )
     _more_engines(out, manifest, calibration, opts)
     manifest.write(out)

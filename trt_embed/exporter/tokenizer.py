@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from trt_embed.errors import ExportError
-from trt_embed.manifest import TokenizerInfo
+from trt_embed.manifest import TokenizerInfo, sha256_file
 
 _COPIED = ("tokenizer_config.json", "special_tokens_map.json")
 
@@ -42,6 +42,17 @@ def tokenizer_to_artifact(
         pad_token_id=pad_id,
         model_max_length=int(max_len) if isinstance(max_len, int | float) and max_len < 1e7 else None,
     )
+
+
+def tokenizer_hashes(out_dir: Path, info: TokenizerInfo) -> dict[str, str]:
+    """The manifest's `files`: every file of the artifact's tokenizer directory (relative path -> sha256), taken
+    once the tokenizer is final. The runtime refuses a tokenizer file that is missing, changed or unlisted."""
+    directory = out_dir / info.directory
+    return {
+        path.relative_to(out_dir).as_posix(): sha256_file(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _convert_slow_tokenizer(model_dir: Path, target: Path) -> None:

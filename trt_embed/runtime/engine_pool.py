@@ -78,7 +78,7 @@ class EnginePool:
 
             library = "openvino" if self.backend == "openvino-cpu" else "onnxruntime"
             versions = f"{library} {importlib.import_module(library).__version__}"
-            key = [self.backend, options.precision, single.entry.sha256, versions, str(batch.shape)]
+            key = [self.backend, options.precision, str(single.entry.sha256), versions, str(batch.shape)]
             measured = cached_layout(key, lambda: measure_layouts(run(single), run(whole), self.workers))
             self.reason += f"; {measured.describe()} on {cpu_facts().describe()}"
             if measured.layout == "per-core":

@@ -69,7 +69,8 @@ class Runtime:
     @classmethod
     def load(cls, artifact: str | Path, options: RuntimeOptions | None = None, **overrides: Any) -> Runtime:
         """Open an artifact directory; options as `RuntimeOptions` or its fields as keywords."""
-        return cls(Artifact.open(artifact), options, **overrides)
+        options = RuntimeOptions(**overrides) if options is None else options
+        return cls(Artifact.open(artifact, verify=options.verify), options)
 
     # -- facts ------------------------------------------------------------------------------------------------
 

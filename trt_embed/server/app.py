@@ -1,36 +1,40 @@
-"""The Starlette app: explicit routes, engines created in `lifespan`, one gate for ids, auth and metrics."""
+"""The Starlette app: explicit routes, engines created in `lifespan`, one gate for ids, hosts, auth, security
+headers and metrics."""
 
 from __future__ import annotations
 
 import contextlib
 import hmac
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trt_embed.server import cohere, openai, pooling, score, tokenize
 from trt_embed.server.errors import HTTPError, error_response, response_for
+from trt_embed.server.ids import header_request_id, safe_request_id
 from trt_embed.server.metrics import Metrics
 from trt_embed.server.openapi import Endpoint, openapi_document
 from trt_embed.server.registry import Context, Registry, Settings
 from trt_embed.server.responses import JSON
 
 OPEN_PATHS = {"/health", "/metrics"}  # probes and scrapers need no API key
+CLIENT_CLOSED = 499  # the status metrics record for a client that disconnected before its request was read
 
 
 async def starlette_error(request: Request, exc: Exception) -> Response:
     """Routing errors (404 unknown path, 405 wrong method) in the same error shape as the rest."""
     assert isinstance(exc, StarletteHTTPException)
     kind = {404: "NotFoundError", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
-    return error_response(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", kind)
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return error_response(exc.status_code, message, kind, headers=exc.headers)  # 405 keeps its `Allow`
 
 
 async def health(request: Request) -> Response:
@@ -89,65 +93,99 @@ KNOWN_PATHS = {route.path for route in ROUTES}
 
 
 class Gate:
-    """ASGI middleware: request ids, API key, request metrics. Plain ASGI to stay off the hot path's back."""
+    """ASGI middleware: request ids, the allowed-hosts check, the API key, security headers and request metrics.
+    Plain ASGI to stay off the hot path's back; every response, errors included, leaves through `send_headers`."""
 
     def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
         self.app = app
         self.settings = settings
         self.metrics = metrics
-        self.expected = f"Bearer {settings.api_key}".encode() if settings.api_key else None
+        self.expected = None if settings.api_key is None else f"Bearer {settings.api_key}".encode()
+        hosts = settings.allowed_hosts
+        self.guarded: ASGIApp = (
+            self.authorized if hosts is None else TrustedHostMiddleware(self.authorized, hosts, www_redirect=False)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+        request_id = header_request_id(dict(scope["headers"]).get(b"x-request-id"))
         scope.setdefault("state", {})["request_id"] = request_id
         route = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
         status = 500
         started = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                raw = list(message.get("headers", []))
-                if not any(k.lower() == b"x-request-id" for k, _ in raw):
-                    raw.append((b"x-request-id", request_id.encode("latin-1")))
-                message["headers"] = raw
-            await send(message)
-
         started_response = False
 
-        async def send_tracked(message: Message) -> None:
-            nonlocal started_response
-            started_response = started_response or message["type"] == "http.response.start"
-            await send_with_id(message)
+        async def send_headers(message: Message) -> None:
+            nonlocal status, started_response
+            if message["type"] == "http.response.start":
+                started_response = True
+                status = message["status"]
+                message["headers"] = secure_headers(message.get("headers", []), request_id)
+            await send(message)
 
         try:
-            if self.expected is not None and scope["path"] not in OPEN_PATHS:
-                given = headers.get(b"authorization", b"")
-                if not hmac.compare_digest(given, self.expected):
-                    reason = "missing" if not given else "invalid"
-                    response = error_response(
-                        401, f"{reason} API key: send `Authorization: Bearer <key>`", "AuthenticationError"
-                    )
-                    await response(scope, receive, send_with_id)
-                    return
-            await self.app(scope, receive, send_tracked)
+            await self.guarded(scope, receive, send_headers)
+        except ClientDisconnect:  # the client left mid-body: nobody to answer, and not a server error
+            status = CLIENT_CLOSED
         except Exception as exc:  # every error leaves in the same shape, with its status and request id
             if started_response:
                 raise
-            await response_for(exc)(scope, receive, send_with_id)
+            await response_for(exc)(scope, receive, send_headers)
         finally:
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.duration.labels(route).observe(time.perf_counter() - started)
+
+    async def authorized(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, behind the API key (probes and scrapers on OPEN_PATHS need none)."""
+        if self.expected is not None and scope["path"] not in OPEN_PATHS:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                reason = "missing" if not given else "invalid"
+                challenge = "Bearer" if not given else 'Bearer error="invalid_token"'
+                response = error_response(
+                    401,
+                    f"{reason} API key: send `Authorization: Bearer <key>`",
+                    "AuthenticationError",
+                    headers={"WWW-Authenticate": challenge},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def secure_headers(raw: Iterable[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:
+    """A response's headers with `nosniff` and exactly one header-safe `x-request-id` (a handler's own id is kept
+    only if it is safe: it may come from the request body)."""
+    out = []
+    own_id = None
+    for key, value in raw:
+        name = key.lower()
+        if name == b"x-request-id":
+            own_id = own_id or safe_request_id(value.decode("latin-1"))
+        elif name != b"x-content-type-options":
+            out.append((key, value))
+    out.append((b"x-request-id", (own_id or request_id).encode("latin-1")))
+    out.append((b"x-content-type-options", b"nosniff"))
+    return out
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse settings that would quietly weaken the server: an empty API key turns no authentication on."""
+    if settings.api_key is not None and not settings.api_key.strip():
+        raise ValueError("the API key is empty: give a non-empty key, or None to serve without authentication")
+    for pattern in settings.allowed_hosts or ():
+        if not pattern or "*" in pattern[1:] or (pattern.startswith("*") and pattern != "*" and pattern[:2] != "*."):
+            raise ValueError(
+                f"allowed host {pattern!r} is not valid: give host names, `*.example.com` wildcards, or `*` for any"
+            )
 
 
 def create_app(load: Callable[[], Registry], settings: Settings | None = None) -> Starlette:
     """The app; `load` builds the registry of served models when the app starts (in `lifespan`)."""
     settings = settings or Settings()
+    check_settings(settings)
     metrics = Metrics()
 
     @contextlib.asynccontextmanager

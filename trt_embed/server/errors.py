@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 
 import orjson
 from pydantic import ValidationError
@@ -35,9 +36,16 @@ class HTTPError(Exception):
         self.code = code
 
 
-def error_response(status: int, message: str, kind: str, param: str | None = None, code: str | None = None) -> Response:
+def error_response(
+    status: int,
+    message: str,
+    kind: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     body = {"error": {"message": message, "type": kind, "param": param, "code": code or str(status)}}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def _validation_message(exc: ValidationError) -> tuple[str, str | None]:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from trt_embed.runtime import EmbedRequest
+from trt_embed.server.ids import safe_request_id
 from trt_embed.server.registry import (
     Context,
     StrictInput,
@@ -73,13 +74,13 @@ async def embeddings(request: Request) -> Response:
         ),
     )
     rows = result.encoded[body.encoding_format]
+    request_id = safe_request_id(body.request_id)  # a header value: printable ASCII, bounded, else a fresh id
     content = {
-        "id": new_id("embd") if body.request_id is None else body.request_id,
+        "id": new_id("embd") if request_id is None else request_id,
         "object": "list",
         "created": int(time.time()),
         "model": served.name,
         "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
         "usage": {"prompt_tokens": result.num_tokens, "total_tokens": result.num_tokens},
     }
-    request_id = body.request_id or request.state.request_id
-    return JSON(content, headers=timing_headers(result.timing, request_id))
+    return JSON(content, headers=timing_headers(result.timing, request_id or request.state.request_id))

@@ -25,6 +25,7 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     # Requests may not ask for a priority below this (lower runs first), so one client cannot starve the rest.
     min_priority: int = 0
+    allowed_hosts: list[str] | None = None  # Host header values served (`*.example.com` wildcards); None: any
 
 
 @dataclasses.dataclass
