@@ -15,14 +15,12 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CORPUS = SHARED / "data" / "corpus.json"
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "benchmarks" / "data" / "corpus.json"  # see benchmarks/data/README.md
 
 
 @pytest.fixture(scope="session")
 def corpus() -> list[str]:
-    if not CORPUS.is_file():
-        pytest.skip(f"benchmark corpus {CORPUS} not present")
     texts: list[str] = json.loads(CORPUS.read_text())
     return texts
 
