@@ -171,7 +171,7 @@ def golden_tiny_model(tiny: dict[str, Any], directory: Path) -> Path:
     """Copy the golden checkpoint `tiny["golden"]` and add a tiny tokenizer with its special-token ids."""
     source = GOLDEN / tiny["golden"] / "model"
     if not source.is_dir():
-        raise FileNotFoundError(f"golden checkpoint {source} is missing from the checkout (see tests/golden/PROVENANCE.md)")
+        raise FileNotFoundError(f"golden checkpoint {source} is missing (see tests/golden/PROVENANCE.md)")
     shutil.copytree(source, directory, dirs_exist_ok=True)
     config = json.loads((source / "config.json").read_text())
     tok = tiny.get("tokenizer", {})
