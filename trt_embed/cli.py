@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -228,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("build-engine", "add TensorRT plans to an existing artifact (updates its manifest)")
     p.add_argument("artifact", help="artifact directory")
+    p.add_argument("-q", "--quiet", action="store_true", help="no stage progress on stderr")
     p.add_argument("--precision", default="fp32,fp16", help="plan precisions: fp32, fp16 or both")
     _add_tensorrt_options(p)
     p.set_defaults(func=_build_engine)
@@ -302,10 +305,36 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
     return args
 
 
+class Elapsed(logging.Formatter):
+    """`[  12.3s] exporting the fp32 ONNX graph`: export stages with the time since the command started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.time()
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
+        return f"[{record.created - self.started:6.1f}s] {level}{record.getMessage()}"
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """Export stages (export, build-engine) go to stderr with elapsed time; third-party logs only from WARNING,
+    and none of transformers' progress bars."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ours = logging.getLogger("trt_embed")
+    quiet = getattr(args, "quiet", False)
+    ours.setLevel(logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO)
+    if args.command in ("export", "build-engine"):
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when transformers is imported
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(Elapsed())
+        ours.handlers = [h for h in ours.handlers if not isinstance(h.formatter, Elapsed)] + [handler]
+        ours.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(build_parser(), argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("trt_embed").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    configure_logging(args)
     try:
         return int(args.func(args))
     except TrtEmbedError as exc:
