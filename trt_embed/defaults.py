@@ -79,6 +79,15 @@ def source_name(source: str) -> str:
     return Path(source).name
 
 
+def cached_artifact(source: Path, name: str, cache: Path | None = None) -> Path:
+    """Where the export of model directory `source` is cached (in `cache`, default `cache_dir()`), as `NAME-KEY`."""
+    # Keyed by trt-embed's version too: a newer exporter may add graphs (e.g. static int8) to the artifact.
+    from trt_embed import __version__
+
+    key = hashlib.sha256(f"{source.resolve()}\n{__version__}".encode()).hexdigest()[:12]
+    return (cache or cache_dir()) / f"{name.replace('/', '--')}-{key}"
+
+
 def artifact_for(model: str | None) -> Path:
     """An artifact directory for `model`: itself if it is one, else its cached export (made on first use)."""
     source = default_model_dir() if model is None else Path(model).expanduser()
@@ -91,13 +100,8 @@ def artifact_for(model: str | None) -> Path:
         source = cached_hub_model(model)
     if not source.is_dir():
         raise ExportError(f"{source} is a file; pass an artifact directory or a Hugging Face model directory")
-    # Keyed by trt-embed's version too: a newer exporter may add graphs (e.g. static int8) to the artifact.
-    from trt_embed import __version__
-
-    key = hashlib.sha256(f"{source.resolve()}\n{__version__}".encode()).hexdigest()[:12]
     export_from = model if hub_id and model is not None else str(source)  # the manifest records a hub id as such
-    name = DEFAULT_MODEL_NAME if model is None else source_name(export_from).replace("/", "--")
-    target = cache_dir() / f"{name}-{key}"
+    target = cached_artifact(source, DEFAULT_MODEL_NAME if model is None else source_name(export_from))
     if (target / MANIFEST_NAME).is_file():
         return target
     if not installed("torch"):
