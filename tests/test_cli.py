@@ -4,12 +4,13 @@ typos print the subcommand's usage; every option has help."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,15 @@ import pytest
 from trt_embed import __version__, defaults
 from trt_embed.cli import build_parser, main
 from trt_embed.server.main import load_registry, served_names
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """`main` configures the `trt_embed` logger for a command line; put it back for the tests that follow."""
+    logger = logging.getLogger("trt_embed")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers, logger.propagate, logger.level = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(scope="module")

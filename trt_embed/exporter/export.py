@@ -86,8 +86,8 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
         raise ExportError(f"pooling must be one of {', '.join(POOLING_MODES)}, got {opts.pooling!r}")
     for name, adapter_dir in opts.lora.items():
         check_adapter(name, Path(adapter_dir))
-    log.info("reading %s", model)
     model_dir = resolve_model_dir(model, opts.revision)
+    log.info("reading %s", model_dir)
     st = read_sentence_transformers(model_dir)
     config = check_model_dir(st.transformer_dir)
     architectures = [opts.architecture] if opts.architecture else config.get("architectures") or []
