@@ -71,6 +71,13 @@ def test_serve_startup_errors_are_one_line(
     assert said in line and todo in line
 
 
+def test_serve_name_clashes(capsys: pytest.CaptureFixture[str], artifact: Path) -> None:
+    line = one_error(capsys, ["serve", str(artifact), str(artifact), "--port", str(free_port())])
+    assert "two served models are named" in line and "--served-model-name" in line
+    line = one_error(capsys, ["serve", str(artifact), "--served-model-name", "a", "--served-model-name", "b"])
+    assert "2 --served-model-name for 1 models" in line and "one name per model" in line
+
+
 def test_serve_without_a_gpu(capsys: pytest.CaptureFixture[str], artifact: Path) -> None:
     import onnxruntime
 
