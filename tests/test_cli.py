@@ -128,9 +128,12 @@ def test_model_directory_without_torch(
     tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("TRT_EMBED_CACHE", str(tmp_path))
-    monkeypatch.setattr(defaults, "installed", lambda module: module != "torch")
+    monkeypatch.setattr(defaults, "installed", lambda module: module not in ("torch", "onnx"))
     line = one_error(capsys, ["embed", "-m", str(tiny_model("BertModel")), "hello"])
-    assert "needs torch" in line and "pip install 'trt-embed[export]'" in line and "artifact" in line
+    assert "needs the exporter (torch, onnx not installed)" in line and "pip install 'trt-embed[export]'" in line
+    assert "serve an artifact exported elsewhere" in line
+    line = one_error(capsys, ["export", str(tiny_model("BertModel")), "-o", str(tmp_path / "out")])
+    assert line.startswith("error: trt-embed export needs the exporter") and "[export]" in line
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from trt_embed.defaults import require_exporter
+
+    require_exporter("trt-embed export")
     from trt_embed.exporter import ExportOptions, export_model
 
     calibration = None
@@ -83,6 +86,9 @@ def _plan_options(args: argparse.Namespace, precisions: tuple[str, ...]) -> Plan
 
 
 def _build_engine(args: argparse.Namespace) -> int:
+    from trt_embed.defaults import require_exporter
+
+    require_exporter("trt-embed build-engine")
     from trt_embed.exporter.engines import build_engine
 
     directory = Path(args.artifact)

@@ -44,6 +44,20 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+# What `trt-embed export` imports (the `export` extra); nncf and peft are optional (static int8, LoRA).
+EXPORTER_MODULES = ("torch", "transformers", "onnx", "safetensors", "yaml")
+
+
+def require_exporter(what: str = "exporting") -> None:
+    """Raise one clear error if the exporter's dependencies are missing; `what` starts the sentence."""
+    missing = [m for m in EXPORTER_MODULES if not installed(m)]
+    if missing:
+        raise ExportError(
+            f"{what} needs the exporter ({', '.join(missing)} not installed): {EXPORT_INSTALL}"
+            + ("; or serve an artifact exported elsewhere" if "first use" in what else "")
+        )
+
+
 def looks_like_hub_id(model: str) -> bool:
     """`org/name`, not a path that exists or is spelled as one (`./x`, `/x`, `~/x`)."""
     return bool(_HUB_ID.fullmatch(model)) and not Path(model).exists()
@@ -104,11 +118,7 @@ def artifact_for(model: str | None) -> Path:
     target = cached_artifact(source, DEFAULT_MODEL_NAME if model is None else source_name(export_from))
     if (target / MANIFEST_NAME).is_file():
         return target
-    if not installed("torch"):
-        raise ExportError(
-            f"{source} is a model, not an artifact, and its first use exports it, which needs torch (not "
-            f"installed): {EXPORT_INSTALL}; or serve an artifact exported elsewhere"
-        )
+    require_exporter(f"{source} is a model, not an artifact; its first use exports it, which")
     print(f"exporting {export_from} into {target} (once) ...", file=sys.stderr)
     done = subprocess.run(
         [sys.executable, "-m", "trt_embed.cli", "export", export_from, "-o", str(target)],
