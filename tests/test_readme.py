@@ -169,7 +169,7 @@ def test_python_api_on_the_default_model(minilm_cache: Path, monkeypatch: pytest
 def test_python_api_on_a_matryoshka_model_with_prompts(
     tiny_bert_artifact: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    prompts = {"prompts": {"query": "search_query: ", "document": "search_document: "}}
+    prompts = {"prompts": {"search_query": "search_query: ", "search_document": "search_document: "}}
     artifact = tiny_bert_artifact({"matryoshka_dimensions": [16, 32, 64]}, prompts)
     for block in blocks_of("matryoshka-prompts"):
         (tmp_path / block.argument).symlink_to(artifact)
