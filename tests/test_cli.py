@@ -10,7 +10,7 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,15 +18,6 @@ import pytest
 from trt_embed import __version__, defaults
 from trt_embed.cli import build_parser, main
 from trt_embed.server.main import load_registry, served_names
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """`main` configures the `trt_embed` logger for a command line; put it back for the tests that follow."""
-    logger = logging.getLogger("trt_embed")
-    saved = (list(logger.handlers), logger.propagate, logger.level)
-    yield
-    logger.handlers, logger.propagate, logger.level = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +148,13 @@ def test_bad_options_print_the_subcommands_usage(
     err = capsys.readouterr().err
     assert err.startswith(usage), err
     assert f"trt-embed {argv[0]}: error: " in err.strip().splitlines()[-1]
+
+
+def test_main_leaves_logging_as_it_found_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    logger = logging.getLogger("trt_embed")
+    before = (list(logger.handlers), logger.propagate, logger.level)
+    one_error(capsys, ["export", str(tmp_path / "missing"), "-o", str(tmp_path / "out")])
+    assert (list(logger.handlers), logger.propagate, logger.level) == before
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -340,12 +340,16 @@ def configure_logging(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(build_parser(), argv)
+    ours = logging.getLogger("trt_embed")
+    saved = (list(ours.handlers), ours.propagate, ours.level)  # put back for callers that run main in-process
     configure_logging(args)
     try:
         return int(args.func(args))
     except TrtEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        ours.handlers, ours.propagate, ours.level = saved
 
 
 if __name__ == "__main__":
