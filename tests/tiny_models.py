@@ -12,7 +12,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from trt_embed.zoo import ZooEntry
 
 # Checkpoints saved by the original remote code, with reference outputs (see its README).
-GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 WORDS = [
     "the",
@@ -171,9 +171,7 @@ def golden_tiny_model(tiny: dict[str, Any], directory: Path) -> Path:
     """Copy the golden checkpoint `tiny["golden"]` and add a tiny tokenizer with its special-token ids."""
     source = GOLDEN / tiny["golden"] / "model"
     if not source.is_dir():
-        raise FileNotFoundError(
-            f"golden checkpoint {source} is missing; the shared/ folder must sit beside the checkout"
-        )
+        raise FileNotFoundError(f"golden checkpoint {source} is missing (see tests/golden/PROVENANCE.md)")
     shutil.copytree(source, directory, dirs_exist_ok=True)
     config = json.loads((source / "config.json").read_text())
     tok = tiny.get("tokenizer", {})

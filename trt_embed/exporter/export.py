@@ -86,6 +86,7 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
     for name, adapter_dir in opts.lora.items():
         check_adapter(name, Path(adapter_dir))
     model_dir = resolve_model_dir(model, opts.revision)
+    log.info("reading %s", model_dir)
     st = read_sentence_transformers(model_dir)
     config = check_model_dir(st.transformer_dir)
     architectures = [opts.architecture] if opts.architecture else config.get("architectures") or []
@@ -133,6 +134,7 @@ def _export_into(
     tokenizer = TextTokenizer(out / "tokenizer", tokenizer_info, max_len)
     pooling = Pooling(mode=opts.pooling or st.pooling or entry.default_pooling, include_prompt=st.include_prompt)
 
+    log.info("loading the %s weights into PyTorch", entry.architecture)
     graph = _build_graph(st, entry, pooling, opts)
     calibration = opts.calibration_texts or default_calibration_texts()
     with torch.no_grad():  # the calibration embeddings (int8 output ranges), before weights may be released
@@ -207,6 +209,7 @@ def _more_engines(out: Path, manifest: Manifest, calibration: list[str], opts: E
     """The fp16 graph and TensorRT plans, after the fp32/int8 ONNX graphs exist."""
     wanted = precisions(opts.precision)
     if "fp16" in wanted:
+        log.info("making the mixed-precision fp16 graph and checking it against fp32")
         ensure_fp16_graph(out, manifest, calibration, strict=wanted["fp16"])
         if any(e.optimized and e.precision == "fp32" for e in manifest.engines):
             ensure_fp16_graph(out, manifest, calibration, strict=wanted["fp16"], fused=True)
@@ -215,6 +218,7 @@ def _more_engines(out: Path, manifest: Manifest, calibration: list[str], opts: E
     plans = opts.plans or PlanOptions()
     have = {e.precision for e in manifest.engines if e.kind == "onnx"}
     chosen = tuple(p for p in plans.precisions if p in wanted and p in have)
+    log.info("building TensorRT plans: %s", ", ".join(chosen) or "none")
     add_plans(out, manifest, dataclasses.replace(plans, precisions=chosen))
 
 
@@ -329,7 +333,10 @@ def _export_engines(
         engine_entry.quality, cos = quality(got, reference)
         return engine_entry, cos
 
+    named = "" if variant == "base" else f" (variant {variant})"
+    log.info("exporting the fp32 ONNX graph%s", named)
     onnx_graph.onnx_from_graph(graph, example, out / f"{prefix}model.onnx")
+    log.info("checking it against PyTorch on %d texts", len(calibration))
     base, cos = measured(f"{prefix}model.onnx", "fp32", False)
     if cos.min() < EXACT_MIN_COSINE:
         raise ExportError(
@@ -342,6 +349,7 @@ def _export_engines(
     source = out / f"{prefix}model.onnx"
     wanted = precisions(opts.precision)
     if opts.fuse and entry.ort_fusion and opts.engine != "tensorrt":
+        log.info("fusing the graph (onnxruntime transformer fusions)%s", named)
         onnx_graph.fused_from_onnx(
             source,
             out / f"{prefix}model.optimized.onnx",
@@ -357,6 +365,7 @@ def _export_engines(
             log.warning("fused graph is inaccurate (min cosine %.6f); not shipping it", cos.min())
             (out / f"{prefix}model.optimized.onnx").unlink()
     if "int8" in wanted and opts.engine != "tensorrt":
+        log.info("quantizing to int8 (dynamic, per channel)%s", named)
         onnx_graph.int8_from_onnx(source, out / f"{prefix}model.int8.onnx")
         int8, cos = measured(f"{prefix}model.int8.onnx", "int8", source.name == "model.optimized.onnx")
         if cos.mean() >= INT8_MIN_MEAN_COSINE and cos.min() >= INT8_MIN_COSINE:

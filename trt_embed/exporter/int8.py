@@ -81,7 +81,14 @@ def static_int8_entry(out: Path, prefix: str, feeds: list[dict[str, Any]], measu
         log.warning("no static int8 graph (openvino-cpu's fastest int8): nncf is not installed; pip install nncf")
         return None
     best: tuple[float, float, float, EngineEntry] | None = None  # (mean, min, alpha, entry)
-    for alpha in SMOOTH_QUANT_ALPHAS:
+    for step, alpha in enumerate(SMOOTH_QUANT_ALPHAS, 1):
+        log.info(
+            "calibrating static int8 on %d passages, SmoothQuant alpha %s (%d/%d)",
+            len(feeds),
+            alpha,
+            step,
+            len(SMOOTH_QUANT_ALPHAS),
+        )
         trial = f"{prefix}model.int8-static.alpha{alpha}.onnx"
         try:
             static_int8_from_onnx(source, out / trial, feeds, alpha)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +64,29 @@ def fused_from_onnx(src: Path, dst: Path, *, model_type: str, num_heads: int, hi
     model.save_model_to_file(str(dst))
 
 
+class _DropFrom(logging.Filter):
+    """Drops records logged from files under a package (onnxruntime warns through the root logger)."""
+
+    def __init__(self, package: str) -> None:
+        super().__init__()
+        self.part = f"{os.sep}{package}{os.sep}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or self.part not in record.pathname
+
+
+@contextlib.contextmanager
+def quiet_root_warnings(package: str) -> Iterator[None]:
+    """Silence `package`'s warnings sent to the root logger (e.g. "consider pre-processing before
+    quantization", advice for image models that does not apply here)."""
+    drop = _DropFrom(package)
+    logging.root.addFilter(drop)
+    try:
+        yield
+    finally:
+        logging.root.removeFilter(drop)
+
+
 def int8_from_onnx(src: Path, dst: Path) -> None:
     """Dynamic int8 quantization of the MatMul weights, per output channel.
 
@@ -71,15 +97,16 @@ def int8_from_onnx(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     try:
-        quantize_dynamic(
-            str(src),
-            str(dst),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            use_external_data_format=bool(data_files(src)),  # writes `<dst name>.data`
-            op_types_to_quantize=["MatMul"],
-            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
-        )
+        with quiet_root_warnings("onnxruntime"):
+            quantize_dynamic(
+                str(src),
+                str(dst),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                use_external_data_format=bool(data_files(src)),  # writes `<dst name>.data`
+                op_types_to_quantize=["MatMul"],
+                extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
+            )
     except Exception as exc:
         raise ExportError(f"int8 quantization failed: {exc}") from exc
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trt_embed.defaults import cached_hub_model, looks_like_hub_id, missing_model
 from trt_embed.errors import ExportError
 
 WEIGHT_PATTERNS = ("model.safetensors", "model-*.safetensors", "pytorch_model.bin", "pytorch_model-*.bin")
@@ -63,15 +64,9 @@ def resolve_model_dir(model: str, revision: str | None = None) -> Path:
         return path.resolve()
     if path.exists():
         raise ExportError(f"{model} is a file, not a model directory")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(model, revision=revision, local_files_only=True))
-    except Exception as exc:  # huggingface_hub raises several types for "not cached"
-        raise ExportError(
-            f"{model!r} is neither a local directory nor a model in the local Hugging Face cache ({exc}). "
-            f"Download it first, e.g. `huggingface-cli download {model}`, or pass the directory path."
-        ) from exc
+    if not looks_like_hub_id(model):
+        raise missing_model(model)
+    return cached_hub_model(model, revision)
 
 
 def check_model_dir(directory: Path) -> dict[str, Any]:

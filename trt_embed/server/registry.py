@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import Awaitable, Sized
+from collections.abc import Awaitable, Sequence, Sized
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BeforeValidator
@@ -43,21 +43,26 @@ class Registry:
 
     def __init__(self) -> None:
         self.models: dict[str, Served] = {}
+        self.aliases: dict[str, str] = {}  # another accepted name -> the served name (not listed in /v1/models)
         self._runtimes: list[Runtime] = []
 
-    def add(self, runtime: Runtime, name: str) -> None:
-        """Serve `runtime` as `name`, and each of its LoRA variants under the variant's name."""
+    def add(self, runtime: Runtime, name: str, aliases: Sequence[str] = ()) -> None:
+        """Serve `runtime` as `name` (also accepting `aliases`), and each of its LoRA variants under the
+        variant's name."""
         self._runtimes.append(runtime)
         now = int(time.time())
         for variant in runtime.variants:
             served_name = name if variant == runtime.default_variant else variant
             if served_name in self.models:
-                raise ValueError(f"two served models are named {served_name!r}; pass distinct --served-model-name")
+                raise InvalidRequest(f"two served models are named {served_name!r}; pass distinct --served-model-name")
             self.models[served_name] = Served(served_name, runtime, variant, now)
+        for alias in aliases:
+            self.aliases.setdefault(alias, name)
 
     def get(self, name: str | None) -> Served:
         if not name:
             return next(iter(self.models.values()))
+        name = name if name in self.models else self.aliases.get(name, name)
         if name not in self.models:
             raise UnknownModel(f"model {name!r} is not served here; served models: {', '.join(self.models)}")
         return self.models[name]
