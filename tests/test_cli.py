@@ -50,9 +50,13 @@ def one_error_subprocess(argv: list[str], blocked: list[str], tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("options", "said", "todo"),
     [
-        (["--backend", "onnxruntime-cpu", "--precision", "bf16"], "bf16 runs on the openvino-cpu backend only", ""),
+        (
+            ["--backend", "onnxruntime-cpu", "--precision", "bf16"],
+            "bf16 runs on the openvino-cpu backend only",
+            "--backend",
+        ),
         (["--backend", "tensorrt"], "no fp32 TensorRT plan", "trt-embed build-engine"),
-        (["--precision", "int8", "--backend", "tensorrt"], "TensorRT plan", "trt-embed build-engine"),
+        (["--precision", "int8", "--backend", "tensorrt"], "not tensorrt (its plans are fp32 or fp16)", "--backend"),
     ],
 )
 def test_serve_startup_errors_are_one_line(

@@ -191,6 +191,53 @@ def positive(value: str) -> int:
     return number
 
 
+def _add_serving_limits(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("security and limits")
+    g.add_argument(
+        "--api-key-file",
+        default=None,
+        metavar="PATH",
+        help="read the API key from this file (keeps it out of the process list)",
+    )
+    g.add_argument(
+        "--allowed-host",
+        action="append",
+        default=None,
+        metavar="HOST",
+        help="accept only these Host headers (repeat; `*.example.com` wildcards; default: any)",
+    )
+    g.add_argument(
+        "--min-priority",
+        type=int,
+        default=0,
+        help="lowest `priority` a request may ask for (lower runs first); keeps clients from starving each other",
+    )
+    g.add_argument(
+        "--max-input-chars", type=positive, default=None, help="longest text in characters (default: the runtime's)"
+    )
+    g.add_argument(
+        "--engine-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="an engine call running longer fails its requests and marks /health unhealthy until it returns",
+    )
+    g.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long accepted requests may take to finish before the server stops",
+    )
+    g.add_argument(
+        "--shutdown-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="on SIGTERM, keep serving this long with /health answering 503, so load balancers stop sending first",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trt-embed", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -317,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="most inputs in one request (default: 2048)",
     )
     p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs CPU)")
+    _add_serving_limits(p)
     p.set_defaults(func=_serve)
     return parser
 

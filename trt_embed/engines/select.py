@@ -209,7 +209,10 @@ def open_engine(artifact: Artifact, *, backend: str = "auto", want: Want | None 
         if want.precision not in row.runs:
             able = [r.name for r in TABLE if want.precision in r.runs]
             raise InvalidRequest(
-                f"{want.precision} runs on the {' or '.join(able)} backend only, not {backend}", "precision"
+                f"{want.precision} runs on the {' or '.join(able)} backend only, not {backend} (its "
+                f"{'plans' if backend == 'tensorrt' else 'engines'} are {' or '.join(row.runs)}); pick --backend "
+                f"{able[-1] if able else 'auto'} or another --precision",
+                "precision",
             )
         engine = row.open(artifact, want)
         return Choice(engine, backend, f"requested; running {engine.entry.file}{_compute(engine, want)}")

@@ -7,17 +7,22 @@ import argparse
 import logging
 import os
 import socket
+import threading
 from pathlib import Path
+from types import FrameType
+
+import uvicorn
 
 from trt_embed.defaults import DEFAULT_MODEL_NAME, artifact_for, source_name
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
-from trt_embed.runtime import Runtime
+from trt_embed.runtime import Runtime, RuntimeOptions
 from trt_embed.server.app import create_app
 from trt_embed.server.registry import Registry, Settings
 
 log = logging.getLogger("trt_embed.server")
 DEFAULT_MAX_QUEUE = 8192
+MAX_HEADER_BYTES = 16 * 1024  # request line and headers together; a larger head is refused by uvicorn
 
 
 def served_names(models: list[str | None], artifacts: list[Path], given: list[str] | None) -> list[str]:
@@ -45,12 +50,12 @@ def check_port_free(host: str, port: int) -> None:
             raise InvalidRequest(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
 
 
-def load_registry(names: list[str], artifacts: list[Path], options: dict[str, object]) -> Registry:
+def load_registry(names: list[str], artifacts: list[Path], options: RuntimeOptions) -> Registry:
     """Load every runtime; on a failure close the ones already loaded and re-raise."""
     registry = Registry()
     try:
         for name, artifact in zip(names, artifacts, strict=True):
-            runtime = Runtime.load(artifact, **options)
+            runtime = Runtime.load(artifact, options)
             aliases = [artifact.name] if artifact.name != name else []
             registry.add(runtime, name, aliases)
             log.info("serving %s from %s on %s (%s)", name, artifact, runtime.backend, runtime.backend_reason)
@@ -60,32 +65,79 @@ def load_registry(names: list[str], artifacts: list[Path], options: dict[str, ob
     return registry
 
 
-def serve(args: argparse.Namespace) -> int:
-    import uvicorn
+def api_key(args: argparse.Namespace) -> str | None:
+    """The API key from --api-key-file, --api-key or $TRT_EMBED_API_KEY; an empty one is an error, never
+    "no authentication"."""
+    given = [
+        (source, value)
+        for source, value in (
+            ("--api-key-file", Path(args.api_key_file).read_text().strip() if args.api_key_file else None),
+            ("--api-key", args.api_key),
+            ("$TRT_EMBED_API_KEY", os.environ.get("TRT_EMBED_API_KEY")),
+        )
+        if value is not None
+    ]
+    if not given:
+        return None
+    source, key = given[0]
+    if not key.strip():
+        raise InvalidRequest(f"{source} is empty; give a key, or none at all to serve without authentication")
+    return key
 
+
+class Draining(uvicorn.Server):
+    """uvicorn's server with a pre-stop phase: on the first SIGTERM/SIGINT /health turns 503 for
+    `delay` seconds while requests are still served, then uvicorn's graceful shutdown drains what was accepted."""
+
+    def __init__(self, config: uvicorn.Config, registry: Registry, delay: float) -> None:
+        super().__init__(config)
+        self.registry = registry
+        self.delay = delay
+        self._stopping = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.delay <= 0 or self._stopping:
+            super().handle_exit(sig, frame)
+            return
+        self._stopping = True
+        self.registry.draining = True
+        log.info("draining: /health answers 503 for %.1f s, then the server stops", self.delay)
+        threading.Timer(self.delay, super().handle_exit, args=(sig, frame)).start()
+
+
+def serve(args: argparse.Namespace) -> int:
     check_port_free(args.host, args.port)
     models: list[str | None] = list(args.models) or [None]
     artifacts = [artifact_for(m) for m in models]
     names = served_names(models, artifacts, args.served_model_name)
-    options: dict[str, object] = {
-        "backend": args.backend,
-        "precision": args.precision,
-        "max_batch_tokens": args.max_batch_tokens,
-        "max_queue": args.max_queue or DEFAULT_MAX_QUEUE,
-    }
-    registry = load_registry(names, artifacts, options)
-    settings = Settings(api_key=args.api_key or os.environ.get("TRT_EMBED_API_KEY") or None)
+    options = RuntimeOptions(
+        backend=args.backend,
+        precision=args.precision,
+        max_batch_tokens=args.max_batch_tokens,
+        max_queue=args.max_queue or DEFAULT_MAX_QUEUE,
+        max_input_chars=args.max_input_chars,
+        engine_timeout=args.engine_timeout,
+    )
+    settings = Settings(
+        api_key=api_key(args),
+        min_priority=args.min_priority,
+        allowed_hosts=args.allowed_host,
+    )
     if args.max_client_batch_size:
         settings.max_client_batch_size = args.max_client_batch_size
+    registry = load_registry(names, artifacts, options)
     app = create_app(lambda: registry, settings)
     # No per-request access log unless asked for: at a few hundred requests/s it costs CPU the engine needs
     # (the request id, status and timings are in each response's headers and in /metrics).
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
         log_level="info",
         access_log=args.access_log,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=int(args.drain_seconds),
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
+    Draining(config, registry, args.shutdown_delay).run()
     return 0

@@ -44,6 +44,7 @@ class Registry:
     def __init__(self) -> None:
         self.models: dict[str, Served] = {}
         self.aliases: dict[str, str] = {}  # another accepted name -> the served name (not listed in /v1/models)
+        self.draining = False  # set on SIGTERM: /health answers 503 while accepted work finishes
         self._runtimes: list[Runtime] = []
 
     def add(self, runtime: Runtime, name: str, aliases: Sequence[str] = ()) -> None:
@@ -80,7 +81,7 @@ class Registry:
         return self._runtimes
 
     def healthy(self) -> bool:
-        return bool(self._runtimes) and all(r.health() for r in self._runtimes)
+        return not self.draining and bool(self._runtimes) and all(r.health() for r in self._runtimes)
 
     def close(self) -> None:
         for runtime in self._runtimes:
