@@ -17,6 +17,7 @@ import pytest
 
 from trt_embed import __version__, defaults
 from trt_embed.cli import build_parser, main
+from trt_embed.runtime import RuntimeOptions
 from trt_embed.server.main import load_registry, served_names
 
 
@@ -182,7 +183,7 @@ def test_artifact_served_under_its_source_models_name(artifact: Path) -> None:
     """By path, an artifact is named after the model it was exported from; its folder name is an alias."""
     names = served_names([str(artifact)], [artifact], None)
     assert names[0] != artifact.name and names[0].startswith("tiny-BertModel")
-    registry = load_registry(names, [artifact], {})
+    registry = load_registry(names, [artifact], RuntimeOptions())
     try:
         assert registry.get(names[0]) is registry.get(artifact.name)
         assert list(registry.models) == names  # aliases are accepted, not listed

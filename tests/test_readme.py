@@ -7,6 +7,7 @@ Each ```python / ```bash block follows an HTML comment `<!-- test: KIND [ARTIFAC
   default        Python, with the default model's artifact in the cache
   serve-default  run against `trt-embed serve` (the README's command) on a free port instead of 8000
   matryoshka-prompts NAME / lora NAME   Python, in a folder where NAME is a tiny artifact with what it needs
+  layout         the package tree: every module it names exists where it says
 The Install block is checked against pyproject.toml instead (its commands build and install).
 """
 
@@ -65,6 +66,22 @@ def blocks_of(kind: str) -> list[Block]:
 def test_every_example_is_checked() -> None:
     unchecked = [b.line for b in readme_blocks() if not b.kind and not is_install_block(b)]
     assert not unchecked, f"README.md code blocks at lines {unchecked} have no `<!-- test: ... -->` marker"
+
+
+def test_layout_names_modules_that_exist() -> None:
+    (block,) = blocks_of("layout")
+    package, folder, named = ROOT / "trt_embed", ROOT / "trt_embed", 0
+    for line in block.body.splitlines():
+        head = re.match(r"\s{2}(\w+)/", line)
+        if head:
+            folder = package / head[1]
+            assert folder.is_dir(), f"README layout: {folder} does not exist"
+        elif re.match(r"\s{2}\w+\.py", line):
+            folder = package  # modules at the top of the package
+        for name in re.findall(r"\b(\w+\.(?:py|yaml))\b", line.split("  ", 2)[-1] if head else line):
+            assert (folder / name).is_file(), f"README layout names {folder.relative_to(ROOT)}/{name}, which is missing"
+            named += 1
+    assert named > 20
 
 
 def is_install_block(block: Block) -> bool:
