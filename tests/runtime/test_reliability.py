@@ -134,3 +134,25 @@ def test_overload_is_refused_before_preparation_and_says_when_to_retry() -> None
     engine.hold.set()
     assert first.result(5).rows[0][0] == 1 and len(queued.result(5).rows) == 2
     scheduler.close()
+
+
+def test_one_large_request_keeps_every_worker_busy() -> None:
+    """A single submit of many inputs must wake every worker, not one (it halved CPU throughput on long texts)."""
+    active = [0]
+    most = [0]
+    lock = threading.Lock()
+
+    def run(key: BatchKey, items: list[PreparedInput]) -> list[np.ndarray]:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.02)
+        with lock:
+            active[0] -= 1
+        return [np.zeros(2, dtype=np.float32) for _ in items]
+
+    scheduler = Scheduler(run, spec(1), workers=2)
+    future = scheduler.submit(KEY, [text_input([n]) for n in range(1, 21)])
+    assert len(future.result(10).rows) == 20
+    scheduler.close()
+    assert most[0] == 2, "both workers ran batches of the one request at the same time"

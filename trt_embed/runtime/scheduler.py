@@ -169,6 +169,8 @@ class Scheduler:
                 if not self._heap:
                     return
                 batch = self._take_batch()
+                if self._heap:  # more work queued: wake another worker (one submit of many inputs notifies one)
+                    self._cond.notify()
                 alone = self._run_alone is not None and not self._heap and self._busy == 0
                 live = [item for item in batch if not item.abandoned]
                 started = time.perf_counter()
