@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trt_embed.runtime import EmbedRequest
+from trt_embed.server.common import EmbedOptions
 from trt_embed.server.registry import (
     Context,
     StrictInput,
@@ -19,27 +18,13 @@ from trt_embed.server.registry import (
     check_priority,
     new_id,
     timing_headers,
-    truncate_side,
 )
 from trt_embed.server.responses import JSON, parse
 
 
-class PoolingRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = None
+class PoolingRequest(EmbedOptions):
     input: StrictInput
     task: Literal["embed", "token_embed"] = "embed"
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1)
-    truncate_prompt_tokens: int | None = None
-    truncation_side: Literal["left", "right"] | None = None
-    add_special_tokens: bool = True
-    use_activation: bool | None = None
-    normalize: bool | None = None
-    embed_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    endianness: Literal["native", "little", "big"] = "little"
-    priority: StrictInt = 0
 
 
 async def pooling(request: Request) -> Response:
@@ -49,25 +34,7 @@ async def pooling(request: Request) -> Response:
     check_priority(ctx, body.priority)
     inputs = as_inputs(body.input)
     check_batch_size(ctx, inputs)
-    result = await answered(
-        request,
-        served.runtime.arun(
-            EmbedRequest(
-                inputs=inputs,
-                task=body.task,
-                dimensions=body.dimensions,
-                normalize=body.use_activation if body.use_activation is not None else body.normalize,
-                encodings=(body.encoding_format,),
-                embed_dtype=body.embed_dtype,
-                endianness=body.endianness,
-                truncate=truncate_side(body.truncation_side),  # type: ignore[arg-type]
-                truncate_prompt_tokens=body.truncate_prompt_tokens,
-                add_special_tokens=body.add_special_tokens,
-                priority=body.priority,
-                variant=served.variant,
-            )
-        ),
-    )
+    result = await answered(request, served.runtime.arun(body.embed_request(inputs, served.variant, task=body.task)))
     rows = result.encoded[body.encoding_format]
     content = {
         "id": new_id("pool"),
