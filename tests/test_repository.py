@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ DATA_TESTS = [
     "tests/test_repository.py::test_corpus_is_in_the_repository",
 ]
 
-# Loaded into the clone's pytest: records every file opened under the folders around the original checkout (where a
-# `shared/` folder sat beside it) and fails the run if any was opened there.
+# Loaded into the clone's pytest: records every file opened in the original checkout or beside it (where a
+# `shared/` folder sits) and fails the run if any was opened there.
 AUDIT_PLUGIN = """
 import os, sys
 FORBIDDEN = [p for p in os.environ["TRT_EMBED_FORBIDDEN"].split(os.pathsep)]
@@ -58,14 +59,23 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def forbidden_paths(clone: Path) -> list[str]:
+    """The original checkout and everything beside it (where CI puts `shared/`), except a folder that holds the
+    clone or this run's temporary files (the checkout itself may sit in the temp folder)."""
+    root = ROOT.resolve()
+    keep = [clone.resolve(), Path(tempfile.gettempdir()).resolve()]
+    around = [p.resolve() for p in root.parent.iterdir() if p.resolve() != root]
+    beside = [p for p in around if not any(k == p or p in k.parents for k in keep)]
+    return [str(root), *(str(p) for p in beside)]
+
+
 def run_pytest_in(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # The clone's own code and tests only: PYTHONPATH is the clone, the cache and home are inside the temp dir.
-    around = {ROOT, ROOT.parent, ROOT.parent.parent} - {Path("/")}
     env = {
         **os.environ,
         "PYTHONPATH": str(clone),
         "TRT_EMBED_CACHE": str(clone.parent / "cache"),
-        "TRT_EMBED_FORBIDDEN": os.pathsep.join(str(p.resolve()) for p in around),
+        "TRT_EMBED_FORBIDDEN": os.pathsep.join(forbidden_paths(clone)),
     }
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "audit_plugin", *args]
     (clone.parent / "plugins").mkdir(exist_ok=True)
