@@ -64,9 +64,11 @@ class Scheduler:
         self._threads = [
             threading.Thread(target=self._work, name=f"trt-embed-scheduler-{n}", daemon=True) for n in range(workers)
         ]
+        self._stopped = threading.Event()  # set once the workers are done: ends the watchdog at once
+        self._watchdog: threading.Thread | None = None
         if engine_timeout is not None:
-            self._threads.append(threading.Thread(target=self._watch, name="trt-embed-watchdog", daemon=True))
-        for thread in self._threads:
+            self._watchdog = threading.Thread(target=self._watch, name="trt-embed-watchdog", daemon=True)
+        for thread in [*self._threads, *([self._watchdog] if self._watchdog else [])]:
             thread.start()
 
     @property
@@ -89,7 +91,8 @@ class Scheduler:
 
     def healthy(self) -> bool:
         """Every worker alive and no engine call running past the timeout."""
-        if not all(t.is_alive() for t in self._threads) and not self._closing:
+        watchdog_dead = self._watchdog is not None and not self._watchdog.is_alive()
+        if (watchdog_dead or not all(t.is_alive() for t in self._threads)) and not self._closing:
             return False
         if self.engine_timeout is None:
             return True
@@ -127,6 +130,9 @@ class Scheduler:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout)
+        self._stopped.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout)
 
     # -- worker ---------------------------------------------------------------------------------------
 
@@ -242,8 +248,7 @@ class Scheduler:
     def _watch(self) -> None:
         """Watchdog: answer the callers of an engine call that runs past `engine_timeout` with an error."""
         assert self.engine_timeout is not None
-        while not (self._closing and not self._running and not self._heap):
-            time.sleep(min(1.0, self.engine_timeout / 4))
+        while not self._stopped.wait(min(1.0, self.engine_timeout / 4)):
             now = time.perf_counter()
             with self._cond:
                 late = [items for started, items in self._running.values() if now - started > self.engine_timeout]
