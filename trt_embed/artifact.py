@@ -77,11 +77,18 @@ class Artifact:
         return path
 
     def onnx_entry(
-        self, *, variant: str = "base", precision: str = "fp32", fused: bool = True, static: bool = False
+        self,
+        *,
+        variant: str = "base",
+        precision: str = "fp32",
+        fused: bool = True,
+        static: bool = False,
+        device: str = "cpu",
     ) -> EngineEntry:
         """The ONNX graph to run for a variant and precision, preferring the onnxruntime-fused graph (`fused`,
         what CUDA runs best) or the plain one (on CPU, onnxruntime's load-time fusions measured faster), and
-        for int8 the graph with static activation scales (`static`, what OpenVINO runs best) or dynamic ones."""
+        for int8 the graph with static activation scales (`static`, what OpenVINO runs best) or dynamic ones.
+        Graphs made for one device (the packed CUDA graphs) are taken only for it, and preferred there."""
         if variant not in self.variants:
             raise UnknownModel(f"variant {variant!r} is not in this artifact; available: {', '.join(self.variants)}")
         if precision not in PRECISIONS:
@@ -90,7 +97,10 @@ class Artifact:
         candidates = [
             e
             for e in self.manifest.engines
-            if e.kind == "onnx" and e.variant == variant and e.precision == graph_precision
+            if e.kind == "onnx"
+            and e.variant == variant
+            and e.precision == graph_precision
+            and e.target in ("any", device)
         ]
         if not candidates:
             have = sorted({e.precision for e in self.manifest.engines if e.kind == "onnx" and e.variant == variant})
@@ -98,7 +108,7 @@ class Artifact:
                 f"this artifact has no {precision} ONNX graph for variant {variant!r} (it has: {', '.join(have)}); "
                 f"re-export with `--precision {precision}` or pick one of those"
             )
-        return max(candidates, key=lambda e: (is_static(e) == static, e.optimized == fused))
+        return max(candidates, key=lambda e: (is_static(e) == static, e.optimized == fused, e.target == device))
 
     def _check_paths(self) -> None:
         """Every file the manifest names resolves inside the artifact (checked before anything is read)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import re
+
 
 class TrtEmbedError(Exception):
     """Base of every error trt-embed raises on purpose."""
@@ -13,6 +16,14 @@ class InvalidRequest(TrtEmbedError, ValueError):
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+
+    def renumbered(self, positions: list[int]) -> InvalidRequest:
+        """This error raised on a part of a request, with its `input[k]` references turned back into the
+        request's own positions (`positions[k]`)."""
+        message = re.sub(r"input\[(\d+)\]", lambda m: f"input[{positions[int(m.group(1))]}]", str(self))
+        again = copy.copy(self)
+        again.args = (message,)
+        return again
 
 
 class InputTooLong(InvalidRequest):

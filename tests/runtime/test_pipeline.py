@@ -127,3 +127,22 @@ def test_a_wrong_keyword_fails_at_once(tiny_artifact: Callable[[str], Path]) -> 
         runtime.encode(TEXTS, dimension=8)
     with pytest.raises(TypeError, match="worker"):
         Runtime.load(tiny_artifact("BertModel"), worker=2)
+
+
+def test_large_requests_stream_in_length_order_and_answer_in_request_order(
+    tiny_artifact: Callable[[str], Path], corpus: list[str]
+) -> None:
+    """A request of several chunks runs its inputs in length order; rows come back in the request's order and
+    equal small requests' rows; an error names the input's position in the request, not in its chunk."""
+    from trt_embed.runtime.pipeline import STREAM_CHUNK
+
+    texts = [corpus[i % len(corpus)][: 40 + (7 * i) % 300] for i in range(STREAM_CHUNK + 300)]
+    with Runtime.load(tiny_artifact("BertModel")) as runtime:
+        whole = runtime.embed(texts)
+        parts = np.concatenate([runtime.embed(texts[i : i + 100]) for i in range(0, len(texts), 100)])
+        np.testing.assert_allclose(whole, parts, atol=1e-5)
+        ids = runtime.tokenize(texts).ids
+        bad = STREAM_CHUNK + 17
+        ids[bad] = [10**9]
+        with pytest.raises(InvalidRequest, match=rf"^input\[{bad}\] has token ids outside the vocabulary"):
+            runtime.embed(ids)

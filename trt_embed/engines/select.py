@@ -38,7 +38,8 @@ class Backend:
 
     `runs`: precisions it can run when asked by name; `auto_for`: precisions `auto` considers it for;
     `why_not(artifact, want)`: None if it can run here, else the reason; `open` makes the engine;
-    `chosen_because`: what `auto` says when it picks it.
+    `chosen_because`: what `auto` says when it picks it; `calls_in_flight`: engine calls the runtime keeps
+    running at once on an accelerator (CPU backends derive theirs from the cores instead).
     """
 
     name: str
@@ -50,6 +51,7 @@ class Backend:
     # Default budgets per engine call (see runtime.options for how they were measured) and threads per call.
     max_batch_tokens: int = 8192
     max_batch_size: int = 128
+    calls_in_flight: int = 1
 
 
 # -- tensorrt -------------------------------------------------------------------------------------------------
@@ -112,7 +114,9 @@ def _open_onnxruntime(device: str) -> Callable[[Artifact, Want], Engine]:
     def open_(artifact: Artifact, want: Want) -> Engine:
         from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
 
-        entry = artifact.onnx_entry(variant=want.variant, precision=want.precision, fused=device == "cuda")
+        entry = artifact.onnx_entry(
+            variant=want.variant, precision=want.precision, fused=device == "cuda", device=device
+        )
         path = artifact.engine_path(entry, verify=want.verify)
         return OnnxRuntimeEngine(path, entry, device=device, threads=want.threads)
 
@@ -170,7 +174,10 @@ TABLE: tuple[Backend, ...] = (
         open=_open_onnxruntime("cuda"),
         chosen_because="onnxruntime has the CUDA execution provider",
         max_batch_tokens=65536,
-        max_batch_size=512,
+        max_batch_size=1024,
+        # Two calls at once: one's host work (batch assembly, copies, rows back) runs while the other's kernels
+        # do; onnxruntime's Run is thread-safe and releases the GIL.
+        calls_in_flight=2,
     ),
     Backend(
         "openvino-cpu",

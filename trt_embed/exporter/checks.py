@@ -27,7 +27,13 @@ FP16_MIN_COSINE = 0.999
 
 def _base_graph(manifest: Manifest, variant: str, fused: bool = False) -> EngineEntry:
     for entry in manifest.engines:
-        if entry.kind == "onnx" and entry.precision == "fp32" and entry.optimized == fused and entry.variant == variant:
+        if (
+            entry.kind == "onnx"
+            and entry.target == "any"
+            and entry.precision == "fp32"
+            and entry.optimized == fused
+            and entry.variant == variant
+        ):
             return entry
     kind = "fused" if fused else "plain"
     raise ExportError(f"the artifact has no {kind} fp32 ONNX graph for variant {variant!r}; re-export the model")
@@ -63,7 +69,11 @@ def ensure_fp16_graph(
     existing = [
         e
         for e in manifest.engines
-        if e.kind == "onnx" and e.precision == "fp16" and e.variant == variant and e.optimized == fused
+        if e.kind == "onnx"
+        and e.target == "any"
+        and e.precision == "fp16"
+        and e.variant == variant
+        and e.optimized == fused
     ]
     if existing:
         return existing[0]
@@ -90,6 +100,36 @@ def ensure_fp16_graph(
     log.info("fp16 graph %s: min cosine vs fp32 %.6f (kept in fp32: %s)", file, cos.min(), ", ".join(kept_fp32))
     manifest.engines.append(entry)
     return entry
+
+
+def add_packed_graphs(directory: Path, manifest: Manifest, variant: str = "base") -> list[EngineEntry]:
+    """Add the packed form (`packed_from_onnx`) of the fused fp16 graph of `variant`
+    (`model.optimized.fp16.packed.onnx`), what onnxruntime-cuda runs. Their operators run on CUDA only, so they
+    cannot be checked here: each records the graph it was converted from, whose quality the manifest holds, and
+    tests/gpu checks them against PyTorch on a GPU."""
+    added: list[EngineEntry] = []
+    fused = [
+        e
+        for e in manifest.engines
+        if e.kind == "onnx" and e.target == "any" and e.optimized and e.variant == variant and e.precision == "fp16"
+    ]
+    for entry in fused:
+        file = entry.file.replace(".onnx", ".packed.onnx")
+        if any(e.file == file for e in manifest.engines):
+            continue
+        if not onnx_graph.packed_from_onnx(directory / entry.file, directory / file):
+            log.info("%s has no attention onnxruntime can pack; no packed graph", entry.file)
+            return added
+        packed = dataclasses.replace(
+            entry,
+            file=file,
+            target="cuda",
+            sha256=sha256_file(directory / file),
+            extra={"packed": True, "converted_from": entry.file, "checked": "on CUDA only (tests/gpu)"},
+        )
+        manifest.engines.append(packed)
+        added.append(packed)
+    return added
 
 
 def _run_cpu(path: Path, entry: EngineEntry, batch: Batch) -> np.ndarray:

@@ -17,7 +17,7 @@ from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.calibration import default_calibration_texts
-from trt_embed.exporter.checks import ensure_fp16_graph, quality
+from trt_embed.exporter.checks import add_packed_graphs, ensure_fp16_graph, quality
 from trt_embed.exporter.external_data import data_hashes
 from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
@@ -213,6 +213,10 @@ def _more_engines(out: Path, manifest: Manifest, calibration: list[str], opts: E
         ensure_fp16_graph(out, manifest, calibration, strict=wanted["fp16"])
         if any(e.optimized and e.precision == "fp32" for e in manifest.engines):
             ensure_fp16_graph(out, manifest, calibration, strict=wanted["fp16"], fused=True)
+    if opts.engine != "tensorrt":
+        for variant in sorted({e.variant for e in manifest.engines}):
+            if add_packed_graphs(out, manifest, variant):
+                log.info("packed graphs for onnxruntime-cuda (no padded tokens computed) of variant %s", variant)
     if opts.engine == "onnx":
         return
     plans = opts.plans or PlanOptions()

@@ -1,4 +1,5 @@
-"""ONNX steps: `onnx_from_graph` (trace), `fused_from_onnx`, `int8_from_onnx`, `fp16_from_onnx` (mixed precision)."""
+"""ONNX steps: `onnx_from_graph` (trace), `fused_from_onnx`, `packed_from_onnx`, `int8_from_onnx`,
+`fp16_from_onnx` (mixed precision)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,32 @@ def fused_from_onnx(src: Path, dst: Path, *, model_type: str, num_heads: int, hi
     fused = model.get_fused_operator_statistics()
     log.info("onnxruntime fusions: %s", {k: v for k, v in fused.items() if v})
     model.save_model_to_file(str(dst))
+
+
+def packed_from_onnx(src: Path, dst: Path) -> bool:
+    """onnxruntime's packing mode of a fused graph: padding is removed after the embeddings (RemovePadding),
+    attention runs over the real tokens only (PackedAttention, cumulative lengths) and padding is restored
+    before pooling, so no padded token is computed in the encoder layers. CUDA-only operators: the graph runs
+    on onnxruntime-cuda. False (nothing written) when the graph has no attention onnxruntime can pack."""
+    import onnx
+    from onnxruntime.transformers.convert_to_packing_mode import PackingMode
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+    model = onnx.load(str(src))
+    if not any(n.op_type in ("Attention", "MultiHeadAttention") for n in model.graph.node):
+        return False
+    packing = PackingMode(OnnxModel(model))
+    try:
+        packing.convert()
+    except Exception as exc:  # onnxruntime's converter raises bare errors for graphs it cannot pack
+        log.info("onnxruntime cannot pack %s: %s", src.name, exc)
+        return False
+    ops = {n.op_type for n in packing.model.model.graph.node}
+    if "RemovePadding" not in ops or ops & {"Attention", "MultiHeadAttention"}:
+        return False
+    onnx.save(packing.model.model, str(dst))
+    return True
 
 
 class _DropFrom(logging.Filter):

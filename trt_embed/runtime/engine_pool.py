@@ -31,7 +31,7 @@ class EnginePool:
         self.artifact = artifact
         self.default_variant = options.variant
         # On CPU, one single-threaded engine call per core (`workers`) beats one call over all cores for
-        # encoders of this size (measured with all-MiniLM-L6-v2); GPUs take one batch at a time.
+        # encoders of this size (measured with all-MiniLM-L6-v2); GPUs take the backend's calls in flight.
         cpu_workers = options.workers or default_threads()
         threads = options.threads if options.threads is not None else (1 if cpu_workers > 1 else None)
         self._want = Want(precision=options.precision, variant=options.variant, threads=threads, verify=options.verify)
@@ -43,7 +43,7 @@ class EnginePool:
         self.reason = choice.reason
         log.info("trt-embed backend %s: %s", self.backend, self.reason)
         cpu = self.backend in CPU_BACKENDS
-        self.workers = options.workers or (cpu_workers if cpu else 1)
+        self.workers = options.workers or (cpu_workers if cpu else BACKENDS[self.backend].calls_in_flight)
         self.alone: Engine | None = None
         choose = cpu and self.workers > 1 and options.threads is None and options.workers is None
         if cpu and self.workers > 1 and options.threads is None and (options.latency_engine or choose):

@@ -171,9 +171,16 @@ class Pipeline:
         tokens = 0
         timing = Timing()
         pending: collections.deque[Future[Result]] = collections.deque()
+        # Chunks in length order (characters or token ids: a free proxy for token counts), so that each chunk's
+        # batches hold inputs of like length: little padding, and full batches rather than a tail of small ones.
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
         for start in range(0, len(inputs), STREAM_CHUNK):
-            chunk = dataclasses.replace(request, inputs=inputs[start : start + STREAM_CHUNK])
-            prepared = self.preparer.prepare(chunk, plan.variant)
+            positions = order[start : start + STREAM_CHUNK]
+            chunk = dataclasses.replace(request, inputs=[inputs[i] for i in positions])
+            try:
+                prepared = self.preparer.prepare(chunk, plan.variant)
+            except InvalidRequest as exc:
+                raise exc.renumbered(positions) from None
             self._check_output(request, prepared)
             tokens += prepared.num_tokens
             pending.append(self.scheduler.submit(prepared.key, prepared.items, priority=request.priority))
@@ -182,7 +189,10 @@ class Pipeline:
         while pending:
             rows.extend(self._account(pending.popleft().result(), timing))
         timing.prepare = time.perf_counter() - started - timing.queue - timing.inference
-        return self._result(plan, rows, tokens, timing)
+        in_order: list[Vectors] = [rows[0]] * len(rows)
+        for row, i in zip(rows, order, strict=True):
+            in_order[i] = row
+        return self._result(plan, in_order, tokens, timing)
 
     async def arun(self, request: EmbedRequest) -> EmbedResult:
         """Answer one request from the event loop: prepared off the loop (small ones in place, where the Rust
