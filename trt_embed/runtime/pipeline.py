@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -176,7 +177,7 @@ class Pipeline:
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
         for start in range(0, len(inputs), STREAM_CHUNK):
             positions = order[start : start + STREAM_CHUNK]
-            chunk = dataclasses.replace(request, inputs=[inputs[i] for i in positions])
+            chunk = dataclasses.replace(request, inputs=cast(Inputs, [inputs[i] for i in positions]))
             try:
                 prepared = self.preparer.prepare(chunk, plan.variant)
             except InvalidRequest as exc:
