@@ -151,16 +151,15 @@ class Scheduler:
             key=lambda item: (-item.length, item.seq),
         )
         batch = [first]
-        lengths = [width]
         spec = self.spec
+        real = width  # running sum of real tokens: the cost of a ragged batch (a padded one costs size x width)
         for item in candidates:
             size = len(batch) + 1
-            if size > spec.max_batch_size or spec.cost([*lengths, item.length]) > spec.max_batch_tokens:
-                break
-            if not spec.fits(size, width):
+            cost = size * width if spec.layout == "padded" else real + item.length
+            if size > spec.max_batch_size or cost > spec.max_batch_tokens or not spec.fits(size, width):
                 break
             batch.append(item)
-            lengths.append(item.length)
+            real += item.length
         if len(batch) > 1:
             taken = {id(item) for item in batch}
             self._heap = [item for item in self._heap if id(item) not in taken]
@@ -208,11 +207,14 @@ class Scheduler:
             self._running[id(live)] = (started, live)
         try:
             outcomes = [(live, self._call(run, key, live))]
-            groups = list({id(i.request): [j for j in live if j.request is i.request] for i in live}.values())
-            if isinstance(outcomes[0][1], TrtEmbedError) and len(groups) > 1:
-                with self._book:
-                    self.stats.failed_batches += 1
-                outcomes = [(group, self._call(self._run_batch, key, group)) for group in groups]
+            if isinstance(outcomes[0][1], TrtEmbedError):
+                groups: dict[int, list[Item]] = {}
+                for item in live:
+                    groups.setdefault(id(item.request), []).append(item)
+                if len(groups) > 1:
+                    with self._book:
+                        self.stats.failed_batches += 1
+                    outcomes = [(group, self._call(self._run_batch, key, group)) for group in groups.values()]
         finally:
             with self._cond:
                 self._running.pop(id(live), None)
