@@ -48,3 +48,39 @@ def test_only_cuda_takes_the_packed_graph(fp16_bert: Path) -> None:
     with Runtime.load(fp16_bert, backend="onnxruntime-cpu", precision="fp16") as runtime:
         assert runtime.engine.entry.target == "any"
         assert runtime.embed(["a packed graph is never run on a CPU"]).shape[0] == 1
+
+
+def test_cuda_engine_routes_short_or_ragged_batches_to_the_packed_graph(fp16_bert: Path) -> None:
+    """The routing rule of `PackedOrPadded`, with two CPU sessions of the fused graph standing in for the two
+    CUDA graphs (the packed one runs on CUDA only): results are the chosen graph's, unchanged."""
+    import numpy as np
+
+    from trt_embed.engines.base import Batch
+    from trt_embed.engines.onnxruntime import (
+        PACKED_MAX_WIDTH,
+        PACKED_MIN_PADDING,
+        OnnxRuntimeEngine,
+        PackedOrPadded,
+    )
+
+    artifact = Artifact.open(fp16_bert)
+    entry = artifact.onnx_entry(precision="fp16", device="cpu")
+    path = artifact.engine_path(entry)
+    engine = PackedOrPadded(OnnxRuntimeEngine(path, entry, threads=1), OnnxRuntimeEngine(path, entry, threads=1))
+
+    def batch(lengths: list[int]) -> Batch:
+        width = max(lengths)
+        mask = (np.arange(width)[None, :] < np.array(lengths)[:, None]).astype(np.int64)
+        return Batch.padded({"input_ids": 5 * mask, "attention_mask": mask, "token_type_ids": 0 * mask})
+
+    short = batch([PACKED_MAX_WIDTH // 2, 3])
+    assert engine.choose(short) is engine.packed
+    wide = PACKED_MAX_WIDTH + 1  # routing reads only the batch's shape: wider than this model runs is fine here
+    assert engine.choose(batch([wide, wide])) is engine.padded
+    assert engine.choose(batch([wide, wide - int(2 * PACKED_MIN_PADDING * wide) - 1])) is engine.packed
+    assert engine.calls == {"packed": 2, "padded": 1}
+    out = engine.infer(short, ["sentence_embedding"])["sentence_embedding"]
+    want = engine.padded.infer(short, ["sentence_embedding"])["sentence_embedding"]
+    np.testing.assert_array_equal(out, want)
+    engine.close()
+    assert not engine.health()

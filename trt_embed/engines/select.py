@@ -112,13 +112,19 @@ def _cuda_why_not(artifact: Artifact, want: Want) -> str | None:
 
 def _open_onnxruntime(device: str) -> Callable[[Artifact, Want], Engine]:
     def open_(artifact: Artifact, want: Want) -> Engine:
-        from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
+        from trt_embed.engines.onnxruntime import OnnxRuntimeEngine, PackedOrPadded
 
         entry = artifact.onnx_entry(
             variant=want.variant, precision=want.precision, fused=device == "cuda", device=device
         )
         path = artifact.engine_path(entry, verify=want.verify)
-        return OnnxRuntimeEngine(path, entry, device=device, threads=want.threads)
+        engine = OnnxRuntimeEngine(path, entry, device=device, threads=want.threads)
+        source = entry.extra.get("converted_from") if entry.extra.get("packed") else None
+        if source is None:
+            return engine
+        padded = next(e for e in artifact.manifest.engines if e.file == source)
+        other = OnnxRuntimeEngine(artifact.engine_path(padded, verify=want.verify), padded, device=device)
+        return PackedOrPadded(engine, other)
 
     return open_
 
