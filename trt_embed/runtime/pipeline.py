@@ -172,9 +172,10 @@ class Pipeline:
         tokens = 0
         timing = Timing()
         pending: collections.deque[Future[Result]] = collections.deque()
-        # Chunks in length order (characters or token ids: a free proxy for token counts), so that each chunk's
-        # batches hold inputs of like length: little padding, and full batches rather than a tail of small ones.
-        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+        # Chunks in length order, longest first (characters or token ids: a free proxy for token counts): each
+        # chunk's batches hold inputs of like length, and the scheduler anchors a batch on its first input, so
+        # longest-first fills every batch to its budget instead of cutting it at the shortest input's width.
+        order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
         for start in range(0, len(inputs), STREAM_CHUNK):
             positions = order[start : start + STREAM_CHUNK]
             chunk = dataclasses.replace(request, inputs=cast(Inputs, [inputs[i] for i in positions]))
