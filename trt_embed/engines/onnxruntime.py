@@ -42,8 +42,12 @@ class OnnxRuntimeEngine(Engine):
         self.device = "cuda" if device == "cuda" else "cpu"
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or default_threads()
+        # On CUDA the CPU only launches kernels: one thread that sleeps while it waits, so the session does not
+        # spin a core per thread against the tokenizer and the other calls in flight.
+        options.intra_op_num_threads = 1 if device == "cuda" else threads or default_threads()
         options.inter_op_num_threads = 1
+        if device == "cuda":
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
         providers: list[Any]
