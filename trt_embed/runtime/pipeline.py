@@ -19,9 +19,11 @@ import numpy.typing as npt
 from trt_embed.errors import InvalidRequest, TooLarge, UnknownModel
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import encoding
+from trt_embed.runtime.chunking import combine
 from trt_embed.runtime.postprocess import check_dimensions, finish, l2_normalize
 from trt_embed.runtime.prepare import Preparer, token_limit
 from trt_embed.runtime.scheduler import Scheduler
+from trt_embed.runtime.score_sides import pair_scores, score_errors, side_request
 from trt_embed.runtime.scoring import cosine, pair_inputs
 from trt_embed.runtime.types import (
     POOLING_TASKS,
@@ -125,6 +127,7 @@ class Pipeline:
                 f"truncate must be one of {', '.join(TRUNCATE_MODES)}, got {request.truncate!r}", "truncate"
             )
         token_limit(request.truncate_prompt_tokens, self.manifest.max_seq_length)
+        request.chat.check()
         if isinstance(request.priority, bool) or not isinstance(request.priority, int):
             raise InvalidRequest(f"priority must be an integer, got {request.priority!r}", "priority")
         self.preparer.resolve_prompt(request.prompt_name, request.prompt)
@@ -170,17 +173,20 @@ class Pipeline:
         rows: list[Vectors] = []
         tokens = 0
         timing = Timing()
-        pending: collections.deque[Future[Result]] = collections.deque()
+        pending: collections.deque[tuple[Prepared, Future[Result]]] = collections.deque()
         for start in range(0, len(inputs), STREAM_CHUNK):
             chunk = dataclasses.replace(request, inputs=inputs[start : start + STREAM_CHUNK])
             prepared = self.preparer.prepare(chunk, plan.variant)
             self._check_output(request, prepared)
             tokens += prepared.num_tokens
-            pending.append(self.scheduler.submit(prepared.key, prepared.items, priority=request.priority))
+            future = self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
+            pending.append((prepared, future))
             if len(pending) > 1:
-                rows.extend(self._account(pending.popleft().result(), timing))
+                done, result = pending.popleft()
+                rows.extend(self._rows(done, result.result(), timing))
         while pending:
-            rows.extend(self._account(pending.popleft().result(), timing))
+            done, result = pending.popleft()
+            rows.extend(self._rows(done, result.result(), timing))
         timing.prepare = time.perf_counter() - started - timing.queue - timing.inference
         return self._result(plan, rows, tokens, timing)
 
@@ -203,25 +209,23 @@ class Pipeline:
 
     def score(self, request: ScoreRequest) -> ScoreResult:
         left, right = pair_inputs(request.first, request.second)
-        return self._scores(len(left), self.run(self._score_embed(request, left, right)))
+        with score_errors():
+            if request.first_max_tokens is None and request.second_max_tokens is None:
+                return self._scores(len(left), self.run(side_request(request, [*left, *right], None)))
+            first = self.run(side_request(request, left, request.first_max_tokens))
+            second = self.run(side_request(request, right, request.second_max_tokens))
+            return pair_scores(first, second)
 
     async def ascore(self, request: ScoreRequest) -> ScoreResult:
         left, right = pair_inputs(request.first, request.second)
-        return self._scores(len(left), await self.arun(self._score_embed(request, left, right)))
+        with score_errors():
+            if request.first_max_tokens is None and request.second_max_tokens is None:
+                return self._scores(len(left), await self.arun(side_request(request, [*left, *right], None)))
+            first = await self.arun(side_request(request, left, request.first_max_tokens))
+            second = await self.arun(side_request(request, right, request.second_max_tokens))
+            return pair_scores(first, second)
 
     # -- post-process -----------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _score_embed(request: ScoreRequest, left: list[str], right: list[str]) -> EmbedRequest:
-        return EmbedRequest(
-            inputs=[*left, *right],
-            truncate=request.truncate,
-            truncate_prompt_tokens=request.truncate_prompt_tokens,
-            prompt_name=request.prompt_name,
-            prompt=request.prompt,
-            priority=request.priority,
-            variant=request.variant,
-        )
 
     @staticmethod
     def _scores(n_left: int, result: EmbedResult) -> ScoreResult:
@@ -236,8 +240,15 @@ class Pipeline:
         timing.batches += result.batches
         return result.rows
 
-    def _finish(self, plan: Plan, prepared: Prepared, result: Result, timing: Timing) -> EmbedResult:
+    def _rows(self, prepared: Prepared, result: Result, timing: Timing) -> list[Vectors]:
+        """One row per input: chunked inputs' pieces combined (token-weighted mean)."""
         rows = self._account(result, timing)
+        if prepared.counts is None:
+            return rows
+        return combine(rows, prepared.counts, [item.cost for item in prepared.items])
+
+    def _finish(self, plan: Plan, prepared: Prepared, result: Result, timing: Timing) -> EmbedResult:
+        rows = self._rows(prepared, result, timing)
         return self._result(plan, rows, prepared.num_tokens, timing)
 
     def _result(self, plan: Plan, rows: list[Vectors], num_tokens: int, timing: Timing) -> EmbedResult:
