@@ -370,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="cut inputs over the model's limit instead of answering 400 (text-embeddings-inference's behaviour)",
     )
     p.add_argument(
+        "--trust-request-chat-template",
+        action="store_true",
+        help="let requests bring their own `chat_template` (it runs here, sandboxed); refused by default",
+    )
+    p.add_argument(
         "--enable-chunked-processing",
         action="store_true",
         help="embed inputs over the model's limit in pieces, combined by a token-weighted mean (vLLM's pooler option)",

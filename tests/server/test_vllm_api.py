@@ -71,7 +71,7 @@ def chat_dir(minilm_artifact: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="module")
 def api(chat_dir: Path) -> Iterator[httpx.Client]:
     with (
-        serve({"chat": chat_dir}) as server,
+        serve({"chat": chat_dir}, trust_request_chat_template=True) as server,
         httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120) as client,
     ):
         yield client
@@ -107,7 +107,9 @@ def error_of(response: httpx.Response, status: int) -> str:
     return message
 
 
-def test_chat_on_embeddings_pooling_and_tokenize(api: httpx.Client, hf: tuple[Any, Any], st: Any) -> None:
+def test_chat_on_embeddings_pooling_and_tokenize(
+    api: httpx.Client, hf: tuple[Any, Any], st: Any, chat_dir: Path
+) -> None:
     tok = hf[0]
     rendered = tok.apply_chat_template(PLAIN, tokenize=False)
     ids = tok(rendered, add_special_tokens=False)["input_ids"]
@@ -138,6 +140,12 @@ def test_chat_on_embeddings_pooling_and_tokenize(api: httpx.Client, hf: tuple[An
     image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]
     assert "embeds text only" in error_of(api.post("/v1/embeddings", json={"messages": image}), 400)
     template = "{% for m in messages %}{{ m.content }} {% endfor %}"
+    with (
+        serve({"chat": chat_dir}) as server,  # a template from the request runs only where the server trusts it
+        httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}) as untrusting,
+    ):
+        refused = error_of(untrusting.post("/v1/embeddings", json={"messages": PLAIN, "chat_template": template}), 400)
+        assert "--trust-request-chat-template is not set" in refused
     custom = api.post("/v1/embeddings", json={"messages": PLAIN, "chat_template": template}).json()
     own = tok("You are a helpful assistant. What is the capital of France? ", add_special_tokens=False)["input_ids"]
     np.testing.assert_allclose(custom["data"][0]["embedding"], hf_embed(hf, own), atol=2e-5)

@@ -110,8 +110,8 @@ def render_chat(
             "messages",
         )
     plain = plain_messages(messages)
-    if options.continue_final_message and (not plain or plain[-1]["role"] != "assistant"):
-        raise InvalidRequest("continue_final_message needs a final message from the assistant", "messages")
+    if options.continue_final_message and not plain:
+        raise InvalidRequest("continue_final_message needs a final message to continue", "messages")
     extra = dict(options.chat_template_kwargs or {})
     variables = {
         **special_tokens,

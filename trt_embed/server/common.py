@@ -46,7 +46,7 @@ class Body(BaseModel):
 
 def ignored_headers(body: Body) -> dict[str, str]:
     """The `x-ignored-fields` header naming a body's unknown fields (ASCII, bounded), or none."""
-    names = [n.encode("ascii", "replace").decode()[:64] for n in body.ignored()]
+    names = ["".join(c if " " <= c <= "~" else "?" for c in n[:64]) for n in body.ignored()]
     return {IGNORED_HEADER: ", ".join(names)[:1024]} if names else {}
 
 
@@ -73,6 +73,15 @@ class ChatFields(Body):
     def _generation(self) -> ChatFields:
         self.chat_options().check()
         return self
+
+    def check_template(self, trusted: bool) -> None:
+        """A template sent with the request is code run here: only with --trust-request-chat-template."""
+        if not trusted and (self.chat_template is not None or "chat_template" in (self.chat_template_kwargs or {})):
+            raise InvalidRequest(
+                "Chat template is passed with request, but --trust-request-chat-template is not set. "
+                "Refused request with untrusted chat template.",
+                "chat_template",
+            )
 
     def chat_options(self, tools: list[dict[str, Any]] | None = None) -> ChatOptions:
         return ChatOptions(

@@ -125,6 +125,7 @@ def serve(args: argparse.Namespace) -> int:
         min_priority=args.min_priority,
         allowed_hosts=args.allowed_host,
         auto_truncate=getattr(args, "auto_truncate", False),
+        trust_request_chat_template=getattr(args, "trust_request_chat_template", False),
     )
     if args.max_client_batch_size:
         settings.max_client_batch_size = args.max_client_batch_size

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Literal
 
-import orjson
 from starlette.responses import Response
 
 from trt_embed.runtime import Dense, EmbedResult, binary_body
@@ -36,7 +36,7 @@ def embeddings_response(
         content, items = binary_body(vector_rows(result), body.embed_dtype, body.endianness)
         if body.encoding_format == "bytes":
             meta = {"id": response_id, "created": created, "model": model, "data": items}
-            headers = {**headers, "metadata": orjson.dumps({**meta, "usage": usage(result.num_tokens)}).decode()}
+            headers = {**headers, "metadata": json.dumps({**meta, "usage": usage(result.num_tokens)})}  # ASCII
         return Response(content, media_type="application/octet-stream", headers=headers)
     rows = result.encoded[body.encoding_format]  # type: ignore[index]
     field = "embedding" if kind == "embedding" else "data"

@@ -40,6 +40,7 @@ async def pooling(request: Request) -> Response:
     check_task(body.task)
     served = ctx.registry.get(body.model)
     check_priority(ctx, body.priority)
+    body.check_template(ctx.settings.trust_request_chat_template)
     inputs = None if body.input is None else as_inputs(body.input)
     if inputs is not None:
         check_batch_size(ctx, inputs)

@@ -29,6 +29,8 @@ class Settings:
     # Over-long inputs: refused with a 400 by default (as the reference); True cuts them at the model's limit
     # instead (text-embeddings-inference's `--auto-truncate`).
     auto_truncate: bool = False
+    # A `chat_template` sent with a request runs on this server: refused unless trusted (as the reference).
+    trust_request_chat_template: bool = False
 
 
 @dataclasses.dataclass

@@ -46,6 +46,7 @@ def _token_ids(runtime: Runtime, body: TokenizeRequest) -> list[int]:
 async def tokenize(request: Request) -> Response:
     body = await parse(request, TokenizeRequest, request.app.state.ctx.settings.max_body_bytes)
     runtime = request.app.state.ctx.registry.get(body.model).runtime
+    body.check_template(request.app.state.ctx.settings.trust_request_chat_template)
     if (body.prompt is None) == (body.messages is None):
         raise InvalidRequest("give exactly one of `prompt` or `messages`", "prompt")
     if len(body.prompt or "") > runtime.max_input_chars:
