@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import orjson
+from pydantic import RootModel
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,6 +14,19 @@ from trt_embed.server import cohere, openai, pooling, score
 from trt_embed.server.errors import HTTPError
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class InvocationsRequest(
+    RootModel[
+        score.RerankRequest
+        | score.ScoreRequest
+        | pooling.PoolingRequest
+        | openai.EmbeddingRequest
+        | cohere.EmbedRequest
+    ]
+):
+    """Any body one of the APIs takes (the OpenAPI document's view of /invocations)."""
+
 
 # (fields that mark the shape, the route that answers it), first match wins.
 SHAPES: tuple[tuple[tuple[str, ...], str, Handler], ...] = (
