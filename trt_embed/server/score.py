@@ -4,7 +4,7 @@ embeddings. Cosine does not change with the vectors' scale, so `use_activation` 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import AliasChoices, Field, StrictInt
@@ -26,6 +26,7 @@ class ScoreRequest(Body):
     text_1: str | list[str] = Field(validation_alias=AliasChoices("text_1", "data_1", "queries"))
     text_2: str | list[str] = Field(validation_alias=AliasChoices("text_2", "data_2", "documents", "items"))
     truncate_prompt_tokens: TokenCount | None = None
+    truncation_side: Literal["left", "right"] | None = None
     use_activation: bool | None = None
     priority: StrictInt = 0
 
@@ -38,6 +39,7 @@ class RerankRequest(Body):
     top_n: int = Field(default=0, ge=0)  # 0: every document
     return_documents: bool = True
     truncate_prompt_tokens: TokenCount | None = None
+    truncation_side: Literal["left", "right"] | None = None
     max_tokens_per_query: int | None = Field(default=None, ge=1)
     max_tokens_per_doc: int | None = Field(default=None, ge=1)
     instruction: str | None = None  # put before the query, as an instruction-tuned model expects
@@ -65,7 +67,7 @@ async def score(request: Request) -> Response:
             Score(
                 first=body.text_1,
                 second=body.text_2,
-                truncate=truncation(body.truncate_prompt_tokens, None, ctx.settings.auto_truncate),  # type: ignore[arg-type]
+                truncate=truncation(body.truncate_prompt_tokens, body.truncation_side, ctx.settings.auto_truncate),  # type: ignore[arg-type]
                 truncate_prompt_tokens=body.truncate_prompt_tokens,
                 priority=body.priority,
                 variant=served.variant,
@@ -101,7 +103,7 @@ async def rerank(request: Request) -> Response:
             Score(
                 first=query,
                 second=documents,
-                truncate=truncation(body.truncate_prompt_tokens, None, ctx.settings.auto_truncate),  # type: ignore[arg-type]
+                truncate=truncation(body.truncate_prompt_tokens, body.truncation_side, ctx.settings.auto_truncate),  # type: ignore[arg-type]
                 truncate_prompt_tokens=body.truncate_prompt_tokens,
                 priority=body.priority,
                 variant=served.variant,
