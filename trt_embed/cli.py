@@ -364,6 +364,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="most inputs in one request (default: 2048)",
     )
     p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs CPU)")
+    p.add_argument(
+        "--auto-truncate",
+        action="store_true",
+        help="cut inputs over the model's limit instead of answering 400 (text-embeddings-inference's behaviour)",
+    )
+    p.add_argument(
+        "--trust-request-chat-template",
+        action="store_true",
+        help="let requests bring their own `chat_template` (it runs here, sandboxed); refused by default",
+    )
+    p.add_argument(
+        "--enable-chunked-processing",
+        action="store_true",
+        help="embed inputs over the model's limit in pieces, combined by a token-weighted mean (vLLM's pooler option)",
+    )
+    p.add_argument(
+        "--max-embed-len",
+        type=positive,
+        default=None,
+        metavar="N",
+        help="with --enable-chunked-processing: the most tokens one input may have (default: no limit)",
+    )
     _add_serving_limits(p)
     p.set_defaults(func=_serve)
     return parser

@@ -89,7 +89,7 @@ def test_truncation_policies(tiny_artifact: Callable[[str], Path]) -> None:
         assert len(end) == len(start) == runtime.max_seq_length
         cls, sep = end[0], end[-1]
         assert start[0] == cls and start[-1] == sep, "special tokens survive truncation from the start"
-        with pytest.raises(InputTooLong, match=r"input 0 has \d+ tokens, more than the limit of 128"):
+        with pytest.raises(InputTooLong, match=r"maximum context length is 128 tokens. However, you requested \d+"):
             runtime.embed([long_text], truncate="none")
         short = runtime.tokenize(["the cat read a paper in the city"], max_tokens=5, truncate="start").ids[0]
         assert len(short) == 5 and short[0] == cls and short[-1] == sep

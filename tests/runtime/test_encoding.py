@@ -77,3 +77,26 @@ def test_bad_dtype_and_endianness(vectors: np.ndarray) -> None:
         encoding.to_base64(vectors, "float8")
     with pytest.raises(InvalidRequest, match="endianness must be one of"):
         encoding.to_base64(vectors, "float32", "middle")
+
+
+@pytest.mark.parametrize("dtype", ["fp8_e4m3", "fp8_e5m2"])
+def test_fp8_matches_torch_casts(vectors: np.ndarray, dtype: str) -> None:
+    """The reference encodes with torch: our fp8 bytes are torch's, rounding, saturation (e4m3) and overflow
+    (e5m2) included."""
+    torch = pytest.importorskip("torch")
+    torch_dtype = {"fp8_e4m3": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}[dtype]
+    rng = np.random.default_rng(3)
+    extremes = np.array([[1e3, -1e3, 449.0, 448.0, 6e4, -1e5, 1e-9, -3e-5]], dtype=np.float32)
+    for values in (vectors, rng.normal(0, 30, (4, 64)).astype(np.float32), extremes):
+        want = [r.tobytes() for r in torch.from_numpy(values).to(torch_dtype).view(torch.uint8).numpy()]
+        assert encoding.typed_bytes(values, dtype, "big") == want  # one byte per value: no byte order
+
+
+def test_binary_body_layout(vectors: np.ndarray) -> None:
+    """`bytes`: the rows back to back, each item saying where its bytes lie and the shape to read them as."""
+    rows = [vectors[0], vectors[1:3]]  # a vector and a token matrix
+    body, items = encoding.binary_body(rows, "float16", "big")
+    for row, item in zip(rows, items, strict=True):
+        got = np.frombuffer(body[item["start"] : item["end"]], ">f2").reshape(item["shape"])
+        np.testing.assert_allclose(got, row.astype(np.float16), atol=0)
+    assert items[-1]["end"] == len(body) and [i["index"] for i in items] == [0, 1]

@@ -105,7 +105,7 @@ def test_error_statuses(live: LiveServer, http: httpx.Client) -> None:
     assert "not valid JSON" in e["message"]
     long_text = "word " * 400
     e = error_of(http.post("/v2/embed", json={"texts": [long_text], "truncate": "NONE", "model": "minilm"}), 400)
-    assert "402 tokens, more than the limit of 256" in e["message"]
+    assert "maximum context length is 256 tokens. However, you requested 402 tokens" in e["message"]
     e = error_of(httpx.post(f"{live.url}/v1/embeddings", json={"input": "x"}), 401)
     assert "missing API key" in e["message"]
     error_of(httpx.post(f"{live.url}/v1/embeddings", json={"input": "x"}, headers={"Authorization": "Bearer no"}), 401)

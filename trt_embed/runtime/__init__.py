@@ -4,6 +4,9 @@ This module is the runtime's public API; the server and integrations import only
 """
 
 from trt_embed.artifact import Artifact
+from trt_embed.runtime.chat import ChatOptions
+from trt_embed.runtime.chunking import Chunking
+from trt_embed.runtime.encoding import binary_body
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.runtime import Runtime
 from trt_embed.runtime.tokenizer import Tokenized
@@ -23,6 +26,8 @@ from trt_embed.runtime.types import (
 __all__ = [
     "ENCODINGS",
     "Artifact",
+    "ChatOptions",
+    "Chunking",
     "Dense",
     "EmbedRequest",
     "EmbedResult",
@@ -35,4 +40,5 @@ __all__ = [
     "TokenVectors",
     "Tokenized",
     "Vectors",
+    "binary_body",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 
 import numpy as np
 import numpy.typing as npt
@@ -96,3 +96,18 @@ def rows_of(batch: Batch, output: str, values: Vectors, padding_side: str) -> li
     if padding_side == "left":
         return [values[row, width - n :] for row, n in enumerate(batch.lengths)]
     return [values[row, :n] for row, n in enumerate(batch.lengths)]
+
+
+def longest_first(inputs: Sequence[Sized]) -> list[int]:
+    """Positions of a large request's inputs, longest first (characters or token ids: a free proxy for token
+    counts). Streamed in this order, each chunk holds inputs of like length, and since the scheduler anchors a
+    batch on its first input and adds only inputs no longer than it, every batch fills to its budget."""
+    return sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
+
+
+def in_request_order(rows: Sequence[Vectors], order: Sequence[int]) -> list[Vectors]:
+    """Rows computed in `order` put back in the request's order."""
+    out: list[Vectors] = list(rows)
+    for row, position in zip(rows, order, strict=True):
+        out[position] = row
+    return out

@@ -1,11 +1,46 @@
-"""Renders chat `messages` into one text with the model's chat template (jinja2, sandboxed)."""
+"""Renders chat `messages` into one text with the model's chat template (jinja2, sandboxed), with the reference's
+chat options: a generation prompt, an open final message, a template per request and extra template variables."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trt_embed.errors import InvalidRequest, MissingDependency
+
+# Content parts a text-only model can read; anything else (an image, audio) is refused by name.
+TEXT_PARTS = ("text", "input_text")
+MEDIA_PARTS = (
+    "image_url",
+    "input_image",
+    "image",
+    "image_pil",
+    "image_embeds",
+    "audio_url",
+    "input_audio",
+    "video_url",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatOptions:
+    """How `messages` become a text. The defaults are the reference's for embedding requests; `/tokenize`
+    asks for a generation prompt."""
+
+    add_generation_prompt: bool = False
+    continue_final_message: bool = False
+    chat_template: str | None = None  # None: the tokenizer's own template
+    chat_template_kwargs: Mapping[str, Any] | None = None
+    tools: Sequence[Mapping[str, Any]] | None = None
+
+    def check(self) -> None:
+        if self.continue_final_message and self.add_generation_prompt:
+            raise InvalidRequest(
+                "Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
+                "continue_final_message",
+            )
 
 
 @functools.lru_cache(maxsize=8)
@@ -15,17 +50,93 @@ def _compile(template: str) -> Any:
     except ImportError:
         raise MissingDependency("jinja2", "server") from None
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(template)
-
-
-def render_chat(messages: list[dict[str, Any]], template: str | None, special_tokens: dict[str, str]) -> str:
-    """The text the model's template makes of `messages` (no generation prompt: we embed, not generate)."""
-    if not template:
-        raise InvalidRequest("this model has no chat template; send `input` instead of `messages`", "messages")
-    for n, message in enumerate(messages):
-        if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise InvalidRequest(f"messages[{n}] needs `role` and `content`", "messages")
     try:
-        return str(_compile(template).render(messages=messages, add_generation_prompt=False, **special_tokens))
+        return env.from_string(template)
+    except Exception as exc:  # a template sent with the request may not even parse
+        raise InvalidRequest(f"the chat template does not parse: {exc}", "chat_template") from exc
+
+
+def flatten_content(content: Any, n: int) -> str:
+    """OpenAI message content as text: a string as is, a list of content parts joined by newlines (text parts
+    only; an image or audio part is refused, since this model reads text)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidRequest(f"messages[{n}].content must be a string or a list of content parts", "messages")
+    texts = []
+    for k, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in TEXT_PARTS and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind in MEDIA_PARTS:
+            raise InvalidRequest(
+                f"messages[{n}].content[{k}] is a {kind!r} part, but this model embeds text only; "
+                f"send parts of type {' or '.join(TEXT_PARTS)}",
+                "messages",
+            )
+        else:
+            raise InvalidRequest(
+                f"messages[{n}].content[{k}] must be a content part with type 'text' and a string `text`",
+                "messages",
+            )
+    return "\n".join(texts)
+
+
+def plain_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Messages checked (each a mapping with `role`) and their content flattened to text."""
+    out = []
+    for n, message in enumerate(messages):
+        if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
+            raise InvalidRequest(f"messages[{n}] needs `role` and `content`", "messages")
+        item = dict(message)
+        item["content"] = "" if message["content"] is None else flatten_content(message["content"], n)
+        out.append(item)
+    return out
+
+
+def render_chat(
+    messages: list[dict[str, Any]],
+    template: str | None,
+    special_tokens: dict[str, str],
+    options: ChatOptions | None = None,
+) -> str:
+    """The text the template makes of `messages`, with the options' generation prompt or open final message."""
+    options = options or ChatOptions()
+    options.check()
+    template = options.chat_template or template
+    if not template:
+        raise InvalidRequest(
+            "this model has no chat template; send `input` instead of `messages`, or pass `chat_template`",
+            "messages",
+        )
+    plain = plain_messages(messages)
+    if options.continue_final_message and not plain:
+        raise InvalidRequest("continue_final_message needs a final message to continue", "messages")
+    extra = dict(options.chat_template_kwargs or {})
+    variables = {
+        **special_tokens,
+        **extra,
+        "messages": plain,
+        "add_generation_prompt": options.add_generation_prompt,
+        "tools": list(options.tools) if options.tools is not None else extra.get("tools"),
+    }
+    compiled = _compile(template)
+    try:
+        text = str(compiled.render(**variables))
     except Exception as exc:
         raise InvalidRequest(f"the chat template failed on these messages: {exc}", "messages") from exc
+    if options.continue_final_message:
+        text = _open_final(text, plain[-1]["content"])
+    return text
+
+
+def _open_final(text: str, final: str) -> str:
+    """Cut what the template wrote after the final message (its end-of-turn tokens), as transformers does for
+    `continue_final_message`, so the text ends inside that message."""
+    final = final.strip()
+    end = text.rfind(final) if final else -1
+    if end < 0:
+        raise InvalidRequest(
+            "continue_final_message: the chat template does not write the final message's text verbatim", "messages"
+        )
+    return text[: end + len(final)]

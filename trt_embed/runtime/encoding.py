@@ -1,4 +1,4 @@
-"""Output encodings, backend-neutral: float lists, base64 (float32/float16/bfloat16, either byte order),
+"""Output encodings, backend-neutral: float lists, base64 (float32/float16/bfloat16/fp8, either byte order),
 binary/ubinary sign bits and calibrated int8/uint8.
 
 Binary threshold: a bit is 1 when the value is >= 0 (sentence-transformers uses > 0; the two differ only
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from trt_embed.errors import InvalidRequest
+from trt_embed.errors import InvalidRequest, MissingDependency
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.types import EMBED_DTYPES, ENCODINGS, ENDIANNESS, EncodingName, Vectors
 
@@ -30,6 +30,23 @@ def bfloat16_bits(vectors: Vectors) -> npt.NDArray[np.uint16]:
     return out
 
 
+def fp8_bits(vectors: Vectors, embed_dtype: str) -> npt.NDArray[np.uint8]:
+    """float32 -> fp8 bit patterns as torch's casts make them (the reference encodes with torch): `fp8_e4m3` is
+    E4M3FN, saturating at +-448; `fp8_e5m2` overflows to infinity; nearest-even rounding (ml_dtypes)."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise MissingDependency("ml_dtypes", "server") from None
+    values = np.asarray(vectors, dtype=np.float32)
+    if embed_dtype == "fp8_e4m3":
+        fp8 = np.clip(values, -448.0, 448.0).astype(ml_dtypes.float8_e4m3fn)
+    else:
+        fp8 = values.astype(ml_dtypes.float8_e5m2)
+    bits: npt.NDArray[np.uint8] = fp8.view(np.uint8).copy()
+    bits[np.isnan(values)] = 0x7F  # torch's NaN pattern for both formats
+    return bits
+
+
 def typed_bytes(vectors: Vectors, embed_dtype: str = "float32", endianness: str = "little") -> list[bytes]:
     """Each row as raw bytes of `embed_dtype` in the given byte order."""
     if embed_dtype not in EMBED_DTYPES:
@@ -39,6 +56,8 @@ def typed_bytes(vectors: Vectors, embed_dtype: str = "float32", endianness: str 
     if endianness not in ENDIANNESS:
         raise InvalidRequest(f"endianness must be one of {', '.join(ENDIANNESS)}, got {endianness!r}", "endianness")
     order = {"native": "=", "little": "<", "big": ">"}[endianness]
+    if embed_dtype.startswith("fp8_"):  # one byte per value: no byte order
+        return [row.tobytes() for row in fp8_bits(vectors, embed_dtype)]
     if embed_dtype == "bfloat16":
         data: npt.NDArray[np.generic] = bfloat16_bits(vectors).astype(f"{order}u2")
     else:
@@ -133,3 +152,27 @@ def encode_rows(
     if ranges is None:
         raise InvalidRequest(f"{encoding} needs calibration ranges", "embedding_types")
     return list(quantize(vectors, ranges, signed=encoding == "int8"))
+
+
+def binary_body(rows: Sequence[Vectors], embed_dtype: str, endianness: str) -> tuple[bytes, list[dict[str, Any]]]:
+    """The reference's `bytes` encoding: every output's raw values back to back, and per output where its bytes
+    lie (`start`, `end`), its `shape`, dtype and byte order."""
+    parts: list[bytes] = []
+    items: list[dict[str, Any]] = []
+    offset = 0
+    for index, row in enumerate(rows):
+        array = np.asarray(row, dtype=np.float32)
+        data = typed_bytes(array.reshape(1, -1), embed_dtype, endianness)[0]
+        items.append(
+            {
+                "index": index,
+                "embed_dtype": embed_dtype,
+                "endianness": endianness,
+                "start": offset,
+                "end": offset + len(data),
+                "shape": list(array.shape),
+            }
+        )
+        parts.append(data)
+        offset += len(data)
+    return b"".join(parts), items

@@ -29,3 +29,7 @@ class RuntimeOptions:
     max_input_chars: int | None = None  # per text; None: max(100,000, 20 characters per token of the model's limit)
     max_output_values: int = 4_000_000  # floats in one token_embed response (about 48 MB as JSON)
     engine_timeout: float | None = 120.0  # seconds one engine call may take before its callers get an error
+    # Chunked processing (the reference's pooler options): `embed` inputs longer than the model's limit are cut
+    # into pieces, each pooled, and the pieces combined (token-weighted mean); max_embed_len caps an input's tokens.
+    chunked_processing: bool = False
+    max_embed_len: int | None = None

@@ -20,9 +20,12 @@ import numpy.typing as npt
 from trt_embed.errors import InvalidRequest, TooLarge, UnknownModel
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import encoding
+from trt_embed.runtime.batch import in_request_order, longest_first
+from trt_embed.runtime.chunking import combine
 from trt_embed.runtime.postprocess import check_dimensions, finish, l2_normalize
 from trt_embed.runtime.prepare import Preparer, token_limit
 from trt_embed.runtime.scheduler import Scheduler
+from trt_embed.runtime.score_sides import pair_scores, score_errors, side_request
 from trt_embed.runtime.scoring import cosine, pair_inputs
 from trt_embed.runtime.types import (
     POOLING_TASKS,
@@ -126,6 +129,7 @@ class Pipeline:
                 f"truncate must be one of {', '.join(TRUNCATE_MODES)}, got {request.truncate!r}", "truncate"
             )
         token_limit(request.truncate_prompt_tokens, self.manifest.max_seq_length)
+        request.chat.check()
         if isinstance(request.priority, bool) or not isinstance(request.priority, int):
             raise InvalidRequest(f"priority must be an integer, got {request.priority!r}", "priority")
         self.preparer.resolve_prompt(request.prompt_name, request.prompt)
@@ -171,11 +175,8 @@ class Pipeline:
         rows: list[Vectors] = []
         tokens = 0
         timing = Timing()
-        pending: collections.deque[Future[Result]] = collections.deque()
-        # Chunks in length order, longest first (characters or token ids: a free proxy for token counts): each
-        # chunk's batches hold inputs of like length, and the scheduler anchors a batch on its first input, so
-        # longest-first fills every batch to its budget instead of cutting it at the shortest input's width.
-        order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
+        pending: collections.deque[tuple[Prepared, Future[Result]]] = collections.deque()
+        order = longest_first(inputs)
         for start in range(0, len(inputs), STREAM_CHUNK):
             positions = order[start : start + STREAM_CHUNK]
             chunk = dataclasses.replace(request, inputs=cast(Inputs, [inputs[i] for i in positions]))
@@ -185,16 +186,16 @@ class Pipeline:
                 raise exc.renumbered(positions) from None
             self._check_output(request, prepared)
             tokens += prepared.num_tokens
-            pending.append(self.scheduler.submit(prepared.key, prepared.items, priority=request.priority))
+            future = self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
+            pending.append((prepared, future))
             if len(pending) > 1:
-                rows.extend(self._account(pending.popleft().result(), timing))
+                done, result = pending.popleft()
+                rows.extend(self._rows(done, result.result(), timing))
         while pending:
-            rows.extend(self._account(pending.popleft().result(), timing))
+            done, result = pending.popleft()
+            rows.extend(self._rows(done, result.result(), timing))
         timing.prepare = time.perf_counter() - started - timing.queue - timing.inference
-        in_order: list[Vectors] = [rows[0]] * len(rows)
-        for row, i in zip(rows, order, strict=True):
-            in_order[i] = row
-        return self._result(plan, in_order, tokens, timing)
+        return self._result(plan, in_request_order(rows, order), tokens, timing)
 
     async def arun(self, request: EmbedRequest) -> EmbedResult:
         """Answer one request from the event loop: prepared off the loop (small ones in place, where the Rust
@@ -215,25 +216,23 @@ class Pipeline:
 
     def score(self, request: ScoreRequest) -> ScoreResult:
         left, right = pair_inputs(request.first, request.second)
-        return self._scores(len(left), self.run(self._score_embed(request, left, right)))
+        with score_errors():
+            if request.first_max_tokens is None and request.second_max_tokens is None:
+                return self._scores(len(left), self.run(side_request(request, [*left, *right], None)))
+            first = self.run(side_request(request, left, request.first_max_tokens))
+            second = self.run(side_request(request, right, request.second_max_tokens))
+            return pair_scores(first, second)
 
     async def ascore(self, request: ScoreRequest) -> ScoreResult:
         left, right = pair_inputs(request.first, request.second)
-        return self._scores(len(left), await self.arun(self._score_embed(request, left, right)))
+        with score_errors():
+            if request.first_max_tokens is None and request.second_max_tokens is None:
+                return self._scores(len(left), await self.arun(side_request(request, [*left, *right], None)))
+            first = await self.arun(side_request(request, left, request.first_max_tokens))
+            second = await self.arun(side_request(request, right, request.second_max_tokens))
+            return pair_scores(first, second)
 
     # -- post-process -----------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _score_embed(request: ScoreRequest, left: list[str], right: list[str]) -> EmbedRequest:
-        return EmbedRequest(
-            inputs=[*left, *right],
-            truncate=request.truncate,
-            truncate_prompt_tokens=request.truncate_prompt_tokens,
-            prompt_name=request.prompt_name,
-            prompt=request.prompt,
-            priority=request.priority,
-            variant=request.variant,
-        )
 
     @staticmethod
     def _scores(n_left: int, result: EmbedResult) -> ScoreResult:
@@ -248,9 +247,15 @@ class Pipeline:
         timing.batches += result.batches
         return result.rows
 
-    def _finish(self, plan: Plan, prepared: Prepared, result: Result, timing: Timing) -> EmbedResult:
+    def _rows(self, prepared: Prepared, result: Result, timing: Timing) -> list[Vectors]:
+        """One row per input: chunked inputs' pieces combined (token-weighted mean)."""
         rows = self._account(result, timing)
-        return self._result(plan, rows, prepared.num_tokens, timing)
+        if prepared.counts is None:
+            return rows
+        return combine(rows, prepared.counts, [item.cost for item in prepared.items])
+
+    def _finish(self, plan: Plan, prepared: Prepared, result: Result, timing: Timing) -> EmbedResult:
+        return self._result(plan, self._rows(prepared, result, timing), prepared.num_tokens, timing)
 
     def _result(self, plan: Plan, rows: list[Vectors], num_tokens: int, timing: Timing) -> EmbedResult:
         request = plan.request
@@ -277,9 +282,9 @@ class Pipeline:
 
     @staticmethod
     def _encode(plan: Plan, vectors: Vectors, name: EncodingName) -> list[object]:
-        request = plan.request
+        r = plan.request
         return encoding.encode_rows(
-            vectors, name, embed_dtype=request.embed_dtype, endianness=request.endianness, ranges=plan.ranges
+            vectors, name, embed_dtype=r.embed_dtype, endianness=r.endianness, ranges=plan.ranges
         )
 
     def close(self) -> None:

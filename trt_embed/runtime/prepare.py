@@ -12,7 +12,8 @@ import numpy as np
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
-from trt_embed.runtime.chat import render_chat
+from trt_embed.runtime.chat import ChatOptions, render_chat
+from trt_embed.runtime.chunking import Chunked, Chunking, chunk_ids, chunk_texts
 from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized
 from trt_embed.runtime.types import (
     TASK_OUTPUTS,
@@ -29,27 +30,36 @@ from trt_embed.runtime.types import (
 class Preparer:
     """Turns validated requests into `Prepared` inputs for one artifact's tokenizer and prompts."""
 
-    def __init__(self, directory: Path, manifest: Manifest) -> None:
+    def __init__(self, directory: Path, manifest: Manifest, chunking: Chunking | None = None) -> None:
         self.directory = directory
         self.manifest = manifest
+        self.chunking = chunking or Chunking()
         info = manifest.tokenizer
         self.tokenizer = TextTokenizer(directory / info.directory, info, manifest.max_seq_length)
 
     @functools.cached_property
-    def _chat_template(self) -> tuple[str | None, dict[str, str]]:
-        """The tokenizer's chat template and special tokens, read once from tokenizer_config.json."""
+    def tokenizer_config(self) -> dict[str, Any]:
+        """The artifact's tokenizer_config.json (empty if it has none)."""
         config_path = self.directory / self.manifest.tokenizer.directory / "tokenizer_config.json"
         config: dict[str, Any] = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        return config
+
+    @functools.cached_property
+    def _chat_template(self) -> tuple[str | None, dict[str, str]]:
+        """The tokenizer's chat template and special tokens, read once from tokenizer_config.json."""
+        config = self.tokenizer_config
         template = config.get("chat_template")
         if isinstance(template, list):  # named templates: use "default"
             template = next((t.get("template") for t in template if t.get("name") == "default"), None)
         specials = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
         return template, specials
 
-    def render_chat(self, messages: Messages) -> str:
-        """Chat messages as one text, through the model's chat template (an error if it has none)."""
+    def render_chat(self, messages: Messages, options: ChatOptions | None = None) -> str:
+        """Chat messages as one text, through the model's chat template (or the request's), an error if none."""
         template, specials = self._chat_template
-        return render_chat([dict(m) for m in messages], template, specials)
+        if isinstance(messages, str | bytes) or not isinstance(messages, list | tuple):
+            raise InvalidRequest("messages must be a list of {role, content} objects", "messages")
+        return render_chat([dict(m) for m in messages], template, specials, options)
 
     def resolve_prompt(self, prompt_name: str | None, prompt: str | None) -> str | None:
         """The prompt text for a request: explicit text, a named prompt, or the model's default."""
@@ -109,7 +119,7 @@ class Preparer:
         if request.messages is not None:
             if request.inputs is not None:
                 raise InvalidRequest("give either `input` or `messages`, not both", "messages")
-            return [self.render_chat(request.messages)]
+            return [self.render_chat(request.messages, request.chat)]
         if request.inputs is None:
             raise InvalidRequest("`input` is required", "input")
         return request.inputs
@@ -117,19 +127,41 @@ class Preparer:
     def prepare(self, request: EmbedRequest, variant: str) -> Prepared:
         """Tokenize one validated request (CPU work; async callers run it off the event loop)."""
         prompt = self.resolve_prompt(request.prompt_name, request.prompt)
+        inputs = self.texts_of(request)
+        skip = 0
+        if prompt and not self.manifest.pooling.include_prompt and request.task == "embed":
+            skip = self.tokenizer.prompt_length(prompt)
+        key = BatchKey(variant=variant, output=TASK_OUTPUTS[request.task], skip=skip)
+        chunked = self.chunking.enabled and request.task == "embed" and request.truncate_prompt_tokens is None
+        if chunked:
+            pieces = self._chunk(inputs, prompt, request.add_special_tokens)
+            return Prepared(key=key, items=pieces.items, counts=pieces.counts)
         tokens = self.tokenize(
-            self.texts_of(request),
+            inputs,
             prompt=prompt,
             truncate=request.truncate,
             max_tokens=token_limit(request.truncate_prompt_tokens, self.manifest.max_seq_length),
             add_special_tokens=request.add_special_tokens,
         )
-        skip = 0
-        if prompt and not self.manifest.pooling.include_prompt and request.task == "embed":
-            skip = self.tokenizer.prompt_length(prompt)
-        key = BatchKey(variant=variant, output=TASK_OUTPUTS[request.task], skip=skip)
         items = [text_input(ids, types) for ids, types in zip(tokens.ids, tokens.type_ids, strict=True)]
         return Prepared(key=key, items=items)
+
+    def _chunk(self, inputs: Inputs, prompt: str | None, add_special_tokens: bool) -> Chunked:
+        """Inputs whole, cut into pieces within the model's limit (see `chunking`)."""
+        limit = self.manifest.max_seq_length
+        if all(isinstance(t, str) for t in inputs) and add_special_tokens:
+            self.tokenize(inputs[:1], prompt=prompt)  # the shape checks and their errors
+            return chunk_texts(self.tokenizer, [str(t) for t in inputs], prompt, self.chunking)
+        if all(isinstance(t, str) for t in inputs):
+            tokens = self.tokenizer.encode(
+                [str(t) for t in inputs], prompt=prompt, truncate="none", add_special_tokens=False, check_length=False
+            )
+        else:
+            vocab = self.manifest.vocab_size or self.tokenizer.vocab_size
+            tokens = token_id_inputs(inputs, "end", 2**62, vocab, self.tokenizer.check_length)
+        if any(not ids for ids in tokens.ids):
+            raise InvalidRequest("an input has no tokens; send some text", "input")
+        return chunk_ids(tokens, limit, self.chunking)
 
 
 def token_id_inputs(inputs: Sequence[Any], truncate: Truncate, limit: int, vocab: int, check_length: Any) -> Tokenized:
@@ -173,6 +205,12 @@ def token_limit(truncate_prompt_tokens: int | None, max_seq_length: int) -> int 
         return None
     if truncate_prompt_tokens == -1:
         return max_seq_length
+    if not isinstance(truncate_prompt_tokens, bool) and truncate_prompt_tokens > max_seq_length:
+        raise InvalidRequest(  # the reference's words
+            f"truncate_prompt_tokens value ({truncate_prompt_tokens}) is greater than max_model_len "
+            f"({max_seq_length}). Please, select a smaller truncation size.",
+            "truncate_prompt_tokens",
+        )
     if isinstance(truncate_prompt_tokens, bool) or not 1 <= truncate_prompt_tokens <= max_seq_length:
         raise InvalidRequest(
             f"truncate_prompt_tokens must be -1 or between 1 and {max_seq_length}, got {truncate_prompt_tokens}",

@@ -11,6 +11,8 @@ from typing import Any
 from trt_embed.artifact import Artifact
 from trt_embed.engines.base import Engine, EngineSpec
 from trt_embed.manifest import Manifest
+from trt_embed.runtime.chat import ChatOptions
+from trt_embed.runtime.chunking import Chunking
 from trt_embed.runtime.engine_pool import EnginePool
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.pipeline import STREAM_CHUNK, Pipeline, observe_batches
@@ -53,7 +55,8 @@ class Runtime:
             run_alone=self.pool.run_alone if self.pool.alone is not None else None,
             engine_timeout=options.engine_timeout,
         )
-        self.preparer = Preparer(artifact.directory, self.manifest)
+        chunking = Chunking(options.chunked_processing, options.max_embed_len)
+        self.preparer = Preparer(artifact.directory, self.manifest, chunking)
         self.pipeline = Pipeline(
             self.manifest,
             self.preparer,
@@ -165,8 +168,13 @@ class Runtime:
     def resolve_prompt(self, prompt_name: str | None, prompt: str | None) -> str | None:
         return self.preparer.resolve_prompt(prompt_name, prompt)
 
-    def render_chat(self, messages: Messages) -> str:
-        return self.preparer.render_chat(messages)
+    def render_chat(self, messages: Messages, options: ChatOptions | None = None) -> str:
+        return self.preparer.render_chat(messages, options)
+
+    @property
+    def tokenizer_config(self) -> dict[str, Any]:
+        """The artifact's tokenizer_config.json."""
+        return self.preparer.tokenizer_config
 
     # -- requests ---------------------------------------------------------------------------------------------
 

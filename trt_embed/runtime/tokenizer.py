@@ -13,6 +13,14 @@ from trt_embed.manifest import TokenizerInfo
 from trt_embed.runtime.types import TRUNCATE_MODES, Truncate
 
 
+def too_long(limit: int, length: int, operation: str = "embedding generation", what: str = "maximum context") -> str:
+    """The reference's refusal of an over-long input, word for word (clients match on it)."""
+    return (
+        f"This model's {what} length is {limit} tokens. However, you requested {length} tokens in the input for "
+        f"{operation}. Please reduce the length of the input."
+    )
+
+
 @dataclasses.dataclass
 class Tokenized:
     """Token ids of a list of inputs, unpadded (one list per input)."""
@@ -104,12 +112,15 @@ class TextTokenizer:
             cls.check_length(index, len(enc.ids), limit)
 
     @staticmethod
-    def check_length(index: int, length: int, limit: int) -> None:
+    def check_length(index: int, length: int, limit: int, operation: str = "embedding generation") -> None:
         if length > limit:
-            raise InputTooLong(
-                f"input {index} has {length} tokens, more than the limit of {limit}; shorten it or enable truncation",
-                "input",
-            )
+            raise InputTooLong(too_long(limit, length, operation), "input")
+
+    def encode_chunks(self, texts: Sequence[str], prompt: str | None = None) -> list[list[Encoding]]:
+        """Each text cut into pieces of at most the model's length, each piece with the model's special tokens
+        (the prompt, if any, starts the first piece only)."""
+        encodings = self._by_side["end"].encode_batch(self._prepare(texts, prompt), add_special_tokens=True)
+        return [[enc, *enc.overflowing] for enc in encodings]
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens a prompt occupies at the start of an input (its leading special tokens included),

@@ -13,6 +13,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from trt_embed.runtime.chat import ChatOptions
+
 Vectors = npt.NDArray[np.float32]
 TokenIds = Sequence[int]
 Inputs = Sequence[str] | Sequence[TokenIds]
@@ -20,13 +22,13 @@ Messages = Sequence[Mapping[str, Any]]
 PoolingTask = Literal["embed", "token_embed"]
 Truncate = Literal["end", "start", "none"]
 EncodingName = Literal["float", "base64", "binary", "ubinary", "int8", "uint8"]
-EmbedDtype = Literal["float32", "float16", "bfloat16"]
+EmbedDtype = Literal["float32", "float16", "bfloat16", "fp8_e4m3", "fp8_e5m2"]
 Endianness = Literal["native", "little", "big"]
 
 POOLING_TASKS: tuple[PoolingTask, ...] = ("embed", "token_embed")
 TRUNCATE_MODES: tuple[Truncate, ...] = ("end", "start", "none")
 ENCODINGS: tuple[EncodingName, ...] = ("float", "base64", "binary", "ubinary", "int8", "uint8")
-EMBED_DTYPES: tuple[EmbedDtype, ...] = ("float32", "float16", "bfloat16")
+EMBED_DTYPES: tuple[EmbedDtype, ...] = ("float32", "float16", "bfloat16", "fp8_e4m3", "fp8_e5m2")
 ENDIANNESS: tuple[Endianness, ...] = ("native", "little", "big")
 # The graph output each pooling task reads.
 TASK_OUTPUTS: dict[PoolingTask, str] = {"embed": "sentence_embedding", "token_embed": "token_embeddings"}
@@ -55,6 +57,8 @@ class EmbedRequest:
     prompt: str | None = None
     priority: int = 0
     variant: str | None = None
+    # how `messages` are rendered (generation prompt, template, kwargs)
+    chat: ChatOptions = dataclasses.field(default_factory=ChatOptions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +73,10 @@ class ScoreRequest:
     prompt: str | None = None
     priority: int = 0
     variant: str | None = None
+    # Per-side token limits (rerank's max_tokens_per_query / max_tokens_per_doc): each side is truncated to its
+    # own limit before embedding; None leaves that side to `truncate`.
+    first_max_tokens: int | None = None
+    second_max_tokens: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +110,7 @@ class Prepared:
 
     key: BatchKey
     items: list[PreparedInput]
+    counts: list[int] | None = None  # chunked processing: how many consecutive items make up each input
 
     @property
     def num_tokens(self) -> int:

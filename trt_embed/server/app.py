@@ -17,12 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from trt_embed.server import cohere, openai, pooling, score, tokenize
+from trt_embed.server import cohere, invocations, openai, pooling, score, tokenize
 from trt_embed.server.errors import HTTPError, error_response, response_for
 from trt_embed.server.ids import header_request_id, safe_request_id
 from trt_embed.server.metrics import Metrics
 from trt_embed.server.openapi import Endpoint, openapi_document
-from trt_embed.server.registry import Context, Registry, Settings
+from trt_embed.server.registry import Context, Registry, Settings, new_id
 from trt_embed.server.responses import JSON
 
 OPEN_PATHS = {"/health", "/metrics"}  # probes and scrapers need no API key
@@ -52,8 +52,9 @@ async def models(request: Request) -> Response:
             "object": "model",
             "created": served.created,
             "owned_by": "trt-embed",
-            "root": str(served.runtime.artifact.directory),
+            "root": name,
             "parent": None if served.variant == served.runtime.default_variant else served.variant,
+            "permission": [permission(served.created)],
             "max_model_len": served.runtime.max_seq_length,
             "embedding_dim": served.runtime.embedding_dim,
             "backend": served.runtime.backend,
@@ -61,6 +62,24 @@ async def models(request: Request) -> Response:
         for name, served in ctx.registry.models.items()
     ]
     return JSON({"object": "list", "data": data})
+
+
+def permission(created: int) -> dict[str, Any]:
+    """The reference's (OpenAI's legacy) model permission entry: everything a pooling model does is allowed."""
+    return {
+        "id": new_id("modelperm"),
+        "object": "model_permission",
+        "created": created,
+        "allow_create_engine": False,
+        "allow_sampling": True,
+        "allow_logprobs": True,
+        "allow_search_indices": False,
+        "allow_view": True,
+        "allow_fine_tuning": False,
+        "organization": "*",
+        "group": None,
+        "is_blocking": False,
+    }
 
 
 async def metrics(request: Request) -> Response:
@@ -81,8 +100,17 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/v1/score", score.score, "POST", "Cosine similarity of text pairs", score.ScoreRequest),
     Endpoint("/rerank", score.rerank, "POST", "Rank documents by cosine similarity to a query", score.RerankRequest),
     Endpoint("/v1/rerank", score.rerank, "POST", "Rank documents by cosine similarity to a query", score.RerankRequest),
+    Endpoint("/v2/rerank", score.rerank, "POST", "Rank documents by cosine similarity to a query", score.RerankRequest),
+    Endpoint(
+        "/invocations",
+        invocations.invocations,
+        "POST",
+        "SageMaker entry point: dispatch on the body's shape",
+        invocations.InvocationsRequest,
+    ),
     Endpoint("/tokenize", tokenize.tokenize, "POST", "Tokenize a prompt", tokenize.TokenizeRequest),
     Endpoint("/detokenize", tokenize.detokenize, "POST", "Token ids back to text", tokenize.DetokenizeRequest),
+    Endpoint("/tokenizer_info", tokenize.tokenizer_info, "GET", "The tokenizer's configuration"),
     Endpoint("/v1/models", models, "GET", "Served models"),
     Endpoint("/health", health, "GET", "200 when healthy, 503 otherwise"),
     Endpoint("/metrics", metrics, "GET", "Prometheus metrics"),

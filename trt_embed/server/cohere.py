@@ -111,7 +111,10 @@ async def embed(request: Request) -> Response:
         "id": new_id("embed"),
         "embeddings": result.encoded,
         "texts": texts,
-        "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": result.num_tokens}},
+        "meta": {
+            "api_version": {"version": "2"},
+            "billed_units": {"input_tokens": result.num_tokens, "image_tokens": 0},
+        },
         "response_type": "embeddings_by_type",
     }
     return JSON(content, headers=timing_headers(result.timing, request.state.request_id))

@@ -49,9 +49,17 @@ def error_response(
 
 
 def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
+    """The first problem: our own refusals (raised inside validators) as they are; a rejected value with the
+    valid ones; anything else with the field it is about."""
     first = exc.errors()[0]
+    error = first.get("ctx", {}).get("error")
+    if isinstance(error, InvalidRequest):
+        return str(error), error.param
     location = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    return f"{location or 'body'}: {first.get('msg', 'invalid value')}", location or None
+    message = first.get("msg", "invalid value")
+    if first.get("type") in ("literal_error", "enum"):
+        message = f"{first.get('input')!r} is not valid; {message[0].lower()}{message[1:]}"
+    return f"{location or 'body'}: {message}", location or None
 
 
 def response_for(exc: BaseException) -> Response:

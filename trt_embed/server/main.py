@@ -117,11 +117,15 @@ def serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue or DEFAULT_MAX_QUEUE,
         max_input_chars=args.max_input_chars,
         engine_timeout=args.engine_timeout,
+        chunked_processing=getattr(args, "enable_chunked_processing", False),
+        max_embed_len=getattr(args, "max_embed_len", None),
     )
     settings = Settings(
         api_key=api_key(args),
         min_priority=args.min_priority,
         allowed_hosts=args.allowed_host,
+        auto_truncate=getattr(args, "auto_truncate", False),
+        trust_request_chat_template=getattr(args, "trust_request_chat_template", False),
     )
     if args.max_client_batch_size:
         settings.max_client_batch_size = args.max_client_batch_size

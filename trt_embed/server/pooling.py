@@ -1,14 +1,13 @@
-"""vLLM's `/pooling` (embed and token_embed tasks): schema <-> `EmbedRequest`."""
+"""vLLM's `/pooling` (embed and token_embed tasks; `input` or chat `messages`): schema <-> `EmbedRequest`."""
 
 from __future__ import annotations
-
-import time
-from typing import Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trt_embed.server.common import EmbedOptions
+from trt_embed.errors import InvalidRequest
+from trt_embed.server.common import EmbedOptions, ignored_headers
+from trt_embed.server.output import embeddings_response
 from trt_embed.server.registry import (
     Context,
     StrictInput,
@@ -19,29 +18,40 @@ from trt_embed.server.registry import (
     new_id,
     timing_headers,
 )
-from trt_embed.server.responses import JSON, parse
+from trt_embed.server.responses import parse
+
+SUPPORTED_TASKS = ("embed", "token_embed")
 
 
 class PoolingRequest(EmbedOptions):
-    input: StrictInput
-    task: Literal["embed", "token_embed"] = "embed"
+    input: StrictInput | None = None
+    task: str = "embed"
+
+
+def check_task(task: str) -> None:
+    """The reference's refusal of a pooling task this server (an embedding model) does not run."""
+    if task not in SUPPORTED_TASKS:
+        raise InvalidRequest(f"Unsupported task: {task!r} Supported tasks: {SUPPORTED_TASKS}", "task")
 
 
 async def pooling(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, PoolingRequest, ctx.settings.max_body_bytes)
+    check_task(body.task)
     served = ctx.registry.get(body.model)
     check_priority(ctx, body.priority)
-    inputs = as_inputs(body.input)
-    check_batch_size(ctx, inputs)
-    result = await answered(request, served.runtime.arun(body.embed_request(inputs, served.variant, task=body.task)))
-    rows = result.encoded[body.encoding_format]
-    content = {
-        "id": new_id("pool"),
-        "object": "list",
-        "created": int(time.time()),
-        "model": served.name,
-        "data": [{"index": i, "object": "pooling", "data": row} for i, row in enumerate(rows)],
-        "usage": {"prompt_tokens": result.num_tokens, "total_tokens": result.num_tokens},
-    }
-    return JSON(content, headers=timing_headers(result.timing, request.state.request_id))
+    body.check_template(ctx.settings.trust_request_chat_template)
+    inputs = None if body.input is None else as_inputs(body.input)
+    if inputs is not None:
+        check_batch_size(ctx, inputs)
+    runtime_request = body.embed_request(
+        inputs,
+        served.variant,
+        auto_truncate=ctx.settings.auto_truncate,
+        task=body.task,  # type: ignore[arg-type]
+    )
+    result = await answered(request, served.runtime.arun(runtime_request))
+    headers = {**timing_headers(result.timing, request.state.request_id), **ignored_headers(body)}
+    return embeddings_response(
+        result, body, kind="pooling", response_id=new_id("pool"), model=served.name, headers=headers
+    )

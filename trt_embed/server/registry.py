@@ -26,6 +26,11 @@ class Settings:
     # Requests may not ask for a priority below this (lower runs first), so one client cannot starve the rest.
     min_priority: int = 0
     allowed_hosts: list[str] | None = None  # Host header values served (`*.example.com` wildcards); None: any
+    # Over-long inputs: refused with a 400 by default (as the reference); True cuts them at the model's limit
+    # instead (text-embeddings-inference's `--auto-truncate`).
+    auto_truncate: bool = False
+    # A `chat_template` sent with a request runs on this server: refused unless trusted (as the reference).
+    trust_request_chat_template: bool = False
 
 
 @dataclasses.dataclass

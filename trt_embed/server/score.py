@@ -1,41 +1,57 @@
-"""vLLM's `/score` and `/rerank` for bi-encoders: cosine similarity of the embeddings."""
+"""vLLM's `/score` and `/rerank` (also `/v1/rerank`, `/v2/rerank`) for bi-encoders: cosine similarity of the
+embeddings. Cosine does not change with the vectors' scale, so `use_activation` is accepted and changes nothing."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AliasChoices, Field, StrictInt
 from starlette.requests import Request
 from starlette.responses import Response
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime import ScoreRequest as Score
+from trt_embed.server.common import Body, ignored_headers, truncation, usage
 from trt_embed.server.registry import Context, answered, check_batch_size, check_priority, new_id, timing_headers
 from trt_embed.server.responses import JSON, parse
 
+TokenCount = Annotated[int, Field(ge=-1)]
 
-class ScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
 
+class ScoreRequest(Body):
     model: str | None = None
+    user: str | None = None
     text_1: str | list[str] = Field(validation_alias=AliasChoices("text_1", "data_1", "queries"))
-    text_2: str | list[str] = Field(validation_alias=AliasChoices("text_2", "data_2", "documents"))
-    truncate_prompt_tokens: int | None = None
+    text_2: str | list[str] = Field(validation_alias=AliasChoices("text_2", "data_2", "documents", "items"))
+    truncate_prompt_tokens: TokenCount | None = None
+    truncation_side: Literal["left", "right"] | None = None
+    use_activation: bool | None = None
     priority: StrictInt = 0
 
 
-class RerankRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class RerankRequest(Body):
     model: str | None = None
+    user: str | None = None
     query: str
-    documents: list[str]
-    top_n: int | None = Field(default=None, ge=0)
+    documents: str | list[str]
+    top_n: int = Field(default=0, ge=0)  # 0: every document
     return_documents: bool = True
-    truncate_prompt_tokens: int | None = None
+    truncate_prompt_tokens: TokenCount | None = None
+    truncation_side: Literal["left", "right"] | None = None
+    max_tokens_per_query: int | None = Field(default=None, ge=1)
+    max_tokens_per_doc: int | None = Field(default=None, ge=1)
+    instruction: str | None = None  # put before the query, as an instruction-tuned model expects
+    use_activation: bool | None = None
     priority: StrictInt = 0
+
+
+def side_limit(value: int | None, limit: int, name: str) -> int | None:
+    """A per-side token limit: at least 1 (the schema says so), and no more than the model takes."""
+    if value is not None and value > limit:
+        raise InvalidRequest(f"{name} ({value}) is greater than max_model_len ({limit})", name)
+    return value
 
 
 async def score(request: Request) -> Response:
@@ -51,6 +67,7 @@ async def score(request: Request) -> Response:
             Score(
                 first=body.text_1,
                 second=body.text_2,
+                truncate=truncation(body.truncate_prompt_tokens, body.truncation_side, ctx.settings.auto_truncate),  # type: ignore[arg-type]
                 truncate_prompt_tokens=body.truncate_prompt_tokens,
                 priority=body.priority,
                 variant=served.variant,
@@ -63,27 +80,35 @@ async def score(request: Request) -> Response:
         "created": int(time.time()),
         "model": served.name,
         "data": [{"index": i, "object": "score", "score": float(s)} for i, s in enumerate(result.scores)],
-        "usage": {"prompt_tokens": result.num_tokens, "total_tokens": result.num_tokens},
+        "usage": usage(result.num_tokens),
     }
-    return JSON(content, headers=timing_headers(result.timing, request.state.request_id))
+    headers = {**timing_headers(result.timing, request.state.request_id), **ignored_headers(body)}
+    return JSON(content, headers=headers)
 
 
 async def rerank(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, RerankRequest, ctx.settings.max_body_bytes)
-    if not body.documents:
+    documents = [body.documents] if isinstance(body.documents, str) else body.documents
+    if not documents:
         raise InvalidRequest("`documents` must not be empty", "documents")
-    check_batch_size(ctx, body.documents, "documents")
+    check_batch_size(ctx, documents, "documents")
     served = ctx.registry.get(body.model)
+    check_priority(ctx, body.priority)
+    limit = served.runtime.max_seq_length
+    query = body.query if body.instruction is None else f"{body.instruction}{body.query}"
     result = await answered(
         request,
         served.runtime.arun_score(
             Score(
-                first=body.query,
-                second=body.documents,
+                first=query,
+                second=documents,
+                truncate=truncation(body.truncate_prompt_tokens, body.truncation_side, ctx.settings.auto_truncate),  # type: ignore[arg-type]
                 truncate_prompt_tokens=body.truncate_prompt_tokens,
                 priority=body.priority,
                 variant=served.variant,
+                first_max_tokens=side_limit(body.max_tokens_per_query, limit, "max_tokens_per_query"),
+                second_max_tokens=side_limit(body.max_tokens_per_doc, limit, "max_tokens_per_doc"),
             )
         ),
     )
@@ -95,12 +120,13 @@ async def rerank(request: Request) -> Response:
     for index in order:
         item: dict[str, Any] = {"index": int(index), "relevance_score": float(scores[index])}
         if body.return_documents:
-            item["document"] = {"text": body.documents[index]}
+            item["document"] = {"text": documents[index]}
         results.append(item)
     content = {
         "id": new_id("rerank"),
         "model": served.name,
-        "usage": {"total_tokens": result.num_tokens},
+        "usage": {"prompt_tokens": result.num_tokens, "total_tokens": result.num_tokens},
         "results": results,
     }
-    return JSON(content, headers=timing_headers(result.timing, request.state.request_id))
+    headers = {**timing_headers(result.timing, request.state.request_id), **ignored_headers(body)}
+    return JSON(content, headers=headers)
