@@ -232,8 +232,6 @@ class Pipeline:
             second = await self.arun(side_request(request, right, request.second_max_tokens))
             return pair_scores(first, second)
 
-    # -- post-process -----------------------------------------------------------------------------------------
-
     @staticmethod
     def _scores(n_left: int, result: EmbedResult) -> ScoreResult:
         assert isinstance(result.output, Dense)
