@@ -52,7 +52,8 @@ class Batch:
     """One engine call's inputs.
 
     padded: `input_ids`, `attention_mask`, `token_type_ids` of shape [B, S] (and `pooling_mask` for graphs
-    that take one); ragged: `input_ids`, `token_type_ids` of shape [T] and `cu_seqlens` [B + 1].
+    that take one); ragged: `input_ids`, `token_type_ids` of shape [T] and `cu_seqlens` [B + 1]; image graphs:
+    `pixel_values` [B, 3, H, W] (float32), with each image's cost in `lengths`.
     `lengths` are the real token counts per row, in row order.
     """
 
@@ -73,7 +74,7 @@ class Batch:
     @property
     def shape(self) -> tuple[int, int]:
         """(batch, padded sequence length); for ragged batches the longest row stands for the width."""
-        if self.layout == "padded":
+        if self.layout == "padded" and "input_ids" in self.arrays:
             rows, width = self.arrays["input_ids"].shape
             return int(rows), int(width)
         return self.size, max(self.lengths, default=0)
