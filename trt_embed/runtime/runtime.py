@@ -12,6 +12,7 @@ from trt_embed.artifact import Artifact
 from trt_embed.engines.base import Engine, EngineSpec
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.engine_pool import EnginePool
+from trt_embed.runtime.multimodal import ImagePreparer, MixedRun
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.pipeline import STREAM_CHUNK, Pipeline, observe_batches
 from trt_embed.runtime.prepare import Preparer
@@ -64,6 +65,7 @@ class Runtime:
             observers=self._observers,
             max_input_chars=options.max_input_chars or max(100_000, 20 * self.manifest.max_seq_length),
             max_output_values=options.max_output_values,
+            mixed=MixedRun(ImagePreparer(self.manifest, options), self.preparer.prepare) if self.manifest.vision else None,
         )
 
     @classmethod
@@ -117,6 +119,11 @@ class Runtime:
     @property
     def embedding_dim(self) -> int:
         return self.manifest.embedding_dim
+
+    @property
+    def image_tokens(self) -> int | None:
+        """What one image costs (the vision tower's patch tokens); None for text-only models."""
+        return int(self.manifest.vision["image_tokens"]) if self.manifest.vision else None
 
     @property
     def max_seq_length(self) -> int:
@@ -185,8 +192,9 @@ class Runtime:
 
     def embed(
         self,
-        inputs: Inputs,
+        inputs: Inputs | None = None,
         *,
+        images: Sequence[Any] | None = None,
         dimensions: int | None = None,
         normalize: bool | None = None,
         prompt_name: str | None = None,
@@ -197,9 +205,11 @@ class Runtime:
         priority: int = 0,
     ) -> Vectors:
         """Embed texts (or token-id lists) into float32 [N, dimensions or embedding_dim], L2-normalized
-        unless `normalize=False` (the default follows the model's sentence-transformers config)."""
+        unless `normalize=False` (the default follows the model's sentence-transformers config). CLIP/SigLIP:
+        `images` (paths, bytes, Pillow images, NumPy arrays, data: URIs), or images mixed with texts in `inputs`."""
         request = EmbedRequest(
             inputs=inputs,
+            images=images,
             dimensions=dimensions,
             normalize=normalize,
             prompt_name=prompt_name,

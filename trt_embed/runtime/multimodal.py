@@ -1,0 +1,150 @@
+"""Requests with images (two-tower models: CLIP, SigLIP): checks, image preparation and the mixed text/image run.
+
+An image becomes one prepared input of the image graph (`pixel_values` [3, H, W]) that costs the vision tower's
+patch tokens (CLIP ViT-B/32 at 224: 50; SigLIP B/16 at 224: 196), so the scheduler budgets images against the
+same token budget as texts. Texts and images of one request go to the scheduler as two groups (two batch keys)
+at once, so they run concurrently, and their rows are put back in input order. Decoding and preprocessing run
+on the pipeline's preparation threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
+from pathlib import Path
+from typing import Any
+
+from trt_embed.errors import InvalidRequest
+from trt_embed.manifest import Manifest
+from trt_embed.runtime.image_sources import ImagePolicy, is_image, load
+from trt_embed.runtime.images import ImageRecipe, preprocess
+from trt_embed.runtime.options import RuntimeOptions
+from trt_embed.runtime.types import BatchKey, EmbedRequest, Prepared, PreparedInput, Timing, Vectors
+from trt_embed.runtime.work import Result
+
+
+def has_images(request: EmbedRequest) -> bool:
+    return request.images is not None or any(is_image(item) for item in request.inputs or ())
+
+
+def request_items(request: EmbedRequest) -> list[Any]:
+    """The request's inputs in order: `images`, or `inputs` (texts, token lists and images mixed)."""
+    if request.images is not None:
+        if request.inputs is not None or request.messages is not None:
+            raise InvalidRequest("give either `images` or `input`/`messages`, not both", "images")
+        if isinstance(request.images, str | bytes) or not isinstance(request.images, Sequence):
+            raise InvalidRequest("images must be a list of images", "images")
+        return list(request.images)
+    return list(request.inputs or ())
+
+
+def check_images(mixed: MixedRun | None, request: EmbedRequest) -> int:
+    """A request with images, checked before any decoding; returns how many inputs it has."""
+    if mixed is None:
+        raise InvalidRequest("this model embeds text only; images need a CLIP or SigLIP model", "input")
+    return len(mixed.images.check(request))
+
+
+class ImagePreparer:
+    """Checks and prepares the images of requests for one two-tower artifact."""
+
+    def __init__(self, manifest: Manifest, options: RuntimeOptions) -> None:
+        vision = manifest.vision or {}
+        self.recipe = ImageRecipe.from_dict(vision["preprocess"])
+        self.cost = int(vision["image_tokens"])
+        self.max_images = options.max_images
+        self.policy = ImagePolicy(
+            image_dir=Path(options.image_dir) if options.image_dir else None,
+            image_domains=tuple(options.image_domains),
+            max_bytes=options.max_image_bytes,
+            max_pixels=options.max_image_pixels,
+            timeout=options.image_timeout,
+        )
+
+    def check(self, request: EmbedRequest) -> list[Any]:
+        """Checks that need no decoding: how many images, and nothing but images and texts in the list."""
+        items = request_items(request)
+        if not items:
+            raise InvalidRequest("images are empty: pass at least one image", "images")
+        images = sum(1 for item in items if is_image(item))
+        if images > self.max_images:
+            raise InvalidRequest(
+                f"{images} images in one request; this server takes at most {self.max_images}", "images"
+            )
+        if request.task != "embed":
+            raise InvalidRequest("images can be embedded with the embed task only", "task")
+        bad = next((n for n, item in enumerate(items) if not is_image(item) and not isinstance(item, str)), None)
+        if bad is not None:
+            raise InvalidRequest(f"input[{bad}] is a {type(items[bad]).__name__}: not a text or an image", "input")
+        return items
+
+    def prepare(self, images: Sequence[Any], variant: str, first_index: Sequence[int]) -> Prepared:
+        """Decode, check and preprocess images (CPU work, on a preparation thread)."""
+        key = BatchKey(variant=variant, output="sentence_embedding", skip=0, modality="image")
+        items = [
+            PreparedInput({"pixel_values": preprocess(load(image, self.policy, f"input[{n}]"), self.recipe)}, self.cost)
+            for image, n in zip(images, first_index, strict=True)
+        ]
+        return Prepared(key=key, items=items)
+
+
+Submit = Callable[[Prepared], "Future[Result]"]
+
+
+class MixedRun:
+    """One request with images: the texts and the images prepared, submitted as two groups, merged in order."""
+
+    def __init__(self, images: ImagePreparer, prepare_text: Callable[[EmbedRequest, str], Prepared]) -> None:
+        self.images = images
+        self.prepare_text = prepare_text
+
+    def prepare(self, request: EmbedRequest, variant: str) -> tuple[list[int], list[Prepared]]:
+        """Both groups of a request, and for each input the group index it went to (0 texts, 1 images)."""
+        items = request_items(request)
+        where = [1 if is_image(item) or request.images is not None else 0 for item in items]
+        texts = [item for item, g in zip(items, where, strict=True) if g == 0]
+        image_at = [n for n, g in enumerate(where) if g == 1]
+        groups: list[Prepared] = []
+        if texts:
+            groups.append(self.prepare_text(dataclasses.replace(request, inputs=texts, images=None), variant))
+        else:
+            groups.append(Prepared(key=BatchKey(variant, "sentence_embedding", 0), items=[]))
+        groups.append(self.images.prepare([items[n] for n in image_at], variant, image_at))
+        return where, groups
+
+    @staticmethod
+    def merge(where: list[int], results: list[Result | None], timing: Timing) -> list[Vectors]:
+        rows: list[Vectors] = []
+        cursors = [0, 0]
+        for group in where:
+            result = results[group]
+            assert result is not None
+            rows.append(result.rows[cursors[group]])
+            cursors[group] += 1
+        done = [r for r in results if r is not None]
+        timing.queue = max(r.queue_seconds for r in done)
+        timing.inference = sum(r.inference_seconds for r in done)
+        timing.batches = sum(r.batches for r in done)
+        return rows
+
+    def run(self, request: EmbedRequest, variant: str, submit: Submit) -> tuple[list[Vectors], int, Timing]:
+        started = time.perf_counter()
+        where, groups = self.prepare(request, variant)
+        timing = Timing(prepare=time.perf_counter() - started)
+        futures = [submit(g) if g.items else None for g in groups]
+        results = [f.result() if f is not None else None for f in futures]
+        return self.merge(where, results, timing), groups[0].num_tokens, timing
+
+    async def arun(
+        self, request: EmbedRequest, variant: str, submit: Submit, pool: Executor
+    ) -> tuple[list[Vectors], int, Timing]:
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        where, groups = await loop.run_in_executor(pool, self.prepare, request, variant)
+        timing = Timing(prepare=time.perf_counter() - started)
+        futures = [submit(g) if g.items else None for g in groups]
+        results = [await asyncio.wrap_future(f) if f is not None else None for f in futures]
+        return self.merge(where, results, timing), groups[0].num_tokens, timing
