@@ -17,10 +17,20 @@ transformers = pytest.importorskip("transformers")
 skimage_data = pytest.importorskip("skimage.data")
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "camera", "hubble_deep_field"]
-CLIP_DEFAULTS = {"size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 224}, "do_center_crop": True,
-                 "image_mean": CLIP_MEAN, "image_std": CLIP_STD, "resample": 3}
-SIGLIP_DEFAULTS = {"size": {"height": 224, "width": 224}, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
-                   "resample": 2}
+CLIP_DEFAULTS = {
+    "size": {"shortest_edge": 224},
+    "crop_size": {"height": 224, "width": 224},
+    "do_center_crop": True,
+    "image_mean": CLIP_MEAN,
+    "image_std": CLIP_STD,
+    "resample": 3,
+}
+SIGLIP_DEFAULTS = {
+    "size": {"height": 224, "width": 224},
+    "image_mean": [0.5] * 3,
+    "image_std": [0.5] * 3,
+    "resample": 2,
+}
 
 
 def processors() -> list[tuple[str, Any, ImageRecipe]]:
@@ -30,11 +40,19 @@ def processors() -> list[tuple[str, Any, ImageRecipe]]:
 
     configs = [
         ("clip", CLIPImageProcessorPil, {}, CLIP_DEFAULTS),
-        ("clip-336", CLIPImageProcessorPil, {"size": {"shortest_edge": 336}, "crop_size": {"height": 336, "width": 336}},
-         CLIP_DEFAULTS),
+        (
+            "clip-336",
+            CLIPImageProcessorPil,
+            {"size": {"shortest_edge": 336}, "crop_size": {"height": 336, "width": 336}},
+            CLIP_DEFAULTS,
+        ),
         ("siglip", SiglipImageProcessorPil, {"resample": 2}, SIGLIP_DEFAULTS),
-        ("siglip-384", SiglipImageProcessorPil, {"size": {"height": 384, "width": 384}, "resample": 3},
-         SIGLIP_DEFAULTS),
+        (
+            "siglip-384",
+            SiglipImageProcessorPil,
+            {"size": {"height": 384, "width": 384}, "resample": 3},
+            SIGLIP_DEFAULTS,
+        ),
     ]
     out = []
     for name, cls, overrides, defaults in configs:
@@ -144,8 +162,11 @@ def test_bad_images_are_refused_clearly(tmp_path: Any) -> None:
     with pytest.raises(InvalidRequest, match="not an image"):
         load(b"hello, not a picture", policy, "input[0]")
     with pytest.raises(InvalidRequest, match="truncated"):
-        load(png(Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 90, 3), np.uint8)))[:2000],
-             ImagePolicy(), "input[0]")
+        load(
+            png(Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 90, 3), np.uint8)))[:2000],
+            ImagePolicy(),
+            "input[0]",
+        )
     with pytest.raises(InvalidRequest, match="pixels"):
         load(png(Image.new("RGB", (200, 200))), policy, "input[0]")
     with pytest.raises(InvalidRequest, match="bytes"):

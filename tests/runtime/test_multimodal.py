@@ -76,8 +76,9 @@ def reference(model_dir: Path, texts: list[str], pictures: list[Any]) -> tuple[n
     model = getattr(transformers, config["architectures"][0]).from_pretrained(str(model_dir)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     siglip = "siglip" in config["model_type"]
-    tokens = tokenizer(texts, padding="max_length" if siglip else True, max_length=16 if siglip else None,
-                       return_tensors="pt")
+    tokens = tokenizer(
+        texts, padding="max_length" if siglip else True, max_length=16 if siglip else None, return_tensors="pt"
+    )
     processor = AutoImageProcessor.from_pretrained(str(model_dir), backend="pil")
     pixels = processor(images=pictures, return_tensors="pt")["pixel_values"]
     with torch.no_grad():
@@ -155,5 +156,8 @@ def test_image_sources_and_async(artifacts: Callable[[str], Path], tmp_path: Pat
 
 
 def test_images_to_a_text_model_are_refused(tiny_artifact: Callable[[str], Path]) -> None:
-    with Runtime.load(tiny_artifact("BertModel"), workers=1) as runtime, pytest.raises(InvalidRequest, match="text only"):
+    with (
+        Runtime.load(tiny_artifact("BertModel"), workers=1) as runtime,
+        pytest.raises(InvalidRequest, match="text only"),
+    ):
         runtime.embed(images=[images()[0]])

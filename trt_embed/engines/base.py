@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +59,13 @@ class Batch:
 
     layout: Layout
     arrays: dict[str, npt.NDArray[np.int64]]
+
+    @classmethod
+    def images(cls, pixels: npt.NDArray[np.float32], costs: list[int]) -> Batch:
+        """An image graph's batch: `pixel_values` [B, 3, H, W] float32; `lengths` holds each image's cost."""
+        arrays: dict[str, npt.NDArray[Any]] = {"pixel_values": pixels}
+        return cls("padded", arrays, costs)
+
     lengths: list[int]
 
     @classmethod

@@ -60,7 +60,9 @@ def _plans(artifact: Artifact, want: Want) -> list[EngineEntry]:
     return [
         e
         for e in artifact.manifest.engines
-        if e.kind == "tensorrt" and e.precision == want.precision and e.variant == want.variant
+        if e.kind == "tensorrt"
+        and e.precision == want.precision
+        and e.variant == want.variant
         and e.modality == want.modality
     ]
 

@@ -45,7 +45,7 @@ EXACT_MIN_COSINE = 0.99999
 class TextTower(torch.nn.Module):
     """input_ids (+ attention_mask) -> projected text features (`get_text_features`)."""
 
-    def __init__(self, model: torch.nn.Module, use_mask: bool) -> None:
+    def __init__(self, model: Any, use_mask: bool) -> None:
         super().__init__()
         self.model = model
         self.input_names = ["input_ids", "attention_mask"] if use_mask else ["input_ids"]
@@ -60,7 +60,7 @@ class ImageTower(torch.nn.Module):
 
     input_names = ("pixel_values",)
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__()
         self.model = model
 
@@ -90,7 +90,9 @@ def export_two_tower(
     if wanted.get("fp16"):
         raise ExportError(f"{entry.architecture}: fp16 graphs are not made for two-tower models yet; use fp32 or int8")
     if opts.engine == "tensorrt":
-        raise ExportError(f"{entry.architecture}: TensorRT plans are not built for two-tower models yet; use --engine onnx")
+        raise ExportError(
+            f"{entry.architecture}: TensorRT plans are not built for two-tower models yet; use --engine onnx"
+        )
     source = st.transformer_dir
     text_cfg, vision_cfg = dict(config.get("text_config") or {}), dict(config.get("vision_config") or {})
     positions = int(text_cfg.get("max_position_embeddings", 77))
@@ -127,15 +129,34 @@ def export_two_tower(
             reference = tower(*(torch.from_numpy(v) for v in feeds.values())).numpy()
         vectors[modality] = reference
         _trace(tower, feeds, out / file)
-        inputs = [TensorSpec(n, str(v.dtype), ["batch", *(["sequence"] if v.ndim == 2 else list(v.shape[1:]))])
-                  for n, v in feeds.items()]
+        inputs = [
+            TensorSpec(n, str(v.dtype), ["batch", *(["sequence"] if v.ndim == 2 else list(v.shape[1:]))])
+            for n, v in feeds.items()
+        ]
         outputs = [TensorSpec("sentence_embedding", "float32", ["batch", int(reference.shape[-1])])]
 
-        def measured(name: str, precision: str, *, inputs: Any = inputs, outputs: Any = outputs,
-                     feeds: Any = feeds, reference: Any = reference, modality: str = modality) -> tuple[EngineEntry, Any]:
-            record = EngineEntry(file=name, kind="onnx", precision=precision, target="any", inputs=inputs,
-                                 outputs=outputs, tools=tool_versions(), sha256=sha256_file(out / name),
-                                 extra=data_hashes(out / name), modality=modality)
+        def measured(
+            name: str,
+            precision: str,
+            *,
+            inputs: Any = inputs,
+            outputs: Any = outputs,
+            feeds: Any = feeds,
+            reference: Any = reference,
+            modality: str = modality,
+        ) -> tuple[EngineEntry, Any]:
+            record = EngineEntry(
+                file=name,
+                kind="onnx",
+                precision=precision,
+                target="any",
+                inputs=inputs,
+                outputs=outputs,
+                tools=tool_versions(),
+                sha256=sha256_file(out / name),
+                extra=data_hashes(out / name),
+                modality=modality,
+            )
             engine = OnnxRuntimeEngine(out / name, record, threads=2)
             batch = Batch("padded", dict(feeds), [1] * len(reference))
             got = engine.infer(batch, ["sentence_embedding"])["sentence_embedding"]
@@ -155,8 +176,10 @@ def export_two_tower(
                 engines.append(int8)
             else:
                 (out / int8_file).unlink()
-                message = (f"int8 {modality} graph is not accurate enough (cosine vs fp32: mean {cos.mean():.4f}, "
-                           f"min {cos.min():.4f})")
+                message = (
+                    f"int8 {modality} graph is not accurate enough (cosine vs fp32: mean {cos.mean():.4f}, "
+                    f"min {cos.min():.4f})"
+                )
                 if wanted["int8"]:
                     raise ExportError(message + "; export with --precision fp32")
                 log.warning("%s; not shipping it", message)
@@ -172,8 +195,12 @@ def export_two_tower(
         pooling=Pooling(mode=entry.default_pooling),
         max_seq_length=max_len,
         tokenizer=info,
-        source={"model": str(model), "path_name": model_dir.name, "revision": opts.revision,
-                "weights_sha256": {p.name: sha256_file(p) for p in weight_files(source)}},
+        source={
+            "model": str(model),
+            "path_name": model_dir.name,
+            "revision": opts.revision,
+            "weights_sha256": {p.name: sha256_file(p) for p in weight_files(source)},
+        },
         normalize=True if opts.normalize is None else opts.normalize,
         vocab_size=int(text_cfg["vocab_size"]) if text_cfg.get("vocab_size") else None,
         calibration=calibration_ranges(np.concatenate([vectors["text"], vectors["image"]]), None),
@@ -198,8 +225,17 @@ def _trace(tower: torch.nn.Module, feeds: dict[str, np.ndarray], path: Path) -> 
     with warnings.catch_warnings(), torch.no_grad(), tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         warnings.simplefilter("ignore")
         exported = Path(tmp) / path.name
-        torch.onnx.export(tower, example, str(exported), input_names=names, output_names=["sentence_embedding"],
-                          dynamic_axes=axes, opset_version=onnx_graph.OPSET, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            tower,
+            example,
+            str(exported),
+            input_names=names,
+            output_names=["sentence_embedding"],
+            dynamic_axes=axes,
+            opset_version=onnx_graph.OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
         place_onnx(exported, path)
 
 

@@ -160,8 +160,7 @@ class EnginePool:
 
     def _run_on(self, engine: Engine, key: BatchKey, items: list[PreparedInput]) -> list[Vectors]:
         if key.modality == "image" and self.images is not None:
-            batch = Batch("padded", {"pixel_values": stack([i.features["pixel_values"] for i in items])},
-                          [i.cost for i in items])
+            batch = Batch.images(stack([i.features["pixel_values"] for i in items]), [i.cost for i in items])
             return list(self.images.infer(batch, [key.output])[key.output])
         info = self.artifact.manifest.tokenizer
         vision = self.artifact.manifest.vision

@@ -99,7 +99,9 @@ def _checked(image: Any, policy: ImagePolicy, where: str) -> Any:
     try:
         image.load()
     except Exception as exc:
-        raise InvalidRequest(f"{where} could not be decoded ({exc}): the file is truncated or damaged", "input") from None
+        raise InvalidRequest(
+            f"{where} could not be decoded ({exc}): the file is truncated or damaged", "input"
+        ) from None
     try:
         return to_rgb(image)
     except Exception:
@@ -128,7 +130,9 @@ def _fetch(url: str, policy: ImagePolicy, where: str, *, trusted: bool) -> bytes
     if parsed.scheme in ("http", "https"):
         return _download(url, parsed.hostname or "", policy, where)
     if parsed.scheme not in ("", "file") and len(parsed.scheme) > 1:  # "C:" is a drive, not a scheme
-        raise InvalidRequest(f"{where}: unsupported image URL scheme {parsed.scheme!r}; use data:, file: or https:", "input")
+        raise InvalidRequest(
+            f"{where}: unsupported image URL scheme {parsed.scheme!r}; use data:, file: or https:", "input"
+        )
     path = Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else url)
     if not trusted:
         if policy.image_dir is None:
@@ -174,7 +178,7 @@ def _download(url: str, host: str, policy: ImagePolicy, where: str) -> bytes:
     opener = urllib.request.build_opener(_NoRedirect)
     try:
         with opener.open(url, timeout=policy.timeout) as response:
-            data = response.read(policy.max_bytes + 1)
+            data: bytes = response.read(policy.max_bytes + 1)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise InvalidRequest(f"{where}: could not fetch {url} ({exc})", "input") from None
     if len(data) > policy.max_bytes:

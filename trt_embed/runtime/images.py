@@ -139,9 +139,7 @@ def from_array(array: Any) -> Any:
     elif np.issubdtype(data.dtype, np.floating) and data.size and float(np.nanmax(data)) <= 1.0:
         data = np.clip(np.rint(np.nan_to_num(data) * 255.0), 0, 255).astype(np.uint8)
     elif data.dtype != np.uint8:
-        raise InvalidRequest(
-            f"an image array must be uint8, uint16 or float in [0, 1], got {data.dtype}", "images"
-        )
+        raise InvalidRequest(f"an image array must be uint8, uint16 or float in [0, 1], got {data.dtype}", "images")
     if min(data.shape[:2]) < 1:
         raise InvalidRequest(f"an image array has no pixels (shape {list(data.shape)})", "images")
     return Image.fromarray(np.ascontiguousarray(data))

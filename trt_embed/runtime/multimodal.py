@@ -19,15 +19,58 @@ from typing import Any
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
-from trt_embed.runtime.image_sources import ImagePolicy, is_image, load
+from trt_embed.runtime.image_sources import ImagePolicy, ImageURL, is_image, load
 from trt_embed.runtime.images import ImageRecipe, preprocess
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.types import BatchKey, EmbedRequest, Prepared, PreparedInput, Timing, Vectors
 from trt_embed.runtime.work import Result
 
+IMAGE_PARTS = ("image_url", "image")
+
+
+def part_item(part: Any, where: str) -> str | ImageURL:
+    """One content part -> a text or an image reference: {"type": "text", "text"} or {"type": "image_url",
+    "image_url": {"url"} | "url"} (OpenAI's, Cohere's and vLLM's forms)."""
+    if not isinstance(part, dict):
+        raise InvalidRequest(f"{where} must be an object with a `type`", where)
+    kind = part.get("type")
+    if kind == "text" and isinstance(part.get("text"), str):
+        return str(part["text"])
+    if kind in IMAGE_PARTS:
+        value = part.get(kind)
+        url = value.get("url") if isinstance(value, dict) else value
+        if isinstance(url, str) and url:
+            return ImageURL(url)
+        raise InvalidRequest(f'{where}: an image part needs `{kind}`: {{"url": "data:image/...;base64,..."}}', where)
+    raise InvalidRequest(f"{where}: content type {kind!r} is not supported; use text or image_url", where)
+
+
+def message_image(messages: Any) -> ImageURL | None:
+    """The image of chat `messages` whose content has `image_url` parts (None: no image parts). CLIP and SigLIP
+    embed one text or one image per input, so messages with an image must hold that image and nothing else."""
+    if not isinstance(messages, Sequence):
+        return None
+    parts = [p for m in messages if isinstance(m, dict) and isinstance(m.get("content"), list) for p in m["content"]]
+    images = [p for p in parts if isinstance(p, dict) and p.get("type") in IMAGE_PARTS]
+    if not images:
+        return None
+    texts = [p for p in parts if p not in images and str(p.get("text", "") if isinstance(p, dict) else p).strip()]
+    texts += [m for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str) and m["content"].strip()]
+    if texts or len(images) > 1:
+        raise InvalidRequest(
+            "messages with an image must hold that one image and no text: this model embeds one text or one image "
+            "per input (send texts and images as separate requests or inputs)",
+            "messages",
+        )
+    item = part_item(images[0], "messages")
+    assert isinstance(item, ImageURL)
+    return item
+
 
 def has_images(request: EmbedRequest) -> bool:
-    return request.images is not None or any(is_image(item) for item in request.inputs or ())
+    if request.images is not None or any(is_image(item) for item in request.inputs or ()):
+        return True
+    return request.messages is not None and message_image(request.messages) is not None
 
 
 def request_items(request: EmbedRequest) -> list[Any]:
@@ -38,6 +81,10 @@ def request_items(request: EmbedRequest) -> list[Any]:
         if isinstance(request.images, str | bytes) or not isinstance(request.images, Sequence):
             raise InvalidRequest("images must be a list of images", "images")
         return list(request.images)
+    if request.messages is not None:
+        if request.inputs is not None:
+            raise InvalidRequest("give either `input` or `messages`, not both", "messages")
+        return [message_image(request.messages)]
     return list(request.inputs or ())
 
 
@@ -109,7 +156,9 @@ class MixedRun:
         image_at = [n for n, g in enumerate(where) if g == 1]
         groups: list[Prepared] = []
         if texts:
-            groups.append(self.prepare_text(dataclasses.replace(request, inputs=texts, images=None), variant))
+            groups.append(
+                self.prepare_text(dataclasses.replace(request, inputs=texts, images=None, messages=None), variant)
+            )
         else:
             groups.append(Prepared(key=BatchKey(variant, "sentence_embedding", 0), items=[]))
         groups.append(self.images.prepare([items[n] for n in image_at], variant, image_at))
@@ -146,5 +195,10 @@ class MixedRun:
         where, groups = await loop.run_in_executor(pool, self.prepare, request, variant)
         timing = Timing(prepare=time.perf_counter() - started)
         futures = [submit(g) if g.items else None for g in groups]
-        results = [await asyncio.wrap_future(f) if f is not None else None for f in futures]
+        results: list[Result | None] = []
+        for future in futures:
+            result: Result | None = None
+            if future is not None:
+                result = await asyncio.wrap_future(future)
+            results.append(result)
         return self.merge(where, results, timing), groups[0].num_tokens, timing

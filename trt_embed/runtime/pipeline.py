@@ -19,8 +19,8 @@ import numpy.typing as npt
 from trt_embed.errors import InvalidRequest, TooLarge, UnknownModel
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import encoding
-from trt_embed.runtime.postprocess import check_dimensions, finish, l2_normalize
 from trt_embed.runtime.multimodal import MixedRun, check_images, has_images
+from trt_embed.runtime.postprocess import check_dimensions, finish, l2_normalize
 from trt_embed.runtime.prepare import Preparer, token_limit
 from trt_embed.runtime.scheduler import Scheduler
 from trt_embed.runtime.scoring import cosine, pair_inputs

@@ -65,7 +65,9 @@ class Runtime:
             observers=self._observers,
             max_input_chars=options.max_input_chars or max(100_000, 20 * self.manifest.max_seq_length),
             max_output_values=options.max_output_values,
-            mixed=MixedRun(ImagePreparer(self.manifest, options), self.preparer.prepare) if self.manifest.vision else None,
+            mixed=MixedRun(ImagePreparer(self.manifest, options), self.preparer.prepare)
+            if self.manifest.vision
+            else None,
         )
 
     @classmethod
@@ -221,7 +223,7 @@ class Runtime:
         )
         return _dense(self.run(request))
 
-    async def aembed(self, inputs: Inputs, **options: Any) -> Vectors:
+    async def aembed(self, inputs: Inputs | None = None, **options: Any) -> Vectors:
         """`embed` from the event loop; the same keyword options."""
         return _dense(await self.arun(_embed_request(inputs, "embed", options)))
 
@@ -270,7 +272,7 @@ class Runtime:
         self.close()
 
 
-def _embed_request(inputs: Inputs, task: PoolingTask, options: dict[str, Any]) -> EmbedRequest:
+def _embed_request(inputs: Inputs | None, task: PoolingTask, options: dict[str, Any]) -> EmbedRequest:
     """The keyword options of `embed`/`encode` as a request (`model` names the variant); a wrong key is a
     TypeError at once."""
     fields = dict(options)

@@ -117,6 +117,9 @@ def serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue or DEFAULT_MAX_QUEUE,
         max_input_chars=args.max_input_chars,
         engine_timeout=args.engine_timeout,
+        max_images=args.max_images,
+        image_dir=args.image_dir,
+        image_domains=tuple(args.image_domain or ()),
     )
     settings = Settings(
         api_key=api_key(args),

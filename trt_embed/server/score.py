@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime import ScoreRequest as Score
+from trt_embed.server.images import MultiModal, document_of, score_side
 from trt_embed.server.registry import Context, answered, check_batch_size, check_priority, new_id, timing_headers
 from trt_embed.server.responses import JSON, parse
 
@@ -20,8 +21,9 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    text_1: str | list[str] = Field(validation_alias=AliasChoices("text_1", "data_1", "queries"))
-    text_2: str | list[str] = Field(validation_alias=AliasChoices("text_2", "data_2", "documents"))
+    # a side may also be vLLM's multimodal {"content": [parts]} (CLIP/SigLIP: images, see server/images.py)
+    text_1: str | list[str] | MultiModal = Field(validation_alias=AliasChoices("text_1", "data_1", "queries"))
+    text_2: str | list[str] | MultiModal = Field(validation_alias=AliasChoices("text_2", "data_2", "documents"))
     truncate_prompt_tokens: int | None = None
     priority: StrictInt = 0
 
@@ -30,8 +32,8 @@ class RerankRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    query: str
-    documents: list[str]
+    query: str | MultiModal
+    documents: list[str] | MultiModal
     top_n: int | None = Field(default=None, ge=0)
     return_documents: bool = True
     truncate_prompt_tokens: int | None = None
@@ -43,14 +45,15 @@ async def score(request: Request) -> Response:
     body = await parse(request, ScoreRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
     check_priority(ctx, body.priority)
-    for side in (body.text_1, body.text_2):
+    first, second = score_side(body.text_1, "text_1"), score_side(body.text_2, "text_2")
+    for side in (first, second):
         check_batch_size(ctx, [side] if isinstance(side, str) else side, "text_1")
     result = await answered(
         request,
         served.runtime.arun_score(
             Score(
-                first=body.text_1,
-                second=body.text_2,
+                first=first,
+                second=second,
                 truncate_prompt_tokens=body.truncate_prompt_tokens,
                 priority=body.priority,
                 variant=served.variant,
@@ -71,16 +74,18 @@ async def score(request: Request) -> Response:
 async def rerank(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, RerankRequest, ctx.settings.max_body_bytes)
-    if not body.documents:
+    documents = score_side(body.documents, "documents")
+    if not documents:
         raise InvalidRequest("`documents` must not be empty", "documents")
-    check_batch_size(ctx, body.documents, "documents")
+    check_batch_size(ctx, documents, "documents")
     served = ctx.registry.get(body.model)
+    query = score_side(body.query, "query")
     result = await answered(
         request,
         served.runtime.arun_score(
             Score(
-                first=body.query,
-                second=body.documents,
+                first=query[0] if isinstance(query, list) and len(query) == 1 else query,
+                second=documents,
                 truncate_prompt_tokens=body.truncate_prompt_tokens,
                 priority=body.priority,
                 variant=served.variant,
@@ -95,7 +100,7 @@ async def rerank(request: Request) -> Response:
     for index in order:
         item: dict[str, Any] = {"index": int(index), "relevance_score": float(scores[index])}
         if body.return_documents:
-            item["document"] = {"text": body.documents[index]}
+            item["document"] = document_of(documents[index])
         results.append(item)
     content = {
         "id": new_id("rerank"),
