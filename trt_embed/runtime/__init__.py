@@ -4,6 +4,8 @@ This module is the runtime's public API; the server and integrations import only
 """
 
 from trt_embed.artifact import Artifact
+from trt_embed.runtime.image_sources import ImageURL
+from trt_embed.runtime.multimodal import part_item
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.runtime import Runtime
 from trt_embed.runtime.tokenizer import Tokenized
@@ -26,6 +28,7 @@ __all__ = [
     "Dense",
     "EmbedRequest",
     "EmbedResult",
+    "ImageURL",
     "Observer",
     "Runtime",
     "RuntimeOptions",
@@ -35,4 +38,5 @@ __all__ = [
     "TokenVectors",
     "Tokenized",
     "Vectors",
+    "part_item",
 ]

@@ -12,8 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime.image_sources import ImageURL
-from trt_embed.runtime.multimodal import part_item
+from trt_embed.runtime import ImageURL, part_item
 
 
 class MultiModal(BaseModel):
