@@ -201,7 +201,7 @@ def export_two_tower(
             "revision": opts.revision,
             "weights_sha256": {p.name: sha256_file(p) for p in weight_files(source)},
         },
-        normalize=True if opts.normalize is None else opts.normalize,
+        normalize=_normalize(st, opts),
         vocab_size=int(text_cfg["vocab_size"]) if text_cfg.get("vocab_size") else None,
         calibration=calibration_ranges(np.concatenate([vectors["text"], vectors["image"]]), None),
         engines=engines,
@@ -215,6 +215,14 @@ def export_two_tower(
             "text_padding": max_len if fixed_length else None,
         },
     )
+
+
+def _normalize(st: SentenceTransformerConfig, opts: Any) -> bool:
+    """The export option, else a sentence-transformers pipeline's own choice (clip-ViT-B-32 has no Normalize
+    module: its vectors are not normalized), else normalized (a plain HF checkpoint, compared by cosine)."""
+    if opts.normalize is not None:
+        return bool(opts.normalize)
+    return True if st.normalize is None else st.normalize
 
 
 def _trace(tower: torch.nn.Module, feeds: dict[str, np.ndarray], path: Path) -> None:

@@ -88,11 +88,15 @@ def request_items(request: EmbedRequest) -> list[Any]:
     return list(request.inputs or ())
 
 
-def check_images(mixed: MixedRun | None, request: EmbedRequest) -> int:
-    """A request with images, checked before any decoding; returns how many inputs it has."""
+def check_images(mixed: MixedRun | None, request: EmbedRequest, check_texts: Callable[[Any], None]) -> int:
+    """A request with images, checked before any decoding (`check_texts`: the pipeline's text size limit, for
+    the texts of a mixed list); returns how many inputs it has."""
     if mixed is None:
         raise InvalidRequest("this model embeds text only; images need a CLIP or SigLIP model", "input")
-    return len(mixed.images.check(request))
+    items = mixed.images.check(request)
+    if request.images is None:
+        check_texts([item for item in items if isinstance(item, str)])
+    return len(items)
 
 
 class ImagePreparer:

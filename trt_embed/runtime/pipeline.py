@@ -132,7 +132,7 @@ class Pipeline:
             raise InvalidRequest(f"priority must be an integer, got {request.priority!r}", "priority")
         self.preparer.resolve_prompt(request.prompt_name, request.prompt)
         if has_images(request):
-            self.scheduler.admit(check_images(self.mixed, request))
+            self.scheduler.admit(check_images(self.mixed, request, self._check_sizes))
             return Plan(request=request, variant=variant, dimensions=dims, normalize=bool(normalize), ranges=ranges)
         inputs = request.inputs
         if request.messages is None and (inputs is None or isinstance(inputs, str) or len(inputs) == 0):
