@@ -62,7 +62,7 @@ def artifacts(two_tower: Callable[[str], Path], tmp_path_factory: pytest.TempPat
     def make(name: str) -> Path:
         if name not in made:
             made[name] = tmp_path_factory.mktemp(f"mm-{name}") / "artifact"
-            export_model(str(two_tower(name)), made[name], ExportOptions(precision="fp32,int8"))
+            export_model(str(two_tower(name)), made[name], ExportOptions(precision="auto"))
         return made[name]
 
     return make
@@ -117,16 +117,32 @@ def test_text_and_image_match_pytorch(
         np.testing.assert_allclose(mixed, np.stack([text[0], image[1], text[1], image[0]]), atol=1e-5)
 
 
-def test_int8_graphs_kept_only_when_accurate(artifacts: Callable[[str], Path]) -> None:
+@pytest.mark.parametrize("name", MODELS)
+def test_reduced_precisions_shipped_only_when_accurate(
+    name: str, two_tower: Callable[[str], Path], artifacts: Callable[[str], Path]
+) -> None:
+    """`auto` export keeps fp16 and int8 copies of each tower only if they pass the accuracy rule: whatever was
+    shipped, run through the runtime, is that close to PyTorch."""
     from trt_embed.manifest import Manifest
 
-    manifest = Manifest.read(artifacts("CLIPModel"))
-    by_modality = {(e.modality, e.precision): e for e in manifest.engines}
-    assert {("text", "fp32"), ("image", "fp32")} <= set(by_modality)
-    assert manifest.vision is not None and manifest.vision["image_tokens"] == 17  # (32 / 8)^2 patches + class token
-    for (_modality, precision), entry in by_modality.items():
-        if precision == "int8":
-            assert entry.quality["cosine_mean"] >= 0.99
+    manifest = Manifest.read(artifacts(name))
+    shipped = {(e.modality, e.precision) for e in manifest.engines}
+    assert {("text", "fp32"), ("image", "fp32")} <= shipped
+    text_ref, image_ref = reference(two_tower(name), TEXTS, images())
+    for precision in ("fp16", "int8"):
+        if not {("text", precision), ("image", precision)} <= shipped:
+            continue
+        with Runtime.load(artifacts(name), precision=precision, backend="onnxruntime-cpu", workers=1) as runtime:
+            text, image = cosines(runtime.embed(TEXTS), text_ref), cosines(runtime.embed(images=images()), image_ref)
+        floor = 0.999 if precision == "fp16" else 0.97
+        assert min(text.min(), image.min()) >= floor, (precision, text, image)
+
+
+def test_image_cost_is_the_patch_tokens(artifacts: Callable[[str], Path]) -> None:
+    from trt_embed.manifest import Manifest
+
+    vision = Manifest.read(artifacts("CLIPModel")).vision
+    assert vision is not None and vision["image_tokens"] == 17  # (32 / 8)^2 patches + the class token
 
 
 def test_image_sources_and_async(artifacts: Callable[[str], Path], tmp_path: Path) -> None:
