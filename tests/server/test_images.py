@@ -168,6 +168,12 @@ def test_limits_and_truncated_images(http: httpx.Client) -> None:
     cut = header + "," + base64.b64encode(base64.b64decode(payload)[:3000]).decode()
     response = http.post("/v2/embed", json={"model": "clip", "images": [cut], "input_type": "image"})
     assert response.status_code == 400 and "truncated" in response.text
+    bomb = data_uri(Image.new("L", (8000, 8000)))  # 64 megapixels in a few tens of kB: refused before decoding
+    response = http.post("/v2/embed", json={"model": "clip", "images": [bomb], "input_type": "image"})
+    assert response.status_code == 400 and "pixels" in response.text
+    message = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": full}}]}]
+    response = http.post("/v1/embeddings", json={"model": "tiny", "messages": message})
+    assert response.status_code == 400 and "text only" in response.text
     both = {"content": [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": full}}]}
     response = http.post("/v2/embed", json={"model": "clip", "inputs": [both], "input_type": "image"})
     assert response.status_code == 400 and "separate inputs" in response.text

@@ -46,6 +46,8 @@ class ImagePolicy:
 
 def is_image(item: Any) -> bool:
     """Whether an input item is an image (anything but text and token-id lists)."""
+    if isinstance(item, str | list):  # texts and token-id lists, the common case, decided first
+        return False
     if isinstance(item, ImageURL | bytes | bytearray | memoryview | Path | np.ndarray):
         return True
     return type(item).__module__.startswith("PIL.")
