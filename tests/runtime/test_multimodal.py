@@ -167,8 +167,11 @@ def test_image_sources_and_async(artifacts: Callable[[str], Path], tmp_path: Pat
         np.testing.assert_allclose(scores, runtime.embed(images=[picture, images()[1]]) @ text, atol=1e-5)
         with pytest.raises(InvalidRequest, match="not an image"):
             runtime.embed(images=[b"not an image"])
-        with pytest.raises(InvalidRequest, match="at most"):
-            runtime.embed(images=[data] * 65)
+        many = runtime.embed(images=[data] * 150)  # in-process: any number, in chunks of 64
+        np.testing.assert_allclose(many, np.repeat(expected[None], 150, axis=0), atol=1e-6)
+    limited = Runtime.load(artifacts("CLIPModel"), workers=1, max_images=4)
+    with limited, pytest.raises(InvalidRequest, match="at most 4"):
+        limited.embed(images=[data] * 5)
 
 
 def test_images_to_a_text_model_are_refused(tiny_artifact: Callable[[str], Path]) -> None:

@@ -10,6 +10,7 @@ on the pipeline's preparation threads, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -121,7 +122,7 @@ class ImagePreparer:
         if not items:
             raise InvalidRequest("images are empty: pass at least one image", "images")
         images = sum(1 for item in items if is_image(item))
-        if images > self.max_images:
+        if self.max_images is not None and images > self.max_images:
             raise InvalidRequest(
                 f"{images} images in one request; this server takes at most {self.max_images}", "images"
             )
@@ -143,6 +144,13 @@ class ImagePreparer:
 
 
 Submit = Callable[[Prepared], "Future[Result]"]
+CHUNK = 64  # inputs of a large in-process request prepared per step
+
+
+def _chunk(request: EmbedRequest, items: list[Any]) -> EmbedRequest:
+    if request.images is not None:
+        return dataclasses.replace(request, images=items)
+    return request if request.messages is not None else dataclasses.replace(request, inputs=items)
 
 
 class MixedRun:
@@ -178,18 +186,33 @@ class MixedRun:
             rows.append(result.rows[cursors[group]])
             cursors[group] += 1
         done = [r for r in results if r is not None]
-        timing.queue = max(r.queue_seconds for r in done)
-        timing.inference = sum(r.inference_seconds for r in done)
-        timing.batches = sum(r.batches for r in done)
+        timing.queue += max(r.queue_seconds for r in done)
+        timing.inference += sum(r.inference_seconds for r in done)
+        timing.batches += sum(r.batches for r in done)
         return rows
 
     def run(self, request: EmbedRequest, variant: str, submit: Submit) -> tuple[list[Vectors], int, Timing]:
+        """On the caller's thread, in chunks of `CHUNK` inputs: the next chunk is decoded while the current one
+        runs, and memory stays bounded however many images an in-process caller sends."""
         started = time.perf_counter()
-        where, groups = self.prepare(request, variant)
-        timing = Timing(prepare=time.perf_counter() - started)
-        futures = [submit(g) if g.items else None for g in groups]
-        results = [f.result() if f is not None else None for f in futures]
-        return self.merge(where, results, timing), groups[0].num_tokens, timing
+        items = request_items(request)
+        rows: list[Vectors] = []
+        tokens = 0
+        timing = Timing()
+        pending: collections.deque[tuple[list[int], list[Future[Result] | None]]] = collections.deque()
+        for start in range(0, len(items), CHUNK):
+            where, groups = self.prepare(_chunk(request, items[start : start + CHUNK]), variant)
+            tokens += groups[0].num_tokens
+            pending.append((where, [submit(g) if g.items else None for g in groups]))
+            if len(pending) > 1:
+                rows.extend(self._collect(*pending.popleft(), timing))
+        while pending:
+            rows.extend(self._collect(*pending.popleft(), timing))
+        timing.prepare = max(0.0, time.perf_counter() - started - timing.queue - timing.inference)
+        return rows, tokens, timing
+
+    def _collect(self, where: list[int], futures: list[Future[Result] | None], timing: Timing) -> list[Vectors]:
+        return self.merge(where, [f.result() if f is not None else None for f in futures], timing)
 
     async def arun(
         self, request: EmbedRequest, variant: str, submit: Submit, pool: Executor

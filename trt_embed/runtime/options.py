@@ -29,9 +29,10 @@ class RuntimeOptions:
     max_input_chars: int | None = None  # per text; None: max(100,000, 20 characters per token of the model's limit)
     max_output_values: int = 4_000_000  # floats in one token_embed response (about 48 MB as JSON)
     engine_timeout: float | None = 120.0  # seconds one engine call may take before its callers get an error
-    # Images (two-tower models): how many one request may carry, and where images sent by HTTP clients may come
-    # from besides data: URIs (see trt_embed/runtime/image_sources.py); nothing else by default.
-    max_images: int = 64
+    # Images (two-tower models): how many one request may carry (None: any, streamed through in chunks; the server
+    # sets --max-images, 64 by default), and where images sent by HTTP clients may come from besides data: URIs
+    # (see trt_embed/runtime/image_sources.py); nothing else by default.
+    max_images: int | None = None
     max_image_pixels: int = 50_000_000
     max_image_bytes: int = 20 * 1024 * 1024
     image_dir: str | None = None
