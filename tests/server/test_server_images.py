@@ -174,6 +174,8 @@ def test_limits_and_truncated_images(http: httpx.Client) -> None:
     message = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": full}}]}]
     response = http.post("/v1/embeddings", json={"model": "tiny", "messages": message})
     assert response.status_code == 400 and "text only" in response.text
+    response = http.post("/v2/embed", json={"model": "clip", "texts": ["a"], "images": [full], "input_type": "image"})
+    assert response.status_code == 400 and "one of `texts`, `images` or `inputs`" in response.text
     both = {"content": [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": full}}]}
     response = http.post("/v2/embed", json={"model": "clip", "inputs": [both], "input_type": "image"})
     assert response.status_code == 400 and "separate inputs" in response.text

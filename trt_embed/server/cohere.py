@@ -90,7 +90,7 @@ async def embed(request: Request) -> Response:
     body = await parse(request, EmbedRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
     check_priority(ctx, body.priority)
-    items = cohere_items(body.images, body.inputs)  # None: text only
+    items = cohere_items(body.texts, body.images, body.inputs)  # None: text only
     texts: list[Any] = texts_of(body) if items is None else items
     check_batch_size(ctx, texts, "texts")
     image_tokens = image_count(texts) * (served.runtime.image_tokens or 0)

@@ -38,12 +38,14 @@ def single_item(parts: list[Any], where: str) -> str | ImageURL:
     return images[0]
 
 
-def cohere_items(images: list[str] | None, inputs: list[Any] | None) -> list[str | ImageURL] | None:
+def cohere_items(
+    texts: list[str] | None, images: list[str] | None, inputs: list[Any] | None
+) -> list[str | ImageURL] | None:
     """Cohere v2 `images` (data URIs) or `inputs` (content lists) as runtime inputs; None when there is no image
     (the text path then handles the request as before)."""
+    if sum(v is not None for v in (texts, images, inputs)) > 1:
+        raise InvalidRequest("give one of `texts`, `images` or `inputs`", "texts")
     if images is not None:
-        if inputs is not None:
-            raise InvalidRequest("give either `images` or `inputs`, not both", "images")
         if not images:
             raise InvalidRequest("`images` must not be empty", "images")
         return [ImageURL(url) for url in images]
