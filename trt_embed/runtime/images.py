@@ -105,7 +105,8 @@ def to_rgb(image: Any) -> Any:
     composited onto white, 16/32-bit and float grayscale scaled to 0..255, CMYK/YCbCr/LAB/palette converted."""
     from PIL import Image, ImageOps
 
-    image = ImageOps.exif_transpose(image)
+    if image.getexif().get(0x0112, 1) != 1:  # EXIF orientation (a copy only when there is one to apply)
+        image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         wide = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or wide.max(initial=0) > 255 else 255.0

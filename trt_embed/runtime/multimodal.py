@@ -137,10 +137,17 @@ class ImagePreparer:
         """Decode, check and preprocess images (CPU work, on a preparation thread)."""
         key = BatchKey(variant=variant, output="sentence_embedding", skip=0, modality="image")
         items = [
-            PreparedInput({"pixel_values": preprocess(load(image, self.policy, f"input[{n}]"), self.recipe)}, self.cost)
+            PreparedInput({"pixel_values": self._pixels(image, f"input[{n}]")}, self.cost)
             for image, n in zip(images, first_index, strict=True)
         ]
         return Prepared(key=key, items=items)
+
+    def _pixels(self, image: Any, where: str) -> Any:
+        loaded = load(image, self.policy, where)
+        try:
+            return preprocess(loaded, self.recipe)
+        except Exception as exc:  # an image Pillow decoded but cannot resize is the client's image, not a crash
+            raise InvalidRequest(f"{where} could not be preprocessed ({exc})", "input") from None
 
 
 Submit = Callable[[Prepared], "Future[Result]"]
