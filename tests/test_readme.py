@@ -6,7 +6,8 @@ Each ```python / ```bash block follows an HTML comment `<!-- test: KIND [ARTIFAC
   cli            run by bash in an empty folder, `trt-embed` being this checkout's CLI
   default        Python, with the default model's artifact in the cache
   serve-default  run against `trt-embed serve` (the README's command) on a free port instead of 8000
-  matryoshka-prompts NAME / lora NAME   Python, in a folder where NAME is a tiny artifact with what it needs
+  matryoshka-prompts NAME / lora NAME / clip NAME   Python, in a folder where NAME is a tiny artifact with what
+                 it needs
   layout         the package tree: every module it names exists where it says
 The Install block is checked against pyproject.toml instead (its commands build and install).
 """
@@ -201,6 +202,16 @@ def test_python_api_on_a_lora_model(
     for block in blocks_of("lora"):
         options = ExportOptions(precision="fp32", fuse=False, lora={"legal": str(lora_adapter)})
         export_model(str(tiny_model("BertModel")), tmp_path / block.argument, options)
+        run_python(block.body, tmp_path, monkeypatch)
+
+
+def test_python_api_on_a_clip_model(
+    tiny_model: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from trt_embed.exporter import ExportOptions, export_model
+
+    for block in blocks_of("clip"):
+        export_model(str(tiny_model("CLIPModel")), tmp_path / block.argument, ExportOptions(precision="fp32"))
         run_python(block.body, tmp_path, monkeypatch)
 
 

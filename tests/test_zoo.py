@@ -41,6 +41,8 @@ EXAMPLES: dict[str, str] = {
     "GritLM": "GritLM/GritLM-7B",
     "LlamaBidirectionalModel": "nvidia/llama-nemotron-embed-1b-v2",
     "VoyageQwen3BidirectionalEmbedModel": "voyageai/voyage-4-nano",
+    "CLIPModel": "openai/clip-vit-base-patch32",
+    "SiglipModel": "google/siglip-base-patch16-224 (and the fixed-resolution google/siglip2-base-patch16-224)",
 }
 
 

@@ -163,7 +163,10 @@ def make_tiny_model(entry: ZooEntry, directory: Path, seed: int = 0) -> Path:
     saved = json.loads((directory / "config.json").read_text())  # the entry's name, also for classes we build
     saved.update({"architectures": [entry.architecture], **tiny.get("config_json", {})})
     (directory / "config.json").write_text(json.dumps(saved, indent=2))
-    save_tiny_tokenizer(tiny["config"], directory, tiny.get("tokenizer", {}))
+    text_config = {**tiny["config"], **tiny["config"].get("text_config", {})}  # two-tower: the text tower's ids
+    save_tiny_tokenizer(text_config, directory, tiny.get("tokenizer", {}))
+    if "preprocessor" in tiny:  # two-tower: the image processor's config
+        (directory / "preprocessor_config.json").write_text(json.dumps(tiny["preprocessor"]))
     return directory
 
 
@@ -193,5 +196,6 @@ def save_tiny_tokenizer(config: dict[str, Any], directory: Path, tok: dict[str, 
         "unk_token": names["unk"],
         "mask_token": names["mask"],
         **({"padding_side": tok["padding_side"]} if "padding_side" in tok else {}),
+        **({"model_input_names": tok["model_input_names"]} if "model_input_names" in tok else {}),
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(tok_config))

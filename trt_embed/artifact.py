@@ -66,7 +66,7 @@ class Artifact:
 
     @property
     def variants(self) -> list[str]:
-        return sorted({e.variant for e in self.manifest.engines})
+        return sorted({e.variant for e in self.manifest.engines if e.modality == "text"})
 
     def engine_path(self, entry: EngineEntry, *, verify: bool = True) -> Path:
         """Path of an engine file, after checking it exists and matches its recorded sha256."""
@@ -84,6 +84,7 @@ class Artifact:
         fused: bool = True,
         static: bool = False,
         device: str = "cpu",
+        modality: str = "text",
     ) -> EngineEntry:
         """The ONNX graph to run for a variant and precision, preferring the onnxruntime-fused graph (`fused`,
         what CUDA runs best) or the plain one (on CPU, onnxruntime's load-time fusions measured faster), and
@@ -101,11 +102,16 @@ class Artifact:
             and e.variant == variant
             and e.precision == graph_precision
             and e.target in ("any", device)
+            and e.modality == modality
         ]
         if not candidates:
-            have = sorted({e.precision for e in self.manifest.engines if e.kind == "onnx" and e.variant == variant})
+            have = sorted(
+                {e.precision for e in self.manifest.engines if e.kind == "onnx" and e.variant == variant}
+                & {e.precision for e in self.manifest.engines if e.modality == modality}
+            )
+            graph = f"{modality} graph" if modality != "text" else "graph"
             raise ArtifactError(
-                f"this artifact has no {precision} ONNX graph for variant {variant!r} (it has: {', '.join(have)}); "
+                f"this artifact has no {precision} ONNX {graph} for variant {variant!r} (it has: {', '.join(have)}); "
                 f"re-export with `--precision {precision}` or pick one of those"
             )
         return max(candidates, key=lambda e: (is_static(e) == static, e.optimized == fused, e.target == device))

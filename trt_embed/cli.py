@@ -216,6 +216,18 @@ def _add_serving_limits(p: argparse.ArgumentParser) -> None:
         "--max-input-chars", type=positive, default=None, help="longest text in characters (default: the runtime's)"
     )
     g.add_argument(
+        "--image-dir",
+        metavar="DIR",
+        help="CLIP/SigLIP: clients may reference image files under DIR (file: URLs or relative paths); default none",
+    )
+    g.add_argument(
+        "--image-domain",
+        action="append",
+        metavar="HOST",
+        help="CLIP/SigLIP: fetch http(s) image URLs from HOST and its subdomains (repeatable); default none",
+    )
+    g.add_argument("--max-images", type=int, default=64, metavar="N", help="CLIP/SigLIP: most images in one request")
+    g.add_argument(
         "--engine-timeout",
         type=float,
         default=120.0,

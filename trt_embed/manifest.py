@@ -53,6 +53,7 @@ class EngineEntry:
     quality: dict[str, float] = dataclasses.field(default_factory=dict)
     sha256: str = ""
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    modality: str = "text"  # the input it embeds: "text" (token ids) or "image" (pixel_values), two-tower models
 
     @property
     def output_names(self) -> list[str]:
@@ -100,6 +101,9 @@ class Manifest:
     engines: list[EngineEntry] = dataclasses.field(default_factory=list)
     # every other file the runtime reads (the tokenizer's): path relative to the artifact -> sha256
     files: dict[str, str] = dataclasses.field(default_factory=dict)
+    # two-tower (CLIP / SigLIP) models: the image graph's input size and preprocessing recipe, the text padding
+    # (see trt_embed/runtime/images.py); None for text-only models
+    vision: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:

@@ -33,7 +33,8 @@ from trt_embed.exporter.tensorrt import (  # noqa: E402
     plan_from_network,
 )
 
-ARCHITECTURES = sorted(load_zoo())
+# Two-tower models (CLIP, SigLIP) ship ONNX graphs only for now: no TensorRT plans are built for them.
+ARCHITECTURES = sorted(name for name, entry in load_zoo().items() if entry.family != "two_tower")
 TARGETS = ["80", "86"]
 PROFILES = [ShapeProfile(min=(1, 1), opt=(4, 16), max=(8, 32)), ShapeProfile(min=(1, 1), opt=(2, 64), max=(4, 64))]
 FAST = BuildOptions(profiles=PROFILES, targets=TARGETS, optimization_level=0, progress=False)

@@ -15,8 +15,9 @@ from trt_embed.zoo import load_zoo
 
 # Encoder families with a transformers class to compare with. Remote-code entries are compared with outputs of
 # their original code in test_golden.py; decoder LLMs (causal or bidirectional masks, padding sides) in
-# test_decoders.py.
-ARCHITECTURES = sorted(name for name, entry in load_zoo().items() if entry.family != "decoder")
+# test_decoders.py; two-tower models (CLIP, SigLIP) against get_text_features / get_image_features in
+# tests/runtime/test_multimodal.py.
+ARCHITECTURES = sorted(name for name, entry in load_zoo().items() if entry.family not in ("decoder", "two_tower"))
 WITH_TRANSFORMERS_CLASS = [name for name in ARCHITECTURES if "golden" not in load_zoo()[name].tiny]
 TEXTS = [
     "hello",

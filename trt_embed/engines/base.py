@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -52,12 +52,20 @@ class Batch:
     """One engine call's inputs.
 
     padded: `input_ids`, `attention_mask`, `token_type_ids` of shape [B, S] (and `pooling_mask` for graphs
-    that take one); ragged: `input_ids`, `token_type_ids` of shape [T] and `cu_seqlens` [B + 1].
+    that take one); ragged: `input_ids`, `token_type_ids` of shape [T] and `cu_seqlens` [B + 1]; image graphs:
+    `pixel_values` [B, 3, H, W] (float32), with each image's cost in `lengths`.
     `lengths` are the real token counts per row, in row order.
     """
 
     layout: Layout
     arrays: dict[str, npt.NDArray[np.int64]]
+
+    @classmethod
+    def images(cls, pixels: npt.NDArray[np.float32], costs: list[int]) -> Batch:
+        """An image graph's batch: `pixel_values` [B, 3, H, W] float32; `lengths` holds each image's cost."""
+        arrays: dict[str, npt.NDArray[Any]] = {"pixel_values": pixels}
+        return cls("padded", arrays, costs)
+
     lengths: list[int]
 
     @classmethod
@@ -73,7 +81,7 @@ class Batch:
     @property
     def shape(self) -> tuple[int, int]:
         """(batch, padded sequence length); for ragged batches the longest row stands for the width."""
-        if self.layout == "padded":
+        if self.layout == "padded" and "input_ids" in self.arrays:
             rows, width = self.arrays["input_ids"].shape
             return int(rows), int(width)
         return self.size, max(self.lengths, default=0)

@@ -23,6 +23,7 @@ class Want:
     variant: str = "base"
     threads: int | None = None
     verify: bool = True
+    modality: str = "text"  # two-tower models: "image" opens the image graph
 
 
 @dataclasses.dataclass
@@ -61,7 +62,10 @@ def _plans(artifact: Artifact, want: Want) -> list[EngineEntry]:
     return [
         e
         for e in artifact.manifest.engines
-        if e.kind == "tensorrt" and e.precision == want.precision and e.variant == want.variant
+        if e.kind == "tensorrt"
+        and e.precision == want.precision
+        and e.variant == want.variant
+        and e.modality == want.modality
     ]
 
 
@@ -115,7 +119,11 @@ def _open_onnxruntime(device: str) -> Callable[[Artifact, Want], Engine]:
         from trt_embed.engines.onnxruntime import OnnxRuntimeEngine, PackedOrPadded
 
         entry = artifact.onnx_entry(
-            variant=want.variant, precision=want.precision, fused=device == "cuda", device=device
+            variant=want.variant,
+            precision=want.precision,
+            fused=device == "cuda",
+            device=device,
+            modality=want.modality,
         )
         path = artifact.engine_path(entry, verify=want.verify)
         engine = OnnxRuntimeEngine(path, entry, device=device, threads=want.threads)
@@ -148,7 +156,9 @@ def _openvino_why_not(artifact: Artifact, want: Want) -> str | None:
 def _open_openvino(artifact: Artifact, want: Want) -> Engine:
     from trt_embed.engines.openvino import OpenVinoEngine
 
-    entry = artifact.onnx_entry(variant=want.variant, precision=want.precision, fused=False, static=True)
+    entry = artifact.onnx_entry(
+        variant=want.variant, precision=want.precision, fused=False, static=True, modality=want.modality
+    )
     if want.precision == "int8" and not is_static(entry):
         raise ArtifactError(
             "openvino-cpu runs int8 graphs with static activation scales and this artifact has none; re-export "

@@ -106,7 +106,13 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     try:
-        manifest = _export_into(out, model, model_dir, st, config, entry, opts)
+        if entry.family == "two_tower":  # CLIP / SigLIP: a text graph and an image graph
+            from trt_embed.exporter.two_tower import export_two_tower
+
+            manifest = export_two_tower(out, model, model_dir, st, config, entry, opts)
+            manifest.write(out)
+        else:
+            manifest = _export_into(out, model, model_dir, st, config, entry, opts)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise

@@ -42,6 +42,8 @@ def add_plans(directory: Path, manifest: Manifest, options: PlanOptions) -> list
     TensorRT-RTX puts several compute capabilities into one plan, so `target` lists them ("sm_80,sm_86").
     A plan with the same file name replaces the old one. The caller writes the manifest.
     """
+    if manifest.vision is not None:
+        raise ExportError(f"TensorRT plans are not built for two-tower models ({manifest.architecture}) yet")
     unknown = [p for p in options.precisions if p not in PLAN_PRECISIONS]
     if unknown:
         raise ExportError(f"TensorRT plans are built at {', '.join(PLAN_PRECISIONS)}; not {', '.join(unknown)}")

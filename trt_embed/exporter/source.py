@@ -162,10 +162,12 @@ def read_sentence_transformers(directory: Path) -> SentenceTransformerConfig:
             st.dense.append(_dense_from_dir(sub))
         elif kind == "Normalize":
             st.normalize = True
+        elif kind == "CLIPModel":  # sentence-transformers' CLIP wrapper (clip-ViT-B-32): the HF checkpoint in `path`
+            st.transformer_dir = sub if (sub / "config.json").is_file() else directory
         else:
             raise ExportError(
                 f"{modules_path}: sentence-transformers module {module.get('type')!r} is not supported "
-                "(supported: Transformer, Pooling, Dense, Normalize)"
+                "(supported: Transformer, Pooling, Dense, Normalize, CLIPModel)"
             )
     if modules and st.normalize is None:
         st.normalize = False

@@ -7,6 +7,8 @@ from trt_embed.artifact import Artifact
 from trt_embed.runtime.chat import ChatOptions
 from trt_embed.runtime.chunking import Chunking
 from trt_embed.runtime.encoding import binary_body
+from trt_embed.runtime.image_sources import ImageURL
+from trt_embed.runtime.multimodal import part_item
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.runtime import Runtime
 from trt_embed.runtime.tokenizer import Tokenized
@@ -31,6 +33,7 @@ __all__ = [
     "Dense",
     "EmbedRequest",
     "EmbedResult",
+    "ImageURL",
     "Observer",
     "Runtime",
     "RuntimeOptions",
@@ -41,4 +44,5 @@ __all__ = [
     "Tokenized",
     "Vectors",
     "binary_body",
+    "part_item",
 ]

@@ -71,6 +71,7 @@ def make_batch(
     pad_id: int,
     padding_side: str,
     pooling_mask: bool,
+    length: int | None = None,
 ) -> Batch:
     """The engine batch of `items`: padded (with a `pooling_mask` when the graph takes one) or ragged."""
     ids = [item.features["input_ids"] for item in items]
@@ -78,7 +79,7 @@ def make_batch(
     lengths = [len(i) for i in ids]
     if layout == "ragged":
         return Batch("ragged", pack(ids, type_ids), lengths)
-    arrays = pad(ids, type_ids, pad_id=pad_id, side=padding_side)
+    arrays = pad(ids, type_ids, pad_id=pad_id, side=padding_side, length=length)
     if pooling_mask:
         arrays["pooling_mask"] = exclude_leading(arrays["attention_mask"], key.skip)
     return Batch("padded", arrays, lengths)

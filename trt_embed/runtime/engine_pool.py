@@ -18,6 +18,7 @@ from trt_embed.engines.onnxruntime import default_threads
 from trt_embed.engines.select import BACKENDS, CPU_BACKENDS, Want, open_engine
 from trt_embed.errors import UnknownModel
 from trt_embed.runtime.batch import make_batch, rows_of
+from trt_embed.runtime.images import stack
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors, text_input
 
@@ -52,6 +53,10 @@ class EnginePool:
         facts = BACKENDS[self.backend]
         if choose and self.alone is not None and options.cpu_layout != "per-core":
             self._choose_cpu_layout(options, facts.max_batch_tokens)
+        self.images: Engine | None = None  # two-tower models: the image graph, on the same backend
+        if artifact.manifest.vision is not None:
+            want = dataclasses.replace(self._want, modality="image")
+            self.images = open_engine(artifact, backend=self.backend, want=want).engine
         engine = self._engines[options.variant]
         batch_size = options.max_batch_size or facts.max_batch_size
         profile_max = max((p.max[0] for p in engine.profiles), default=batch_size)
@@ -124,7 +129,7 @@ class EnginePool:
     @property
     def engines(self) -> list[Engine]:
         """Every loaded engine: one per variant in use, plus the all-cores latency engine if any."""
-        extra = [self.alone] if self.alone is not None else []
+        extra = [e for e in (self.alone, self.images) if e is not None]
         return [*self._engines.values(), *extra]
 
     def engine_for(self, variant: str | None = None) -> Engine:
@@ -154,7 +159,11 @@ class EnginePool:
         return self._run_on(engine or self.engine_for(key.variant), key, items)
 
     def _run_on(self, engine: Engine, key: BatchKey, items: list[PreparedInput]) -> list[Vectors]:
+        if key.modality == "image" and self.images is not None:
+            batch = Batch.images(stack([i.features["pixel_values"] for i in items]), [i.cost for i in items])
+            return list(self.images.infer(batch, [key.output])[key.output])
         info = self.artifact.manifest.tokenizer
+        vision = self.artifact.manifest.vision
         batch = make_batch(
             key,
             items,
@@ -162,6 +171,7 @@ class EnginePool:
             pad_id=info.pad_token_id,
             padding_side=info.padding_side,
             pooling_mask="pooling_mask" in engine.input_names,
+            length=vision.get("text_padding") if vision else None,  # SigLIP: every text padded to max length
         )
         out = engine.infer(batch, [key.output])[key.output]
         return rows_of(batch, key.output, out, info.padding_side)

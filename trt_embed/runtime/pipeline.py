@@ -22,6 +22,7 @@ from trt_embed.manifest import Manifest
 from trt_embed.runtime import encoding
 from trt_embed.runtime.batch import in_request_order, longest_first
 from trt_embed.runtime.chunking import combine
+from trt_embed.runtime.multimodal import MixedRun, check_images, has_images
 from trt_embed.runtime.postprocess import check_dimensions, finish, l2_normalize
 from trt_embed.runtime.prepare import Preparer, token_limit
 from trt_embed.runtime.scheduler import Scheduler
@@ -77,7 +78,9 @@ class Pipeline:
         observers: list[Observer],
         max_input_chars: int,
         max_output_values: int,
+        mixed: MixedRun | None = None,
     ) -> None:
+        self.mixed = mixed  # two-tower models: requests with images
         self.max_input_chars = max_input_chars
         self.max_output_values = max_output_values
         self.manifest = manifest
@@ -133,6 +136,9 @@ class Pipeline:
         if isinstance(request.priority, bool) or not isinstance(request.priority, int):
             raise InvalidRequest(f"priority must be an integer, got {request.priority!r}", "priority")
         self.preparer.resolve_prompt(request.prompt_name, request.prompt)
+        if has_images(request):
+            self.scheduler.admit(check_images(self.mixed, request, self._check_sizes))
+            return Plan(request=request, variant=variant, dimensions=dims, normalize=bool(normalize), ranges=ranges)
         inputs = request.inputs
         if request.messages is None and (inputs is None or isinstance(inputs, str) or len(inputs) == 0):
             self.preparer.tokenize(inputs or [])  # raises the error that names the problem
@@ -164,6 +170,8 @@ class Pipeline:
         """Answer one request on the caller's thread. Large requests stream through in chunks: the next chunk
         is prepared while the current one runs."""
         plan = self.check(request)
+        if self.mixed is not None and has_images(request):
+            return self._result(plan, *self.mixed.run(request, plan.variant, self._submitter(request)))
         started = time.perf_counter()
         inputs = request.inputs
         if request.messages is not None or inputs is None or len(inputs) <= STREAM_CHUNK:
@@ -201,6 +209,9 @@ class Pipeline:
         """Answer one request from the event loop: prepared off the loop (small ones in place, where the Rust
         tokenizer takes less time than the hop to a thread and back), then awaited."""
         plan = self.check(request)
+        if self.mixed is not None and has_images(request):
+            submit, pool = self._submitter(request), self._prepare_pool
+            return self._result(plan, *await self.mixed.arun(request, plan.variant, submit, pool))
         started = time.perf_counter()
         inputs = request.inputs
         small = request.messages is None and inputs is not None and len(inputs) <= 8
@@ -237,6 +248,9 @@ class Pipeline:
         assert isinstance(result.output, Dense)
         vectors = result.output.vectors
         return ScoreResult(cosine(vectors[:n_left], vectors[n_left:]), result.num_tokens, result.timing)
+
+    def _submitter(self, request: EmbedRequest) -> Callable[[Prepared], Future[Result]]:
+        return lambda prepared: self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
 
     @staticmethod
     def _account(result: Result, timing: Timing) -> list[Vectors]:

@@ -14,6 +14,7 @@ from trt_embed.manifest import Manifest
 from trt_embed.runtime.chat import ChatOptions
 from trt_embed.runtime.chunking import Chunking
 from trt_embed.runtime.engine_pool import EnginePool
+from trt_embed.runtime.multimodal import ImagePreparer, MixedRun
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.pipeline import STREAM_CHUNK, Pipeline, observe_batches
 from trt_embed.runtime.prepare import Preparer
@@ -67,6 +68,9 @@ class Runtime:
             observers=self._observers,
             max_input_chars=options.max_input_chars or max(100_000, 20 * self.manifest.max_seq_length),
             max_output_values=options.max_output_values,
+            mixed=MixedRun(ImagePreparer(self.manifest, options), self.preparer.prepare)
+            if self.manifest.vision
+            else None,
         )
 
     @classmethod
@@ -120,6 +124,11 @@ class Runtime:
     @property
     def embedding_dim(self) -> int:
         return self.manifest.embedding_dim
+
+    @property
+    def image_tokens(self) -> int | None:
+        """What one image costs (the vision tower's patch tokens); None for text-only models."""
+        return int(self.manifest.vision["image_tokens"]) if self.manifest.vision else None
 
     @property
     def max_seq_length(self) -> int:
@@ -193,8 +202,9 @@ class Runtime:
 
     def embed(
         self,
-        inputs: Inputs,
+        inputs: Inputs | None = None,
         *,
+        images: Sequence[Any] | None = None,
         dimensions: int | None = None,
         normalize: bool | None = None,
         prompt_name: str | None = None,
@@ -205,9 +215,11 @@ class Runtime:
         priority: int = 0,
     ) -> Vectors:
         """Embed texts (or token-id lists) into float32 [N, dimensions or embedding_dim], L2-normalized
-        unless `normalize=False` (the default follows the model's sentence-transformers config)."""
+        unless `normalize=False` (the default follows the model's sentence-transformers config). CLIP/SigLIP:
+        `images` (paths, bytes, Pillow images, NumPy arrays, data: URIs), or images mixed with texts in `inputs`."""
         request = EmbedRequest(
             inputs=inputs,
+            images=images,
             dimensions=dimensions,
             normalize=normalize,
             prompt_name=prompt_name,
@@ -219,7 +231,7 @@ class Runtime:
         )
         return _dense(self.run(request))
 
-    async def aembed(self, inputs: Inputs, **options: Any) -> Vectors:
+    async def aembed(self, inputs: Inputs | None = None, **options: Any) -> Vectors:
         """`embed` from the event loop; the same keyword options."""
         return _dense(await self.arun(_embed_request(inputs, "embed", options)))
 
@@ -268,7 +280,7 @@ class Runtime:
         self.close()
 
 
-def _embed_request(inputs: Inputs, task: PoolingTask, options: dict[str, Any]) -> EmbedRequest:
+def _embed_request(inputs: Inputs | None, task: PoolingTask, options: dict[str, Any]) -> EmbedRequest:
     """The keyword options of `embed`/`encode` as a request (`model` names the variant); a wrong key is a
     TypeError at once."""
     fields = dict(options)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from trt_embed.errors import InvalidRequest
+from trt_embed.runtime.image_sources import is_image
 from trt_embed.runtime.types import Vectors
 
 
-def pair_inputs(first: str | Sequence[str], second: str | Sequence[str]) -> tuple[list[str], list[str]]:
+def pair_inputs(first: str | Sequence[Any], second: str | Sequence[Any]) -> tuple[list[Any], list[Any]]:
     """vLLM's score pairing rules; returns the two sides with the first side of length 1 or len(second)."""
-    left = [first] if isinstance(first, str) else list(first)
-    right = [second] if isinstance(second, str) else list(second)
+    left = [first] if isinstance(first, str) or is_image(first) else list(first)  # an image: CLIP/SigLIP
+    right = [second] if isinstance(second, str) or is_image(second) else list(second)
     if not left or not right:
         raise InvalidRequest("both sides of a score request need at least one text", "text_1")
     if len(left) != 1 and len(left) != len(right):

@@ -59,14 +59,17 @@ class EmbedRequest:
     variant: str | None = None
     # how `messages` are rendered (generation prompt, template, kwargs)
     chat: ChatOptions = dataclasses.field(default_factory=ChatOptions)
+    # two-tower models (CLIP, SigLIP): images to embed (see runtime/image_sources.py for what an image may be);
+    # `inputs` may also mix texts and images
+    images: Sequence[Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class ScoreRequest:
     """Similarity of text pairs with vLLM's pairing: 1:1, 1:N (one first, many second) and N:N (pairwise)."""
 
-    first: str | Sequence[str]
-    second: str | Sequence[str]
+    first: str | Sequence[Any]  # texts, or (two-tower models) images too
+    second: str | Sequence[Any]
     truncate: Truncate = "end"
     truncate_prompt_tokens: int | None = None
     prompt_name: str | None = None
@@ -86,6 +89,7 @@ class BatchKey:
     variant: str
     output: str  # the graph output read: "sentence_embedding" | "token_embeddings"
     skip: int  # leading tokens excluded from pooling (a prompt with include_prompt=False)
+    modality: str = "text"  # "image": pixel values for a two-tower model's image graph
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +98,7 @@ class PreparedInput:
     (tokens for text; an image graph would count a fixed cost per image). The scheduler sorts and budgets by
     `cost` only; the batcher reads the features."""
 
-    features: Mapping[str, Sequence[int]]  # text: "input_ids", "token_type_ids"
+    features: Mapping[str, Any]  # text: "input_ids", "token_type_ids" (int sequences); image: "pixel_values"
     cost: int
 
 

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime import EmbedRequest as Embed
+from trt_embed.server.images import cohere_items, image_count
 from trt_embed.server.registry import Context, answered, check_batch_size, check_priority, new_id, timing_headers
 from trt_embed.server.responses import JSON, parse
 
@@ -49,7 +50,7 @@ class EmbedRequest(BaseModel):
     priority: StrictInt = 0
 
 
-def prompt_for(input_type: str | None, prompts: dict[str, str]) -> str | None:
+def prompt_for(input_type: str | None, prompts: dict[str, str], images: bool = False) -> str | None:
     """The prompt name for a Cohere input type: the model's own key, a standard type mapped onto the model's
     prompts (or no prompt when it has none for it), else an error listing what is valid."""
     if input_type is None:
@@ -57,7 +58,9 @@ def prompt_for(input_type: str | None, prompts: dict[str, str]) -> str | None:
     if input_type in prompts:
         return input_type
     if input_type == "image":
-        raise InvalidRequest("input_type 'image': this model embeds text only", "input_type")
+        if not images:
+            raise InvalidRequest("input_type 'image': this model embeds text only", "input_type")
+        return None
     if input_type in STANDARD_INPUT_TYPES:
         return next((name for name in STANDARD_INPUT_TYPES[input_type] if name in prompts), None)
     valid = sorted({*STANDARD_INPUT_TYPES, *prompts})
@@ -87,9 +90,11 @@ async def embed(request: Request) -> Response:
     body = await parse(request, EmbedRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
     check_priority(ctx, body.priority)
-    texts = texts_of(body)
+    items = cohere_items(body.texts, body.images, body.inputs)  # None: text only
+    texts: list[Any] = texts_of(body) if items is None else items
     check_batch_size(ctx, texts, "texts")
-    prompt_name = prompt_for(body.input_type, served.runtime.manifest.prompts)
+    image_tokens = image_count(texts) * (served.runtime.image_tokens or 0)
+    prompt_name = prompt_for(body.input_type, served.runtime.manifest.prompts, served.runtime.image_tokens is not None)
     served = ctx.registry.task_variant(served, prompt_name)
     max_tokens = None if body.max_tokens is None else min(body.max_tokens, served.runtime.max_seq_length)
     result = await answered(
@@ -110,10 +115,10 @@ async def embed(request: Request) -> Response:
     content = {
         "id": new_id("embed"),
         "embeddings": result.encoded,
-        "texts": texts,
+        "texts": [t for t in texts if isinstance(t, str)],
         "meta": {
             "api_version": {"version": "2"},
-            "billed_units": {"input_tokens": result.num_tokens, "image_tokens": 0},
+            "billed_units": {"input_tokens": result.num_tokens, "image_tokens": image_tokens if items else 0},
         },
         "response_type": "embeddings_by_type",
     }

@@ -119,6 +119,9 @@ def serve(args: argparse.Namespace) -> int:
         engine_timeout=args.engine_timeout,
         chunked_processing=getattr(args, "enable_chunked_processing", False),
         max_embed_len=getattr(args, "max_embed_len", None),
+        max_images=args.max_images,
+        image_dir=args.image_dir,
+        image_domains=tuple(args.image_domain or ()),
     )
     settings = Settings(
         api_key=api_key(args),

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime import ScoreRequest as Score
 from trt_embed.server.common import Body, ignored_headers, truncation, usage
+from trt_embed.server.images import MultiModal, document_of, score_side
 from trt_embed.server.registry import Context, answered, check_batch_size, check_priority, new_id, timing_headers
 from trt_embed.server.responses import JSON, parse
 
@@ -23,8 +24,11 @@ TokenCount = Annotated[int, Field(ge=-1)]
 class ScoreRequest(Body):
     model: str | None = None
     user: str | None = None
-    text_1: str | list[str] = Field(validation_alias=AliasChoices("text_1", "data_1", "queries"))
-    text_2: str | list[str] = Field(validation_alias=AliasChoices("text_2", "data_2", "documents", "items"))
+    # a side may also be vLLM's multimodal {"content": [parts]} (CLIP/SigLIP: images, see server/images.py)
+    text_1: str | list[str] | MultiModal = Field(validation_alias=AliasChoices("text_1", "data_1", "queries"))
+    text_2: str | list[str] | MultiModal = Field(
+        validation_alias=AliasChoices("text_2", "data_2", "documents", "items")
+    )
     truncate_prompt_tokens: TokenCount | None = None
     truncation_side: Literal["left", "right"] | None = None
     use_activation: bool | None = None
@@ -34,8 +38,8 @@ class ScoreRequest(Body):
 class RerankRequest(Body):
     model: str | None = None
     user: str | None = None
-    query: str
-    documents: str | list[str]
+    query: str | MultiModal
+    documents: str | list[str] | MultiModal
     top_n: int = Field(default=0, ge=0)  # 0: every document
     return_documents: bool = True
     truncate_prompt_tokens: TokenCount | None = None
@@ -59,14 +63,15 @@ async def score(request: Request) -> Response:
     body = await parse(request, ScoreRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
     check_priority(ctx, body.priority)
-    for side in (body.text_1, body.text_2):
+    first, second = score_side(body.text_1, "text_1"), score_side(body.text_2, "text_2")
+    for side in (first, second):
         check_batch_size(ctx, [side] if isinstance(side, str) else side, "text_1")
     result = await answered(
         request,
         served.runtime.arun_score(
             Score(
-                first=body.text_1,
-                second=body.text_2,
+                first=first,
+                second=second,
                 truncate=truncation(body.truncate_prompt_tokens, body.truncation_side, ctx.settings.auto_truncate),  # type: ignore[arg-type]
                 truncate_prompt_tokens=body.truncate_prompt_tokens,
                 priority=body.priority,
@@ -89,19 +94,23 @@ async def score(request: Request) -> Response:
 async def rerank(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, RerankRequest, ctx.settings.max_body_bytes)
-    documents = [body.documents] if isinstance(body.documents, str) else body.documents
+    documents = [body.documents] if isinstance(body.documents, str) else score_side(body.documents, "documents")
     if not documents:
         raise InvalidRequest("`documents` must not be empty", "documents")
     check_batch_size(ctx, documents, "documents")
     served = ctx.registry.get(body.model)
     check_priority(ctx, body.priority)
     limit = served.runtime.max_seq_length
-    query = body.query if body.instruction is None else f"{body.instruction}{body.query}"
+    query = score_side(body.query, "query")
+    if body.instruction is not None:
+        if not isinstance(query, str):
+            raise InvalidRequest("`instruction` applies to a text query only", "instruction")
+        query = f"{body.instruction}{query}"
     result = await answered(
         request,
         served.runtime.arun_score(
             Score(
-                first=query,
+                first=query[0] if isinstance(query, list) and len(query) == 1 else query,
                 second=documents,
                 truncate=truncation(body.truncate_prompt_tokens, body.truncation_side, ctx.settings.auto_truncate),  # type: ignore[arg-type]
                 truncate_prompt_tokens=body.truncate_prompt_tokens,
@@ -120,7 +129,7 @@ async def rerank(request: Request) -> Response:
     for index in order:
         item: dict[str, Any] = {"index": int(index), "relevance_score": float(scores[index])}
         if body.return_documents:
-            item["document"] = {"text": documents[index]}
+            item["document"] = document_of(documents[index])
         results.append(item)
     content = {
         "id": new_id("rerank"),

@@ -1,0 +1,307 @@
+"""Two-tower (CLIP, SigLIP) export: the text tower and the image tower, each with its projection, as two graphs
+of one artifact.
+
+`model.onnx` maps token ids to `sentence_embedding` (`get_text_features`), `vision.onnx` maps `pixel_values`
+[B, 3, H, W] to `sentence_embedding` (`get_image_features`); each engine entry says which modality it serves,
+and the manifest's `vision` records the image size, the per-image cost in patch tokens, the preprocessing recipe
+(see trt_embed/runtime/images.py) and the text padding (SigLIP pads every text to its 64 positions and pools the
+last one; CLIP pools the EOS token and pads to the longest). Both graphs are checked against PyTorch; int8
+copies are kept where they pass the accuracy rule.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trt_embed.engines.base import Batch
+from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
+from trt_embed.errors import ExportError
+from trt_embed.exporter import onnx_graph
+from trt_embed.exporter.calibration import default_calibration_texts
+from trt_embed.exporter.checks import FP16_MIN_COSINE, quality
+from trt_embed.exporter.external_data import data_hashes, place_onnx
+from trt_embed.exporter.int8 import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE
+from trt_embed.exporter.source import SentenceTransformerConfig, weight_files
+from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
+from trt_embed.exporter.variants import calibration_ranges
+from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, sha256_file
+from trt_embed.runtime.batch import pad
+from trt_embed.runtime.images import ImageRecipe, preprocess
+from trt_embed.runtime.tokenizer import TextTokenizer
+from trt_embed.zoo import ZooEntry
+
+log = logging.getLogger("trt_embed.export")
+EXACT_MIN_COSINE = 0.99999
+
+
+class TextTower(torch.nn.Module):
+    """input_ids (+ attention_mask) -> projected text features (`get_text_features`)."""
+
+    def __init__(self, model: Any, use_mask: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.input_names = ["input_ids", "attention_mask"] if use_mask else ["input_ids"]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        return _features(out)
+
+
+class ImageTower(torch.nn.Module):
+    """pixel_values [B, 3, H, W] -> projected image features (`get_image_features`)."""
+
+    input_names = ("pixel_values",)
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return _features(self.model.get_image_features(pixel_values=pixel_values))
+
+
+def _features(out: Any) -> torch.Tensor:
+    """transformers 5 returns a model output whose `pooler_output` holds the projected features; 4.x a tensor."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+def export_two_tower(
+    out: Path,
+    model: str,
+    model_dir: Path,
+    st: SentenceTransformerConfig,
+    config: dict[str, Any],
+    entry: ZooEntry,
+    opts: Any,
+) -> Manifest:
+    from trt_embed.exporter.export import precisions, tool_versions
+
+    if opts.lora:
+        raise ExportError(f"{entry.architecture}: LoRA variants are not supported for two-tower models")
+    wanted = precisions(opts.precision)
+    if opts.engine == "tensorrt":
+        raise ExportError(
+            f"{entry.architecture}: TensorRT plans are not built for two-tower models yet; use --engine onnx"
+        )
+    source = st.transformer_dir
+    text_cfg, vision_cfg = dict(config.get("text_config") or {}), dict(config.get("vision_config") or {})
+    positions = int(text_cfg.get("max_position_embeddings", 77))
+    max_len = int(opts.max_seq_len or positions)
+    if max_len > positions:
+        raise ExportError(f"max sequence length {max_len} exceeds the text tower's {positions} positions")
+    info = tokenizer_to_artifact(source, out, model_config=text_cfg, padding_side="right", do_lower_case=False)
+    tok_config = _json(source / "tokenizer_config.json")
+    fixed_length = bool(entry.recipe.get("pad_to_max_length"))
+    use_mask = _uses_attention_mask(tok_config, entry)
+    tokenizer = TextTokenizer(out / "tokenizer", info, max_len)
+    recipe = _recipe(source, entry, vision_cfg)
+
+    import transformers
+
+    log.info("loading the %s weights into PyTorch", entry.architecture)
+    try:
+        loaded = getattr(transformers, entry.loader).from_pretrained(str(source), attn_implementation="eager").eval()
+    except Exception as exc:
+        raise ExportError(f"{source}: {entry.loader} cannot load this checkpoint ({exc})") from exc
+    texts = opts.calibration_texts or default_calibration_texts()
+    tokens = tokenizer.encode(texts)
+    arrays = pad(tokens.ids, None, pad_id=info.pad_token_id, length=max_len if fixed_length else None)
+    text_feeds = {name: arrays[name] for name in TextTower(loaded, use_mask).input_names}
+    pixels = np.stack([preprocess(image, recipe) for image in _check_images()])
+    engines: list[EngineEntry] = []
+    vectors: dict[str, np.ndarray] = {}
+    for modality, tower, feeds, file in (
+        ("text", TextTower(loaded, use_mask).eval(), text_feeds, "model.onnx"),
+        ("image", ImageTower(loaded).eval(), {"pixel_values": pixels}, "vision.onnx"),
+    ):
+        log.info("exporting the %s tower and checking it against PyTorch", modality)
+        with torch.no_grad():
+            reference = tower(*(torch.from_numpy(v) for v in feeds.values())).numpy()
+        vectors[modality] = reference
+        _trace(tower, feeds, out / file)
+        inputs = [
+            TensorSpec(n, str(v.dtype), ["batch", *(["sequence"] if v.ndim == 2 else list(v.shape[1:]))])
+            for n, v in feeds.items()
+        ]
+        outputs = [TensorSpec("sentence_embedding", "float32", ["batch", int(reference.shape[-1])])]
+
+        def measured(
+            name: str,
+            precision: str,
+            *,
+            inputs: Any = inputs,
+            outputs: Any = outputs,
+            feeds: Any = feeds,
+            reference: Any = reference,
+            modality: str = modality,
+        ) -> tuple[EngineEntry, Any]:
+            record = EngineEntry(
+                file=name,
+                kind="onnx",
+                precision=precision,
+                target="any",
+                inputs=inputs,
+                outputs=outputs,
+                tools=tool_versions(),
+                sha256=sha256_file(out / name),
+                extra=data_hashes(out / name),
+                modality=modality,
+            )
+            engine = OnnxRuntimeEngine(out / name, record, threads=2)
+            batch = Batch("padded", dict(feeds), [1] * len(reference))
+            got = engine.infer(batch, ["sentence_embedding"])["sentence_embedding"]
+            engine.close()
+            record.quality, cos = quality(got, reference)
+            return record, cos
+
+        base, cos = measured(file, "fp32")
+        if cos.min() < EXACT_MIN_COSINE:
+            raise ExportError(f"the exported {modality} graph does not match PyTorch (min cosine {cos.min():.6f})")
+        engines.append(base)
+        for precision in ("fp16", "int8"):
+            if precision in wanted:
+                reduced = _reduced(out, file, precision, measured)
+                if reduced is not None:
+                    engines.append(reduced)
+                elif wanted[precision]:
+                    raise ExportError(f"the {precision} {modality} graph is not accurate enough; export with fp32")
+    dim = int(vectors["text"].shape[-1])
+    patch = int(vision_cfg.get("patch_size", 32))
+    height, width = recipe.output_size
+    cls_token = 1 if entry.recipe.get("class_token") else 0
+    return Manifest(
+        architecture=entry.architecture,
+        family=entry.family,
+        hidden_size=dim,
+        embedding_dim=dim,
+        pooling=Pooling(mode=entry.default_pooling),
+        max_seq_length=max_len,
+        tokenizer=info,
+        source={
+            "model": str(model),
+            "path_name": model_dir.name,
+            "revision": opts.revision,
+            "weights_sha256": {p.name: sha256_file(p) for p in weight_files(source)},
+        },
+        normalize=_normalize(st, opts),
+        vocab_size=int(text_cfg["vocab_size"]) if text_cfg.get("vocab_size") else None,
+        calibration=calibration_ranges(np.concatenate([vectors["text"], vectors["image"]]), None),
+        engines=engines,
+        files=tokenizer_hashes(out, info),
+        vision={
+            "text_graph": "model.onnx",
+            "image_graph": "vision.onnx",
+            "image_size": [height, width],
+            "image_tokens": (height // patch) * (width // patch) + cls_token,
+            "preprocess": recipe.to_dict(),
+            "text_padding": max_len if fixed_length else None,
+        },
+    )
+
+
+def _reduced(out: Path, file: str, precision: str, measured: Any) -> EngineEntry | None:
+    """The fp16 (mixed precision, see `fp16_from_onnx`) or int8 (dynamic, per channel) copy of an fp32 graph,
+    kept only if it passes the repo's accuracy rule against the fp32 reference (fp16: min cosine 0.999; int8: mean
+    0.99, min 0.97)."""
+    name = file.replace(".onnx", f".{precision}.onnx")
+    try:
+        if precision == "fp16":
+            onnx_graph.fp16_from_onnx(out / file, out / name)
+        else:
+            onnx_graph.int8_from_onnx(out / file, out / name)
+        entry, cos = measured(name, precision)
+    except Exception as exc:  # a graph onnxruntime cannot convert or run in this precision is not shipped
+        log.warning("%s copy of %s failed (%s); not shipping it", precision, file, exc)
+        (out / name).unlink(missing_ok=True)
+        return None
+    if precision == "fp16":
+        ok = cos.min() >= FP16_MIN_COSINE
+    else:
+        ok = cos.mean() >= INT8_MIN_MEAN_COSINE and cos.min() >= INT8_MIN_COSINE
+    if not ok:
+        log.warning(
+            "%s: cosine vs fp32 mean %.4f, min %.4f; not accurate enough, not shipping it", name, cos.mean(), cos.min()
+        )
+        (out / name).unlink()
+        return None
+    return entry
+
+
+def _normalize(st: SentenceTransformerConfig, opts: Any) -> bool:
+    """The export option, else a sentence-transformers pipeline's own choice (clip-ViT-B-32 has no Normalize
+    module: its vectors are not normalized), else normalized (a plain HF checkpoint, compared by cosine)."""
+    if opts.normalize is not None:
+        return bool(opts.normalize)
+    return True if st.normalize is None else st.normalize
+
+
+def _trace(tower: torch.nn.Module, feeds: dict[str, np.ndarray], path: Path) -> None:
+    names = list(feeds)
+    axes = {n: ({0: "batch", 1: "sequence"} if feeds[n].ndim == 2 else {0: "batch"}) for n in names}
+    axes["sentence_embedding"] = {0: "batch"}
+    example = tuple(torch.from_numpy(v[:2]) for v in feeds.values())
+    with warnings.catch_warnings(), torch.no_grad(), tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        warnings.simplefilter("ignore")
+        exported = Path(tmp) / path.name
+        torch.onnx.export(
+            tower,
+            example,
+            str(exported),
+            input_names=names,
+            output_names=["sentence_embedding"],
+            dynamic_axes=axes,
+            opset_version=onnx_graph.OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+        place_onnx(exported, path)
+
+
+def _json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    return data
+
+
+def _uses_attention_mask(tok_config: dict[str, Any], entry: ZooEntry) -> bool:
+    """Whether the processor hands the model an attention mask: SigLIP's own tokenizer does not (it pads to 64
+    and the model attends to every position); SigLIP 2's Gemma tokenizer and CLIP's do."""
+    names = tok_config.get("model_input_names")
+    if isinstance(names, list):
+        return "attention_mask" in names
+    return tok_config.get("tokenizer_class") not in entry.recipe.get("maskless_tokenizers", [])
+
+
+def _recipe(source: Path, entry: ZooEntry, vision_cfg: dict[str, Any]) -> ImageRecipe:
+    config = _json(source / "preprocessor_config.json")
+    recipe = ImageRecipe.from_processor_config(config, entry.recipe["image_defaults"])
+    size = int(vision_cfg.get("image_size", 224))
+    if recipe.output_size != (size, size):
+        raise ExportError(
+            f"{source}: preprocessor_config.json makes {recipe.output_size[0]}x{recipe.output_size[1]} images but the "
+            f"vision tower takes {size}x{size}"
+        )
+    return recipe
+
+
+def _check_images() -> list[Any]:
+    """Deterministic test images of several sizes and kinds for the graph checks (noise, gradients, flat)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 97 * 131 * 3).reshape(97, 131, 3).astype(np.uint8)
+    return [
+        Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)),
+        Image.fromarray(ramp),
+        Image.new("RGB", (50, 400), (200, 30, 90)),
+        Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8), "L"),
+        Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).convert("P"),
+        Image.fromarray(rng.integers(0, 256, (1, 1, 3), dtype=np.uint8)),
+    ]

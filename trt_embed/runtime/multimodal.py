@@ -1,0 +1,238 @@
+"""Requests with images (two-tower models: CLIP, SigLIP): checks, image preparation and the mixed text/image run.
+
+An image becomes one prepared input of the image graph (`pixel_values` [3, H, W]) that costs the vision tower's
+patch tokens (CLIP ViT-B/32 at 224: 50; SigLIP B/16 at 224: 196), so the scheduler budgets images against the
+same token budget as texts. Texts and images of one request go to the scheduler as two groups (two batch keys)
+at once, so they run concurrently, and their rows are put back in input order. Decoding and preprocessing run
+on the pipeline's preparation threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
+from pathlib import Path
+from typing import Any
+
+from trt_embed.errors import InvalidRequest
+from trt_embed.manifest import Manifest
+from trt_embed.runtime.image_sources import ImagePolicy, ImageURL, is_image, load
+from trt_embed.runtime.images import ImageRecipe, preprocess
+from trt_embed.runtime.options import RuntimeOptions
+from trt_embed.runtime.types import BatchKey, EmbedRequest, Prepared, PreparedInput, Timing, Vectors
+from trt_embed.runtime.work import Result
+
+IMAGE_PARTS = ("image_url", "image")
+
+
+def part_item(part: Any, where: str) -> str | ImageURL:
+    """One content part -> a text or an image reference: {"type": "text", "text"} or {"type": "image_url",
+    "image_url": {"url"} | "url"} (OpenAI's, Cohere's and vLLM's forms)."""
+    if not isinstance(part, dict):
+        raise InvalidRequest(f"{where} must be an object with a `type`", where)
+    kind = part.get("type")
+    if kind == "text" and isinstance(part.get("text"), str):
+        return str(part["text"])
+    if kind in IMAGE_PARTS:
+        value = part.get(kind)
+        url = value.get("url") if isinstance(value, dict) else value
+        if isinstance(url, str) and url:
+            return ImageURL(url)
+        raise InvalidRequest(f'{where}: an image part needs `{kind}`: {{"url": "data:image/...;base64,..."}}', where)
+    raise InvalidRequest(f"{where}: content type {kind!r} is not supported; use text or image_url", where)
+
+
+def message_image(messages: Any) -> ImageURL | None:
+    """The image of chat `messages` whose content has `image_url` parts (None: no image parts). CLIP and SigLIP
+    embed one text or one image per input, so messages with an image must hold that image and nothing else."""
+    if not isinstance(messages, Sequence):
+        return None
+    parts = [p for m in messages if isinstance(m, dict) and isinstance(m.get("content"), list) for p in m["content"]]
+    images = [p for p in parts if isinstance(p, dict) and p.get("type") in IMAGE_PARTS]
+    if not images:
+        return None
+    texts = [p for p in parts if p not in images and str(p.get("text", "") if isinstance(p, dict) else p).strip()]
+    texts += [m for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str) and m["content"].strip()]
+    if texts or len(images) > 1:
+        raise InvalidRequest(
+            "messages with an image must hold that one image and no text: this model embeds one text or one image "
+            "per input (send texts and images as separate requests or inputs)",
+            "messages",
+        )
+    item = part_item(images[0], "messages")
+    assert isinstance(item, ImageURL)
+    return item
+
+
+def has_images(request: EmbedRequest) -> bool:
+    if request.images is not None or any(is_image(item) for item in request.inputs or ()):
+        return True
+    return request.messages is not None and message_image(request.messages) is not None
+
+
+def request_items(request: EmbedRequest) -> list[Any]:
+    """The request's inputs in order: `images`, or `inputs` (texts, token lists and images mixed)."""
+    if request.images is not None:
+        if request.inputs is not None or request.messages is not None:
+            raise InvalidRequest("give either `images` or `input`/`messages`, not both", "images")
+        if isinstance(request.images, str | bytes) or not isinstance(request.images, Sequence):
+            raise InvalidRequest("images must be a list of images", "images")
+        return list(request.images)
+    if request.messages is not None:
+        if request.inputs is not None:
+            raise InvalidRequest("give either `input` or `messages`, not both", "messages")
+        return [message_image(request.messages)]
+    return list(request.inputs or ())
+
+
+def check_images(mixed: MixedRun | None, request: EmbedRequest, check_texts: Callable[[Any], None]) -> int:
+    """A request with images, checked before any decoding (`check_texts`: the pipeline's text size limit, for
+    the texts of a mixed list); returns how many inputs it has."""
+    if mixed is None:
+        raise InvalidRequest("this model embeds text only; images need a CLIP or SigLIP model", "input")
+    items = mixed.images.check(request)
+    if request.images is None:
+        check_texts([item for item in items if isinstance(item, str)])
+    return len(items)
+
+
+class ImagePreparer:
+    """Checks and prepares the images of requests for one two-tower artifact."""
+
+    def __init__(self, manifest: Manifest, options: RuntimeOptions) -> None:
+        vision = manifest.vision or {}
+        self.recipe = ImageRecipe.from_dict(vision["preprocess"])
+        self.cost = int(vision["image_tokens"])
+        self.max_images = options.max_images
+        self.policy = ImagePolicy(
+            image_dir=Path(options.image_dir) if options.image_dir else None,
+            image_domains=tuple(options.image_domains),
+            max_bytes=options.max_image_bytes,
+            max_pixels=options.max_image_pixels,
+            timeout=options.image_timeout,
+        )
+
+    def check(self, request: EmbedRequest) -> list[Any]:
+        """Checks that need no decoding: how many images, and nothing but images and texts in the list."""
+        items = request_items(request)
+        if not items:
+            raise InvalidRequest("images are empty: pass at least one image", "images")
+        images = sum(1 for item in items if is_image(item))
+        if self.max_images is not None and images > self.max_images:
+            raise InvalidRequest(
+                f"{images} images in one request; this server takes at most {self.max_images}", "images"
+            )
+        if request.task != "embed":
+            raise InvalidRequest("images can be embedded with the embed task only", "task")
+        bad = next((n for n, item in enumerate(items) if not is_image(item) and not isinstance(item, str)), None)
+        if bad is not None:
+            raise InvalidRequest(f"input[{bad}] is a {type(items[bad]).__name__}: not a text or an image", "input")
+        return items
+
+    def prepare(self, images: Sequence[Any], variant: str, first_index: Sequence[int]) -> Prepared:
+        """Decode, check and preprocess images (CPU work, on a preparation thread)."""
+        key = BatchKey(variant=variant, output="sentence_embedding", skip=0, modality="image")
+        items = [
+            PreparedInput({"pixel_values": self._pixels(image, f"input[{n}]")}, self.cost)
+            for image, n in zip(images, first_index, strict=True)
+        ]
+        return Prepared(key=key, items=items)
+
+    def _pixels(self, image: Any, where: str) -> Any:
+        loaded = load(image, self.policy, where)
+        try:
+            return preprocess(loaded, self.recipe)
+        except Exception as exc:  # an image Pillow decoded but cannot resize is the client's image, not a crash
+            raise InvalidRequest(f"{where} could not be preprocessed ({exc})", "input") from None
+
+
+Submit = Callable[[Prepared], "Future[Result]"]
+CHUNK = 64  # inputs of a large in-process request prepared per step
+
+
+def _chunk(request: EmbedRequest, items: list[Any]) -> EmbedRequest:
+    if request.images is not None:
+        return dataclasses.replace(request, images=items)
+    return request if request.messages is not None else dataclasses.replace(request, inputs=items)
+
+
+class MixedRun:
+    """One request with images: the texts and the images prepared, submitted as two groups, merged in order."""
+
+    def __init__(self, images: ImagePreparer, prepare_text: Callable[[EmbedRequest, str], Prepared]) -> None:
+        self.images = images
+        self.prepare_text = prepare_text
+
+    def prepare(self, request: EmbedRequest, variant: str) -> tuple[list[int], list[Prepared]]:
+        """Both groups of a request, and for each input the group index it went to (0 texts, 1 images)."""
+        items = request_items(request)
+        where = [1 if is_image(item) or request.images is not None else 0 for item in items]
+        texts = [item for item, g in zip(items, where, strict=True) if g == 0]
+        image_at = [n for n, g in enumerate(where) if g == 1]
+        groups: list[Prepared] = []
+        if texts:
+            groups.append(
+                self.prepare_text(dataclasses.replace(request, inputs=texts, images=None, messages=None), variant)
+            )
+        else:
+            groups.append(Prepared(key=BatchKey(variant, "sentence_embedding", 0), items=[]))
+        groups.append(self.images.prepare([items[n] for n in image_at], variant, image_at))
+        return where, groups
+
+    @staticmethod
+    def merge(where: list[int], results: list[Result | None], timing: Timing) -> list[Vectors]:
+        rows: list[Vectors] = []
+        cursors = [0, 0]
+        for group in where:
+            result = results[group]
+            assert result is not None
+            rows.append(result.rows[cursors[group]])
+            cursors[group] += 1
+        done = [r for r in results if r is not None]
+        timing.queue += max(r.queue_seconds for r in done)
+        timing.inference += sum(r.inference_seconds for r in done)
+        timing.batches += sum(r.batches for r in done)
+        return rows
+
+    def run(self, request: EmbedRequest, variant: str, submit: Submit) -> tuple[list[Vectors], int, Timing]:
+        """On the caller's thread, in chunks of `CHUNK` inputs: the next chunk is decoded while the current one
+        runs, and memory stays bounded however many images an in-process caller sends."""
+        started = time.perf_counter()
+        items = request_items(request)
+        rows: list[Vectors] = []
+        tokens = 0
+        timing = Timing()
+        pending: collections.deque[tuple[list[int], list[Future[Result] | None]]] = collections.deque()
+        for start in range(0, len(items), CHUNK):
+            where, groups = self.prepare(_chunk(request, items[start : start + CHUNK]), variant)
+            tokens += groups[0].num_tokens
+            pending.append((where, [submit(g) if g.items else None for g in groups]))
+            if len(pending) > 1:
+                rows.extend(self._collect(*pending.popleft(), timing))
+        while pending:
+            rows.extend(self._collect(*pending.popleft(), timing))
+        timing.prepare = max(0.0, time.perf_counter() - started - timing.queue - timing.inference)
+        return rows, tokens, timing
+
+    def _collect(self, where: list[int], futures: list[Future[Result] | None], timing: Timing) -> list[Vectors]:
+        return self.merge(where, [f.result() if f is not None else None for f in futures], timing)
+
+    async def arun(
+        self, request: EmbedRequest, variant: str, submit: Submit, pool: Executor
+    ) -> tuple[list[Vectors], int, Timing]:
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        where, groups = await loop.run_in_executor(pool, self.prepare, request, variant)
+        timing = Timing(prepare=time.perf_counter() - started)
+        futures = [submit(g) if g.items else None for g in groups]
+        results: list[Result | None] = []
+        for future in futures:
+            result: Result | None = None
+            if future is not None:
+                result = await asyncio.wrap_future(future)
+            results.append(result)
+        return self.merge(where, results, timing), groups[0].num_tokens, timing
