@@ -55,6 +55,7 @@ class SentenceTransformerConfig:
     do_lower_case: bool = False
     prompts: dict[str, str] = dataclasses.field(default_factory=dict)
     default_prompt_name: str | None = None
+    splade: dict[str, Any] | None = None  # a SpladePooling module's config (pooling_strategy, activation_function)
 
 
 def resolve_model_dir(model: str, revision: str | None = None) -> Path:
@@ -122,6 +123,17 @@ def _pooling_from_config(cfg: dict[str, Any], where: Path) -> tuple[str, bool]:
     return _ST_POOLING[modes[0]], bool(cfg.get("include_prompt", True))
 
 
+def _splade_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    strategy = str(cfg.get("pooling_strategy", "max"))
+    activation = str(cfg.get("activation_function", "relu"))
+    if strategy not in ("max", "sum") or activation not in ("relu", "log1p_relu"):
+        raise ExportError(
+            f"SpladePooling {strategy!r}/{activation!r} is not supported: pooling_strategy must be max or sum, "
+            "activation_function relu or log1p_relu"
+        )
+    return {"pooling_strategy": strategy, "activation_function": activation}
+
+
 _ACTIVATIONS = {
     "identity": "identity",
     "tanh": "tanh",
@@ -154,7 +166,7 @@ def read_sentence_transformers(directory: Path) -> SentenceTransformerConfig:
     for module in sorted(modules, key=lambda m: int(m.get("idx", 0))):
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         sub = directory / str(module.get("path", ""))
-        if kind == "Transformer":
+        if kind in ("Transformer", "MLMTransformer"):
             st.transformer_dir = sub if (sub / "config.json").is_file() else directory
         elif kind == "Pooling":
             st.pooling, st.include_prompt = _pooling_from_config(_read_json(sub / "config.json"), sub)
@@ -162,10 +174,12 @@ def read_sentence_transformers(directory: Path) -> SentenceTransformerConfig:
             st.dense.append(_dense_from_dir(sub))
         elif kind == "Normalize":
             st.normalize = True
+        elif kind == "SpladePooling":
+            st.splade = _splade_from_config(_read_json(sub / "config.json") if (sub / "config.json").is_file() else {})
         else:
             raise ExportError(
                 f"{modules_path}: sentence-transformers module {module.get('type')!r} is not supported "
-                "(supported: Transformer, Pooling, Dense, Normalize)"
+                "(supported: Transformer, MLMTransformer, Pooling, SpladePooling, Dense, Normalize)"
             )
     if modules and st.normalize is None:
         st.normalize = False
