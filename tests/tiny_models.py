@@ -184,8 +184,11 @@ def save_st_modules(kind: str, model: Any, directory: Path) -> None:
             module(1, "1_SpladePooling", "sparse_encoder.modules.SpladePooling"),
         ]
         (directory / "1_SpladePooling").mkdir()
-        pooling = {"pooling_strategy": "max", "activation_function": "relu", "word_embedding_dimension": None}
+        vocab = model.config.vocab_size
+        pooling = {"pooling_strategy": "max", "activation_function": "relu", "word_embedding_dimension": vocab}
         (directory / "1_SpladePooling" / "config.json").write_text(json.dumps(pooling))
+        st_config = {"model_type": "SparseEncoder", "similarity_fn_name": "dot", "prompts": {}}
+        (directory / "config_sentence_transformers.json").write_text(json.dumps(st_config))
     elif kind == "bge_m3":
         hidden = model.config.hidden_size
         torch.save(torch.nn.Linear(hidden, 1).state_dict(), directory / "sparse_linear.pt")
@@ -197,6 +200,9 @@ def save_st_modules(kind: str, model: Any, directory: Path) -> None:
         ]
         (directory / "1_Pooling").mkdir()
         (directory / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+        tok_config = json.loads((directory / "tokenizer_config.json").read_text())  # as XLM-R's names them
+        tok_config.update({"bos_token": "<s>", "eos_token": "</s>"})
+        (directory / "tokenizer_config.json").write_text(json.dumps(tok_config))
     else:
         raise ValueError(f"unknown st_modules {kind!r}")
     (directory / "modules.json").write_text(json.dumps(modules))

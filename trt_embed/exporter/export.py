@@ -181,7 +181,7 @@ def _export_into(
             "revision": opts.revision,
             "weights_sha256": {p.name: sha256_file(p) for p in weight_files(st.transformer_dir)},
         },
-        normalize=_normalize(st, opts),
+        normalize=bool(opts.normalize) if head == "splade" else _normalize(st, opts),  # SPLADE weights are raw
         matryoshka_dimensions=matryoshka,
         matryoshka_transform=entry.matryoshka_transform,
         prompts=prompts,

@@ -11,7 +11,7 @@ runtime drops CLS, normalizes and aggregates by token id, since those steps depe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -23,7 +23,7 @@ HEADS = ("splade", "bge_m3")
 class _HeadGraph(torch.nn.Module):
     """What every exported graph offers the exporter: `encoder`, `input_names`, `output_names`."""
 
-    output_names: list[str]
+    output_names: ClassVar[list[str]]
 
     def __init__(self, encoder: torch.nn.Module, *, uses_token_type_ids: bool) -> None:
         super().__init__()
@@ -43,7 +43,7 @@ class SpladeGraph(_HeadGraph):
     are left out of the pooling, as vLLM's SPLADE pooler does; without it every real token counts, as
     sentence-transformers' SpladePooling does."""
 
-    output_names = ["sentence_embedding", "token_embeddings"]
+    output_names: ClassVar[list[str]] = ["sentence_embedding", "token_embeddings"]
 
     def __init__(
         self,
@@ -81,7 +81,7 @@ class SpladeGraph(_HeadGraph):
 class BgeM3Graph(_HeadGraph):
     """bge-m3: dense (CLS), sparse token weights and ColBERT token vectors from one encoder pass."""
 
-    output_names = ["sentence_embedding", "token_weights", "colbert_vectors"]
+    output_names: ClassVar[list[str]] = ["sentence_embedding", "token_weights", "colbert_vectors"]
 
     def __init__(self, encoder: torch.nn.Module, sparse_linear: torch.nn.Linear, colbert_linear: torch.nn.Linear):
         super().__init__(encoder, uses_token_type_ids=False)

@@ -19,7 +19,7 @@ from trt_embed.engines.select import BACKENDS, CPU_BACKENDS, Want, open_engine
 from trt_embed.errors import UnknownModel
 from trt_embed.runtime.batch import make_batch, rows_of
 from trt_embed.runtime.options import RuntimeOptions
-from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors, text_input
+from trt_embed.runtime.types import BatchKey, PreparedInput, Row, text_input
 
 log = logging.getLogger("trt_embed")
 
@@ -144,16 +144,16 @@ class EnginePool:
                     self._engines[name] = open_engine(self.artifact, backend=self.backend, want=want).engine
         return self._engines[name]
 
-    def run(self, key: BatchKey, items: list[PreparedInput]) -> list[Vectors]:
+    def run(self, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
         """One engine call (a scheduler worker's thread); returns one array per input."""
         return self._run_on(self.engine_for(key.variant), key, items)
 
-    def run_alone(self, key: BatchKey, items: list[PreparedInput]) -> list[Vectors]:
+    def run_alone(self, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
         """A batch that is the only work: on the all-cores engine when it serves this variant."""
         engine = self.alone if key.variant == self.default_variant else None
         return self._run_on(engine or self.engine_for(key.variant), key, items)
 
-    def _run_on(self, engine: Engine, key: BatchKey, items: list[PreparedInput]) -> list[Vectors]:
+    def _run_on(self, engine: Engine, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
         info = self.artifact.manifest.tokenizer
         batch = make_batch(
             key,
@@ -163,8 +163,12 @@ class EnginePool:
             padding_side=info.padding_side,
             pooling_mask="pooling_mask" in engine.input_names,
         )
-        out = engine.infer(batch, [key.output])[key.output]
-        return rows_of(batch, key.output, out, info.padding_side)
+        names = key.output.split("+")
+        out = engine.infer(batch, names)
+        if len(names) == 1:
+            return list(rows_of(batch, names[0], out[names[0]], info.padding_side))
+        per_output = {name: rows_of(batch, name, out[name], info.padding_side) for name in names}
+        return [{name: rows[n] for name, rows in per_output.items()} for n in range(batch.size)]
 
     def health(self) -> bool:
         return all(engine.health() for engine in self.engines)

@@ -10,8 +10,9 @@ import asyncio
 import collections
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,13 +20,13 @@ import numpy.typing as npt
 from trt_embed.errors import InvalidRequest, TooLarge, UnknownModel
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import encoding
-from trt_embed.runtime.postprocess import check_dimensions, finish, l2_normalize
+from trt_embed.runtime import outputs as kinds
+from trt_embed.runtime.postprocess import check_dimensions
 from trt_embed.runtime.prepare import Preparer, token_limit
 from trt_embed.runtime.scheduler import Scheduler
-from trt_embed.runtime.scoring import cosine, pair_inputs
+from trt_embed.runtime.scoring import combine, pair_inputs, score_tasks
 from trt_embed.runtime.types import (
     POOLING_TASKS,
-    TASK_OUTPUTS,
     TRUNCATE_MODES,
     Dense,
     EmbedRequest,
@@ -33,12 +34,12 @@ from trt_embed.runtime.types import (
     EncodingName,
     Inputs,
     Observer,
-    Output,
     Prepared,
+    Row,
     ScoreRequest,
     ScoreResult,
+    Sparse,
     Timing,
-    TokenVectors,
     Vectors,
 )
 from trt_embed.runtime.work import Result
@@ -89,18 +90,17 @@ class Pipeline:
 
     def check(self, request: EmbedRequest) -> Plan:
         """Every check that needs no tokenization; raises `InvalidRequest` / `UnknownModel`."""
-        if request.task not in POOLING_TASKS:
-            raise InvalidRequest(
-                f"pooling task must be one of {', '.join(POOLING_TASKS)}, got {request.task!r}", "task"
-            )
+        for task in (request.task, *request.also):
+            if task not in POOLING_TASKS:
+                raise InvalidRequest(f"pooling task must be one of {', '.join(POOLING_TASKS)}, got {task!r}", "task")
         variant = request.variant or self.default_variant
         if variant not in self.variants:
             raise UnknownModel(f"variant {variant!r} is not served; available: {', '.join(self.variants)}")
-        if TASK_OUTPUTS[request.task] not in self.outputs:
-            raise InvalidRequest(
-                f"this artifact does not export {TASK_OUTPUTS[request.task]} (task {request.task!r})", "task"
-            )
-        token_level = request.task == "token_embed"
+        for name in kinds.batch_output(self.manifest.kind, request).split("+"):
+            if name not in self.outputs:
+                raise InvalidRequest(f"this artifact does not export {name} (task {request.task!r})", "task")
+        kinds.check_sparse_options(request)
+        token_level = request.task in ("token_embed", "token_classify")
         if token_level and request.dimensions is not None:
             raise InvalidRequest("dimensions apply to the embed task only, not token_embed", "dimensions")
         dims = check_dimensions(self.manifest, request.dimensions)
@@ -144,7 +144,7 @@ class Pipeline:
 
     def _check_output(self, request: EmbedRequest, prepared: Prepared) -> None:
         """Token vectors grow with every token: refuse a response larger than the limit before running it."""
-        if request.task == "token_embed":
+        if request.task != "embed":
             values = prepared.num_tokens * self.manifest.hidden_size
             if values > self.max_output_values:
                 raise TooLarge(
@@ -162,27 +162,29 @@ class Pipeline:
         started = time.perf_counter()
         inputs = request.inputs
         if request.messages is not None or inputs is None or len(inputs) <= STREAM_CHUNK:
-            prepared = self.preparer.prepare(request, plan.variant)
+            prepared = self._prepare(request, plan.variant)
             self._check_output(request, prepared)
             timing = Timing(prepare=time.perf_counter() - started)
             future = self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
             return self._finish(plan, prepared, future.result(), timing)
-        rows: list[Vectors] = []
+        rows: list[Row] = []
+        ids: list[Sequence[int]] = []
         tokens = 0
         timing = Timing()
         pending: collections.deque[Future[Result]] = collections.deque()
         for start in range(0, len(inputs), STREAM_CHUNK):
             chunk = dataclasses.replace(request, inputs=inputs[start : start + STREAM_CHUNK])
-            prepared = self.preparer.prepare(chunk, plan.variant)
+            prepared = self._prepare(chunk, plan.variant)
             self._check_output(request, prepared)
             tokens += prepared.num_tokens
+            ids.extend(item.features["input_ids"] for item in prepared.items)
             pending.append(self.scheduler.submit(prepared.key, prepared.items, priority=request.priority))
             if len(pending) > 1:
                 rows.extend(self._account(pending.popleft().result(), timing))
         while pending:
             rows.extend(self._account(pending.popleft().result(), timing))
         timing.prepare = time.perf_counter() - started - timing.queue - timing.inference
-        return self._result(plan, rows, tokens, timing)
+        return self._result(plan, rows, ids, tokens, timing)
 
     async def arun(self, request: EmbedRequest) -> EmbedResult:
         """Answer one request from the event loop: prepared off the loop (small ones in place, where the Rust
@@ -192,10 +194,10 @@ class Pipeline:
         inputs = request.inputs
         small = request.messages is None and inputs is not None and len(inputs) <= 8
         if small and sum(len(t) for t in inputs or []) <= INLINE_CHARS:
-            prepared = self.preparer.prepare(request, plan.variant)
+            prepared = self._prepare(request, plan.variant)
         else:
             loop = asyncio.get_running_loop()
-            prepared = await loop.run_in_executor(self._prepare_pool, self.preparer.prepare, request, plan.variant)
+            prepared = await loop.run_in_executor(self._prepare_pool, self._prepare, request, plan.variant)
         self._check_output(request, prepared)
         timing = Timing(prepare=time.perf_counter() - started)
         future = self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
@@ -203,18 +205,26 @@ class Pipeline:
 
     def score(self, request: ScoreRequest) -> ScoreResult:
         left, right = pair_inputs(request.first, request.second)
-        return self._scores(len(left), self.run(self._score_embed(request, left, right)))
+        return self._scores(request, len(left), self.run(self._score_embed(request, left, right)))
 
     async def ascore(self, request: ScoreRequest) -> ScoreResult:
         left, right = pair_inputs(request.first, request.second)
-        return self._scores(len(left), await self.arun(self._score_embed(request, left, right)))
+        return self._scores(request, len(left), await self.arun(self._score_embed(request, left, right)))
 
     # -- post-process -----------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _score_embed(request: ScoreRequest, left: list[str], right: list[str]) -> EmbedRequest:
+    def _prepare(self, request: EmbedRequest, variant: str) -> Prepared:
+        """Tokenize, and read the graph outputs the request's tasks need in this model kind."""
+        prepared = self.preparer.prepare(request, variant)
+        output = kinds.batch_output(self.manifest.kind, request)
+        return dataclasses.replace(prepared, key=dataclasses.replace(prepared.key, output=output))
+
+    def _score_embed(self, request: ScoreRequest, left: list[str], right: list[str]) -> EmbedRequest:
+        task, *also = score_tasks(self.manifest.kind, request.weights)
         return EmbedRequest(
             inputs=[*left, *right],
+            task=task,
+            also=tuple(also),
             truncate=request.truncate,
             truncate_prompt_tokens=request.truncate_prompt_tokens,
             prompt_name=request.prompt_name,
@@ -223,14 +233,12 @@ class Pipeline:
             variant=request.variant,
         )
 
-    @staticmethod
-    def _scores(n_left: int, result: EmbedResult) -> ScoreResult:
-        assert isinstance(result.output, Dense)
-        vectors = result.output.vectors
-        return ScoreResult(cosine(vectors[:n_left], vectors[n_left:]), result.num_tokens, result.timing)
+    def _scores(self, request: ScoreRequest, n_left: int, result: EmbedResult) -> ScoreResult:
+        outputs = {score_tasks(self.manifest.kind, request.weights)[0]: result.output, **result.also}
+        return ScoreResult(combine(n_left, outputs, request.weights), result.num_tokens, result.timing)
 
     @staticmethod
-    def _account(result: Result, timing: Timing) -> list[Vectors]:
+    def _account(result: Result, timing: Timing) -> list[Row]:
         timing.queue += result.queue_seconds
         timing.inference += result.inference_seconds
         timing.batches += result.batches
@@ -238,30 +246,34 @@ class Pipeline:
 
     def _finish(self, plan: Plan, prepared: Prepared, result: Result, timing: Timing) -> EmbedResult:
         rows = self._account(result, timing)
-        return self._result(plan, rows, prepared.num_tokens, timing)
+        ids = [item.features["input_ids"] for item in prepared.items]
+        return self._result(plan, rows, ids, prepared.num_tokens, timing)
 
-    def _result(self, plan: Plan, rows: list[Vectors], num_tokens: int, timing: Timing) -> EmbedResult:
+    def _result(
+        self, plan: Plan, rows: list[Row], ids: list[Sequence[int]], num_tokens: int, timing: Timing
+    ) -> EmbedResult:
         request = plan.request
-        output: Output
-        if request.task == "embed":
-            vectors = finish(
-                np.stack(rows),
-                dimensions=plan.dimensions,
-                normalize=plan.normalize,
-                transform=self.manifest.matryoshka_transform,
-            )
-            output = Dense(vectors)
-            encoded = {e: self._encode(plan, vectors, e) for e in dict.fromkeys(request.encodings)}
+        decode = self.preparer.tokenizer.id_to_token
+        outputs = {
+            task: kinds.build(self.manifest, request, task, rows, ids, dimensions=plan.dimensions, decode=decode)
+            for task in kinds.also_tasks(request)
+        }
+        output = outputs.pop(request.task)
+        encoded: dict[EncodingName, list[Any]]
+        if isinstance(output, Dense):
+            encoded = {e: self._encode(plan, output.vectors, e) for e in dict.fromkeys(request.encodings)}
+        elif isinstance(output, Sparse):
+            encoded = {"float": kinds.encode_sparse(output)}
         else:
-            tokens = [l2_normalize(r) if plan.normalize else np.ascontiguousarray(r, np.float32) for r in rows]
-            output = TokenVectors(tokens)
             encoded = {  # token rows stay [len_i, H] as floats; base64 packs each input's matrix row-major
-                e: list(tokens) if e == "float" else [self._encode(plan, r.reshape(1, -1), e)[0] for r in tokens]
+                e: list(output.vectors)
+                if e == "float"
+                else [self._encode(plan, r.reshape(1, -1), e)[0] for r in output.vectors]
                 for e in dict.fromkeys(request.encodings)
             }
         for observer in self.observers:
             observer.request(timing)
-        return EmbedResult(output=output, encoded=encoded, num_tokens=num_tokens, timing=timing)
+        return EmbedResult(output=output, encoded=encoded, num_tokens=num_tokens, timing=timing, also=outputs)
 
     @staticmethod
     def _encode(plan: Plan, vectors: Vectors, name: EncodingName) -> list[object]:
