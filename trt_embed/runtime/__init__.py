@@ -15,8 +15,10 @@ from trt_embed.runtime.types import (
     Observer,
     ScoreRequest,
     ScoreResult,
+    Sparse,
     Timing,
     TokenVectors,
+    Truncate,
     Vectors,
 )
 
@@ -31,8 +33,10 @@ __all__ = [
     "RuntimeOptions",
     "ScoreRequest",
     "ScoreResult",
+    "Sparse",
     "Timing",
     "TokenVectors",
     "Tokenized",
+    "Truncate",
     "Vectors",
 ]

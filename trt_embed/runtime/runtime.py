@@ -119,6 +119,16 @@ class Runtime:
         return self.manifest.embedding_dim
 
     @property
+    def kind(self) -> str:
+        """Which outputs the model has: "dense", "splade" (sparse) or "bge_m3" (dense, sparse and ColBERT)."""
+        return self.manifest.kind
+
+    @property
+    def has_dense(self) -> bool:
+        """Whether the model makes a dense sentence embedding (a SPLADE model's `embed` is its vocabulary vector)."""
+        return self.manifest.kind != "splade"
+
+    @property
     def max_seq_length(self) -> int:
         return self.manifest.max_seq_length
 

@@ -13,6 +13,7 @@ from trt_embed.errors import InvalidRequest
 from trt_embed.runtime import EmbedRequest as Embed
 from trt_embed.server.registry import Context, answered, check_batch_size, check_priority, new_id, timing_headers
 from trt_embed.server.responses import JSON, parse
+from trt_embed.server.sparse import require_dense
 
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
 
@@ -86,6 +87,7 @@ async def embed(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, EmbedRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
+    require_dense(served, "/v2/embed")
     check_priority(ctx, body.priority)
     texts = texts_of(body)
     check_batch_size(ctx, texts, "texts")

@@ -32,7 +32,7 @@ class EmbedOptions(BaseModel):
         variant: str,
         *,
         messages: list[dict[str, Any]] | None = None,
-        task: Literal["embed", "token_embed"] = "embed",
+        task: Literal["embed", "token_embed", "sparse", "token_classify"] = "embed",
     ) -> EmbedRequest:
         """The runtime's request for these fields (`use_activation` wins over the older `normalize`)."""
         return EmbedRequest(

@@ -21,6 +21,7 @@ from trt_embed.server.registry import (
     timing_headers,
 )
 from trt_embed.server.responses import JSON, parse
+from trt_embed.server.sparse import require_dense
 
 
 class EmbeddingRequest(EmbedOptions):
@@ -34,6 +35,7 @@ async def embeddings(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, EmbeddingRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
+    require_dense(served, "/v1/embeddings")
     check_priority(ctx, body.priority)
     inputs = None if body.input is None else as_inputs(body.input)
     if inputs is not None:

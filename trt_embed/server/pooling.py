@@ -24,7 +24,7 @@ from trt_embed.server.responses import JSON, parse
 
 class PoolingRequest(EmbedOptions):
     input: StrictInput
-    task: Literal["embed", "token_embed"] = "embed"
+    task: Literal["embed", "token_embed", "sparse", "token_classify"] = "embed"  # the last two: sparse models
 
 
 async def pooling(request: Request) -> Response:
