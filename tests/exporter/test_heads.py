@@ -207,3 +207,12 @@ def test_tasks_a_model_lacks_are_refused(tiny_artifact: Callable[[str], Path]) -
             rt.run(EmbedRequest(inputs=["a"], task="sparse", top_k=0))
         with pytest.raises(InvalidRequest, match="bge-m3"):
             rt.run_score(ScoreRequest(first="a", second="b", weights=(1, 1, 1)))
+
+
+def test_inspect_shows_the_outputs(tiny_artifact: Callable[[str], Path]) -> None:
+    from trt_embed.describe import describe
+
+    text = describe(tiny_artifact("BgeM3EmbeddingModel"))
+    assert "tasks embed, sparse, token_classify, token_embed; special tokens [0, 1, 2, 3]" in text
+    assert "colbert_vectors:float32['batch', 'sequence', 64]" in text
+    assert "SPLADE sparse vector" in describe(tiny_artifact("BertForMaskedLM"))
