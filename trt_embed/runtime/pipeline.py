@@ -144,7 +144,7 @@ class Pipeline:
 
     def _check_output(self, request: EmbedRequest, prepared: Prepared) -> None:
         """Token vectors grow with every token: refuse a response larger than the limit before running it."""
-        if request.task != "embed":
+        if "token_embed" in (request.task, *request.also):
             values = prepared.num_tokens * self.manifest.hidden_size
             if values > self.max_output_values:
                 raise TooLarge(
