@@ -21,7 +21,7 @@ from trt_embed.exporter.checks import ensure_fp16_graph, quality
 from trt_embed.exporter.external_data import data_hashes
 from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
-from trt_embed.exporter.heads import head_graph, special_token_ids
+from trt_embed.exporter.heads import MultiVectorGraph, head_graph, multi_vector_config, special_token_ids
 from trt_embed.exporter.int8 import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE, calibration_passages, static_int8_entry
 from trt_embed.exporter.models.recipe import apply_recipe, ensure_eos, entry_for, recipe_matryoshka
 from trt_embed.exporter.plans import PlanOptions, add_plans
@@ -138,7 +138,8 @@ def _export_into(
     log.info("loading the %s weights into PyTorch", entry.architecture)
     head = _head(st, entry)
     special = special_token_ids(out / "tokenizer")
-    graph = _build_graph(st, entry, pooling, opts, head, special)
+    head_config = multi_vector_config(st.multi_vector, special, out / "tokenizer") if st.multi_vector else {}
+    graph = _build_graph(st, entry, pooling, opts, head, special, head_config)
     calibration = opts.calibration_texts or default_calibration_texts()
     with torch.no_grad():  # the calibration embeddings (int8 output ranges), before weights may be released
         pooled = graph(*_example(graph, tokenizer, tokenizer_info, calibration))[0].numpy()
@@ -160,7 +161,7 @@ def _export_into(
         if name in adapters:
             raise ExportError(f"--lora {name}=...: the checkpoint already has a variant {name!r}; choose another name")
         variant_graph, adapters[name] = merged_lora_graph(
-            lambda: _build_graph(st, entry, pooling, opts, head, special), Path(adapter_dir), name
+            lambda: _build_graph(st, entry, pooling, opts, head, special, head_config), Path(adapter_dir), name
         )
         engines += _export_engines(
             variant_graph, out, tokenizer, tokenizer_info, entry, config, calibration, opts, variant=name
@@ -169,7 +170,10 @@ def _export_into(
         architecture=entry.architecture,
         family=entry.family,
         kind=head or "dense",
-        special_token_ids=sorted(set(special.values())) if head == "bge_m3" else [],
+        special_token_ids=sorted({special[r] for r in ("cls", "sep", "bos", "eos", "pad", "unk") if r in special})
+        if head == "bge_m3"
+        else [],
+        head_config=head_config,
         hidden_size=int(config["hidden_size"]),
         embedding_dim=int(pooled.shape[-1]),
         pooling=pooling,
@@ -276,6 +280,8 @@ def _head(st: SentenceTransformerConfig, entry: ZooEntry) -> str | None:
                 "has no MLM head in the zoo (BertForMaskedLM, DistilBertForMaskedLM do)"
             )
         head = "splade"
+    if head is None and st.multi_vector is not None:
+        head = "multi_vector"
     return None if head is None else str(head)
 
 
@@ -286,7 +292,17 @@ def _build_graph(
     opts: ExportOptions,
     head: str | None = None,
     special: dict[str, int] | None = None,
+    head_config: dict[str, Any] | None = None,
 ) -> EmbeddingGraph:
+    if head == "multi_vector":
+        expansion = (head_config or {}).get("expansion") or {}
+        vectors: Any = MultiVectorGraph(
+            build_encoder(st.transformer_dir, entry, opts.trust_remote_code),
+            [dense_from_st(layer) for layer in st.dense],
+            uses_token_type_ids=entry.token_type_ids,
+            expansion_id=None if not expansion or expansion["attend"] else int(expansion["token_id"]),
+        ).eval()
+        return vectors
     if head is not None:
         graph: Any = head_graph(head, st.transformer_dir, entry.recipe, st.splade, special or {})
         return graph  # same interface: encoder, input_names, output_names; sentence_embedding first

@@ -17,7 +17,7 @@ import torch
 
 from trt_embed.errors import ExportError
 
-HEADS = ("splade", "bge_m3")
+HEADS = ("splade", "bge_m3", "multi_vector")
 
 
 class _HeadGraph(torch.nn.Module):
@@ -94,6 +94,64 @@ class BgeM3Graph(_HeadGraph):
         return hidden[:, 0], weights, self.colbert_linear(hidden)
 
 
+class MultiVectorGraph(_HeadGraph):
+    """sentence-transformers' MultiVectorEncoder (ColBERT-shaped): token states through the token-level Dense
+    projection. `expansion_id`: query-expansion tokens the encoder does not attend to (`attend: false`), though
+    their own states are computed and scored. `sentence_embedding` (the first token's vector) only keeps the
+    graph's interface: such a model has no dense output."""
+
+    output_names: ClassVar[list[str]] = ["sentence_embedding", "colbert_vectors"]
+
+    def __init__(
+        self,
+        encoder: torch.nn.Module,
+        dense: list[torch.nn.Module],
+        *,
+        uses_token_type_ids: bool,
+        expansion_id: int | None,
+    ) -> None:
+        super().__init__(encoder, uses_token_type_ids=uses_token_type_ids)
+        self.dense = torch.nn.Sequential(*dense)
+        self.expansion_id = expansion_id
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        named = self._kwargs(inputs)
+        if self.expansion_id is not None:
+            keep = (named["input_ids"] != self.expansion_id).to(named["attention_mask"].dtype)
+            named["attention_mask"] = named["attention_mask"] * keep
+        vectors = self.dense(self.encoder(**named).last_hidden_state)
+        return vectors[:, 0], vectors
+
+
+def multi_vector_config(st_config: dict[str, Any], special: dict[str, int], tokenizer_dir: Path) -> dict[str, Any]:
+    """What the runtime needs of a multi-vector model: per-task lengths, query expansion (token id, length,
+    strategy, attend) and the skiplist as token ids (words that are not one token are dropped, as
+    sentence-transformers does)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    skip = [tokenizer.token_to_id(w) for w in st_config.get("skiplist_words") or []]
+    expansion = st_config.get("query_expansion")
+    if expansion:
+        token = expansion.get("token")
+        token_id = tokenizer.token_to_id(token) if token else special.get("mask")
+        if token_id is None:
+            raise ExportError("query expansion needs a token: the tokenizer has no mask token and none is named")
+        expansion = {
+            "strategy": str(expansion.get("strategy", "fixed")),
+            "length": int(expansion["length"]),
+            "token_id": int(token_id),
+            "attend": bool(expansion.get("attend", False)),
+        }
+    return {
+        "query_length": st_config.get("query_length"),
+        "document_length": st_config.get("document_length"),
+        "expansion": expansion or None,
+        "skip_ids": sorted({int(i) for i in skip if i is not None and i != special.get("unk")}),
+        "skip_tasks": list(st_config.get("skiplist_tasks") or ["document"]),
+    }
+
+
 def linear_from_pt(path: Path) -> torch.nn.Linear:
     """A `torch.nn.Linear` from a state dict saved with `torch.save(linear.state_dict(), path)`, as BAAI saves
     bge-m3's `sparse_linear.pt` and `colbert_linear.pt`."""
@@ -142,7 +200,7 @@ def _forward_arguments(module: torch.nn.Module) -> list[str]:
 
 
 def special_token_ids(tokenizer_dir: Path) -> dict[str, int]:
-    """The ids of the tokenizer's special tokens by role (cls, sep, bos, eos, pad, unk), from the artifact's
+    """The ids of the tokenizer's special tokens by role (cls, sep, bos, eos, pad, unk, mask), from the artifact's
     `tokenizer_config.json` and `tokenizer.json`; roles the tokenizer lacks are left out."""
     import json
 
@@ -152,7 +210,7 @@ def special_token_ids(tokenizer_dir: Path) -> dict[str, int]:
     config_path = tokenizer_dir / "tokenizer_config.json"
     config: dict[str, Any] = json.loads(config_path.read_text()) if config_path.is_file() else {}
     found: dict[str, int] = {}
-    for role in ("cls", "sep", "bos", "eos", "pad", "unk"):
+    for role in ("cls", "sep", "bos", "eos", "pad", "unk", "mask"):
         token = config.get(f"{role}_token")
         token = token.get("content") if isinstance(token, dict) else token
         token_id = tokenizer.token_to_id(token) if isinstance(token, str) else None

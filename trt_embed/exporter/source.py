@@ -40,6 +40,7 @@ class DenseLayer:
     out_features: int
     bias: bool
     activation: str  # "identity" | "tanh" | "relu" | "gelu" | "sigmoid"
+    tokens: bool = False  # applied to every token state (a multi-vector projection), not to the pooled vector
 
 
 @dataclasses.dataclass
@@ -56,6 +57,9 @@ class SentenceTransformerConfig:
     prompts: dict[str, str] = dataclasses.field(default_factory=dict)
     default_prompt_name: str | None = None
     splade: dict[str, Any] | None = None  # a SpladePooling module's config (pooling_strategy, activation_function)
+    # a MultiVectorMask module's config (skiplist_words, skiplist_tasks) with the Transformer's query/document
+    # lengths and query expansion (sentence-transformers' MultiVectorEncoder)
+    multi_vector: dict[str, Any] | None = None
 
 
 def resolve_model_dir(model: str, revision: str | None = None) -> Path:
@@ -155,6 +159,7 @@ def _dense_from_dir(directory: Path) -> DenseLayer:
         out_features=int(cfg["out_features"]),
         bias=bool(cfg.get("bias", True)),
         activation=short,
+        tokens=cfg.get("module_input_name") == "token_embeddings",
     )
 
 
@@ -174,12 +179,15 @@ def read_sentence_transformers(directory: Path) -> SentenceTransformerConfig:
             st.dense.append(_dense_from_dir(sub))
         elif kind == "Normalize":
             st.normalize = True
+        elif kind == "MultiVectorMask":
+            mask_config = sub / "config.json"
+            st.multi_vector = _read_json(mask_config) if mask_config.is_file() else {}
         elif kind == "SpladePooling":
             st.splade = _splade_from_config(_read_json(sub / "config.json") if (sub / "config.json").is_file() else {})
         else:
             raise ExportError(
                 f"{modules_path}: sentence-transformers module {module.get('type')!r} is not supported "
-                "(supported: Transformer, MLMTransformer, Pooling, SpladePooling, Dense, Normalize)"
+                "(supported: Transformer, MLMTransformer, Pooling, SpladePooling, MultiVectorMask, Dense, Normalize)"
             )
     if modules and st.normalize is None:
         st.normalize = False
@@ -193,6 +201,9 @@ def read_sentence_transformers(directory: Path) -> SentenceTransformerConfig:
             if cfg.get("max_seq_length") is not None:
                 st.max_seq_length = int(cfg["max_seq_length"])
             st.do_lower_case = bool(cfg.get("do_lower_case", False))
+            if st.multi_vector is not None:
+                keys = ("query_length", "document_length", "query_expansion")
+                st.multi_vector.update({key: cfg.get(key) for key in keys})
             break
 
     prompts_path = directory / "config_sentence_transformers.json"

@@ -7,6 +7,7 @@ vector), `bge_m3` (dense CLS, per-token sparse weights and ColBERT vectors from 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,18 @@ import numpy.typing as npt
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.postprocess import finish, l2_normalize
-from trt_embed.runtime.types import Dense, EmbedRequest, Output, PoolingTask, Row, Sparse, TokenVectors, Vectors
+from trt_embed.runtime.types import (
+    Dense,
+    EmbedRequest,
+    Output,
+    PoolingTask,
+    Prepared,
+    Row,
+    Sparse,
+    TokenVectors,
+    Vectors,
+    text_input,
+)
 
 KIND_TASKS: dict[str, dict[str, str]] = {
     "dense": {"embed": "sentence_embedding", "token_embed": "token_embeddings"},
@@ -27,7 +39,9 @@ KIND_TASKS: dict[str, dict[str, str]] = {
         "token_classify": "token_weights",
         "token_embed": "colbert_vectors",
     },
+    "multi_vector": {"token_embed": "colbert_vectors"},
 }
+NO_DENSE = ("splade", "multi_vector")  # kinds whose `sentence_embedding` is no dense sentence embedding
 # Multi-vector outputs that are L2-normalized per token by the model's definition (bge-m3's ColBERT vectors).
 NORMALIZED_TOKENS = {"bge_m3"}
 
@@ -161,7 +175,59 @@ def build(
         return sparse_output(kind, values, ids, request, manifest.special_token_ids, decode)
     if task == "token_classify":
         return token_weights(values)
+    if kind == "multi_vector":
+        return multi_vector_output(manifest.head_config, values, ids, request)
     return token_output(kind, values, request.normalize)
+
+
+def is_query(request: EmbedRequest) -> bool:
+    """Multi-vector models encode queries (prompt "query": expanded, query skiplist) unlike documents."""
+    return request.prompt_name == "query"
+
+
+def multi_vector_request(config: dict[str, Any], request: EmbedRequest) -> EmbedRequest:
+    """Queries are cut to the expansion (or query) length, documents to the document length, as
+    sentence-transformers' MultiVectorEncoder does; a smaller `truncate_prompt_tokens` still applies."""
+    expansion = config.get("expansion")
+    if is_query(request) and expansion and expansion["strategy"] == "fixed":
+        limit = expansion["length"]
+    elif is_query(request):
+        limit = config.get("query_length")
+    else:
+        limit = config.get("document_length")
+    given = request.truncate_prompt_tokens
+    if limit is None or (given is not None and given != -1 and given <= limit):
+        return request
+    return dataclasses.replace(request, truncate_prompt_tokens=int(limit))
+
+
+def expand_query(config: dict[str, Any], request: EmbedRequest, prepared: Prepared) -> Prepared:
+    """ColBERT query expansion: pad each query's ids with the expansion token up to the expansion length."""
+    expansion = config.get("expansion")
+    if not expansion or not is_query(request):
+        return prepared
+    items = []
+    for item in prepared.items:
+        ids = list(item.features["input_ids"])
+        extra = max(0, expansion["length"] - len(ids))
+        types = [*item.features["token_type_ids"], *[0] * extra]
+        items.append(text_input([*ids, *[expansion["token_id"]] * extra], types))
+    return dataclasses.replace(prepared, items=items)
+
+
+def multi_vector_output(
+    config: dict[str, Any], rows: list[Vectors], ids: Sequence[Sequence[int]], request: EmbedRequest
+) -> TokenVectors:
+    """Each input's token vectors, without the skiplist's tokens on the tasks it applies to (documents by
+    default); normalized when asked."""
+    task = "query" if is_query(request) else "document"
+    skip = np.asarray(config.get("skip_ids") or [], dtype=np.int64) if task in config.get("skip_tasks", []) else None
+    out = []
+    for row, token_ids in zip(rows, ids, strict=True):
+        if skip is not None and len(skip):
+            row = row[~np.isin(np.asarray(token_ids, dtype=np.int64), skip)]
+        out.append(l2_normalize(row) if request.normalize else _f32(row))
+    return TokenVectors(out)
 
 
 def also_tasks(request: EmbedRequest) -> tuple[PoolingTask, ...]:

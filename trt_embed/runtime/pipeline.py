@@ -24,7 +24,7 @@ from trt_embed.runtime import outputs as kinds
 from trt_embed.runtime.postprocess import check_dimensions
 from trt_embed.runtime.prepare import Preparer, token_limit
 from trt_embed.runtime.scheduler import Scheduler
-from trt_embed.runtime.scoring import combine, pair_inputs, score_tasks
+from trt_embed.runtime.scoring import pair_inputs, score_requests, score_result
 from trt_embed.runtime.types import (
     POOLING_TASKS,
     TRUNCATE_MODES,
@@ -205,37 +205,25 @@ class Pipeline:
 
     def score(self, request: ScoreRequest) -> ScoreResult:
         left, right = pair_inputs(request.first, request.second)
-        return self._scores(request, len(left), self.run(self._score_embed(request, left, right)))
+        kind, prompts = self.manifest.kind, self.manifest.prompts
+        results = [self.run(r) for r in score_requests(kind, prompts, request, left, right)]
+        return score_result(kind, request, len(left), results)
 
     async def ascore(self, request: ScoreRequest) -> ScoreResult:
         left, right = pair_inputs(request.first, request.second)
-        return self._scores(request, len(left), await self.arun(self._score_embed(request, left, right)))
+        kind, prompts = self.manifest.kind, self.manifest.prompts
+        results = [await self.arun(r) for r in score_requests(kind, prompts, request, left, right)]
+        return score_result(kind, request, len(left), results)
 
     # -- post-process -----------------------------------------------------------------------------------------
 
     def _prepare(self, request: EmbedRequest, variant: str) -> Prepared:
         """Tokenize, and read the graph outputs the request's tasks need in this model kind."""
-        prepared = self.preparer.prepare(request, variant)
+        if self.manifest.kind == "multi_vector":
+            request = kinds.multi_vector_request(self.manifest.head_config, request)
+        prepared = kinds.expand_query(self.manifest.head_config, request, self.preparer.prepare(request, variant))
         output = kinds.batch_output(self.manifest.kind, request)
         return dataclasses.replace(prepared, key=dataclasses.replace(prepared.key, output=output))
-
-    def _score_embed(self, request: ScoreRequest, left: list[str], right: list[str]) -> EmbedRequest:
-        task, *also = score_tasks(self.manifest.kind, request.weights)
-        return EmbedRequest(
-            inputs=[*left, *right],
-            task=task,
-            also=tuple(also),
-            truncate=request.truncate,
-            truncate_prompt_tokens=request.truncate_prompt_tokens,
-            prompt_name=request.prompt_name,
-            prompt=request.prompt,
-            priority=request.priority,
-            variant=request.variant,
-        )
-
-    def _scores(self, request: ScoreRequest, n_left: int, result: EmbedResult) -> ScoreResult:
-        outputs = {score_tasks(self.manifest.kind, request.weights)[0]: result.output, **result.also}
-        return ScoreResult(combine(n_left, outputs, request.weights), result.num_tokens, result.timing)
 
     @staticmethod
     def _account(result: Result, timing: Timing) -> list[Row]:

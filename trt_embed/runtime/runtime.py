@@ -120,13 +120,14 @@ class Runtime:
 
     @property
     def kind(self) -> str:
-        """Which outputs the model has: "dense", "splade" (sparse) or "bge_m3" (dense, sparse and ColBERT)."""
+        """Which outputs the model has: "dense", "splade" (sparse), "bge_m3" (dense, sparse and ColBERT) or
+        "multi_vector" (ColBERT-shaped token vectors)."""
         return self.manifest.kind
 
     @property
     def has_dense(self) -> bool:
         """Whether the model makes a dense sentence embedding (a SPLADE model's `embed` is its vocabulary vector)."""
-        return self.manifest.kind != "splade"
+        return self.manifest.kind not in ("splade", "multi_vector")
 
     @property
     def max_seq_length(self) -> int:

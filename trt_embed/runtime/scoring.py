@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime.types import Dense, Output, PoolingTask, Sparse, Vectors
+from trt_embed.runtime.types import (
+    Dense,
+    EmbedRequest,
+    EmbedResult,
+    Output,
+    PoolingTask,
+    ScoreRequest,
+    ScoreResult,
+    Sparse,
+    Timing,
+    TokenVectors,
+    Vectors,
+)
 
 
 def pair_inputs(first: str | Sequence[str], second: str | Sequence[str]) -> tuple[list[str], list[str]]:
@@ -64,7 +77,8 @@ def score_tasks(kind: str, weights: tuple[float, float, float] | None) -> tuple[
     """What a score request computes for a model kind: cosine of dense vectors, sparse dot (SPLADE), or
     bge-m3's dense, sparse and ColBERT scores when weights are given."""
     if weights is None:
-        return ("sparse",) if kind == "splade" else ("embed",)
+        own: dict[str, tuple[PoolingTask, ...]] = {"splade": ("sparse",), "multi_vector": ("token_embed",)}
+        return own.get(kind, ("embed",))
     if kind != "bge_m3":
         raise InvalidRequest("score weights apply to bge-m3 (dense, sparse, ColBERT) models only", "weights")
     if len(weights) != 3 or any(isinstance(w, bool) or not isinstance(w, int | float) or w < 0 for w in weights):
@@ -95,3 +109,42 @@ def combine(n_left: int, outputs: dict[PoolingTask, Output], weights: tuple[floa
 
 def _rows(output: Sparse, start: int, stop: int | None) -> Sparse:
     return Sparse(ids=output.ids[start:stop], weights=output.weights[start:stop])
+
+
+def score_requests(
+    kind: str, prompts: Collection[str], request: ScoreRequest, left: list[str], right: list[str]
+) -> list[EmbedRequest]:
+    """The embed requests a score request needs: one over both sides (one engine pass), or for a multi-vector
+    model the queries (prompt "query": expanded) and the documents (prompt "document") apart."""
+    task, *also = score_tasks(kind, request.weights)
+    both = EmbedRequest(
+        inputs=[*left, *right],
+        task=task,
+        also=tuple(also),
+        truncate=request.truncate,
+        truncate_prompt_tokens=request.truncate_prompt_tokens,
+        prompt_name=request.prompt_name,
+        prompt=request.prompt,
+        priority=request.priority,
+        variant=request.variant,
+    )
+    if kind != "multi_vector":
+        return [both]
+    query, document = (name if name in prompts else None for name in ("query", "document"))
+    return [
+        dataclasses.replace(both, inputs=left, prompt_name=query, prompt=None),
+        dataclasses.replace(both, inputs=right, prompt_name=document, prompt=None),
+    ]
+
+
+def score_result(kind: str, request: ScoreRequest, n_left: int, results: list[EmbedResult]) -> ScoreResult:
+    """Scores from the results of `score_requests`: MaxSim (summed) for multi-vector models, else `combine`."""
+    if kind == "multi_vector":
+        queries, documents = (r.output for r in results)
+        assert isinstance(queries, TokenVectors) and isinstance(documents, TokenVectors)
+        timing = Timing(*(sum(getattr(r.timing, f.name) for r in results) for f in dataclasses.fields(Timing)))
+        tokens = sum(r.num_tokens for r in results)
+        return ScoreResult(maxsim(queries.vectors, documents.vectors), tokens, timing)
+    (result,) = results
+    outputs = {score_tasks(kind, request.weights)[0]: result.output, **result.also}
+    return ScoreResult(combine(n_left, outputs, request.weights), result.num_tokens, result.timing)
