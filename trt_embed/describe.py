@@ -82,6 +82,7 @@ _KINDS = {
     "dense": "dense embedding and token states",
     "splade": "SPLADE sparse vector over the vocabulary (and token states)",
     "bge_m3": "bge-m3 dense (CLS), sparse token weights and ColBERT vectors, from one engine call",
+    "multi_vector": "ColBERT-shaped token vectors (no dense embedding)",
 }
 
 
