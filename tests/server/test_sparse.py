@@ -94,3 +94,19 @@ def test_score_and_rerank_by_kind(client: TestClient, runtimes: dict[str, Runtim
     ranked = client.post("/rerank", json={"model": "splade", "query": TEXTS[0], "documents": TEXTS[1:]}).json()
     order = np.argsort(-(vectors[1:] @ vectors[0]))
     assert [r["index"] for r in ranked["results"]] == order.tolist()
+
+
+def test_bge_m3_weighted_score_over_http(client: TestClient, runtimes: dict[str, Runtime]) -> None:
+    weights = (0.4, 0.2, 0.4)
+    from trt_embed.runtime import ScoreRequest
+
+    want = runtimes["m3"].run_score(ScoreRequest(first=TEXTS[0], second=TEXTS[1:], weights=weights)).scores
+    body = {"model": "m3", "text_1": TEXTS[0], "text_2": TEXTS[1:], "weights": list(weights)}
+    got = client.post("/score", json=body).json()
+    np.testing.assert_allclose([d["score"] for d in got["data"]], want, rtol=1e-5)
+    bad = client.post("/score", json={**body, "weights": [1, -1, 1]})
+    assert bad.status_code == 400 and "non-negative" in bad.json()["error"]["message"]
+    dense_model = client.post(
+        "/rerank", json={"model": "splade", "query": "a", "documents": ["b"], "weights": [1, 1, 1]}
+    )
+    assert dense_model.status_code == 400 and "bge-m3" in dense_model.json()["error"]["message"]

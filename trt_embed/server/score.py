@@ -24,6 +24,7 @@ class ScoreRequest(BaseModel):
     text_2: str | list[str] = Field(validation_alias=AliasChoices("text_2", "data_2", "documents"))
     truncate_prompt_tokens: int | None = None
     priority: StrictInt = 0
+    weights: tuple[float, float, float] | None = None  # bge-m3: dense, sparse, ColBERT
 
 
 class RerankRequest(BaseModel):
@@ -36,6 +37,7 @@ class RerankRequest(BaseModel):
     return_documents: bool = True
     truncate_prompt_tokens: int | None = None
     priority: StrictInt = 0
+    weights: tuple[float, float, float] | None = None  # bge-m3: dense, sparse, ColBERT
 
 
 async def score(request: Request) -> Response:
@@ -54,6 +56,7 @@ async def score(request: Request) -> Response:
                 truncate_prompt_tokens=body.truncate_prompt_tokens,
                 priority=body.priority,
                 variant=served.variant,
+                weights=body.weights,
             )
         ),
     )
@@ -84,6 +87,7 @@ async def rerank(request: Request) -> Response:
                 truncate_prompt_tokens=body.truncate_prompt_tokens,
                 priority=body.priority,
                 variant=served.variant,
+                weights=body.weights,
             )
         ),
     )
