@@ -424,6 +424,7 @@ def _export_engines(
         )
         fused, cos = measured(f"{prefix}model.optimized.onnx", "fp32", True)
         if cos.min() >= EXACT_MIN_COSINE:
+            _check_other_outputs(out / fused.file, fused, feeds, dict(zip(graph.output_names, computed, strict=True)))
             engines.append(fused)
             source = out / f"{prefix}model.optimized.onnx"
         else:

@@ -10,6 +10,7 @@ from typing import Any
 
 from trt_embed.artifact import Artifact
 from trt_embed.engines.base import Engine, EngineSpec
+from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.engine_pool import EnginePool
 from trt_embed.runtime.options import RuntimeOptions
@@ -27,7 +28,7 @@ from trt_embed.runtime.types import (
     PoolingTask,
     ScoreRequest,
     ScoreResult,
-    TokenVectors,
+    Sparse,
     Truncate,
     Vectors,
 )
@@ -294,4 +295,6 @@ def _dense(result: EmbedResult) -> Vectors:
 
 def _vectors(result: EmbedResult) -> Vectors | list[Vectors]:
     output = result.output
-    return output.vectors if isinstance(output, Dense | TokenVectors) else []
+    if isinstance(output, Sparse):
+        raise InvalidRequest("encode returns arrays; for sparse output use run(EmbedRequest(task='sparse'))", "task")
+    return output.vectors
