@@ -90,6 +90,15 @@ def test_remote_code_class_and_subtypes_route_configs() -> None:
     assert architecture_of(gte_multilingual) == "NewModel"
 
 
+def test_files_beside_the_weights_route_bge_m3() -> None:
+    """bge-m3's config says XLMRobertaModel; its colbert_linear.pt makes it BgeM3EmbeddingModel."""
+    config = {"architectures": ["XLMRobertaModel"]}
+    assert (
+        architecture_of(config, ["model.safetensors", "colbert_linear.pt", "sparse_linear.pt"]) == "BgeM3EmbeddingModel"
+    )
+    assert architecture_of(config, ["model.safetensors"]) == "XLMRobertaModel"
+
+
 def test_unknown_architecture_lists_supported() -> None:
     with pytest.raises(UnsupportedArchitecture, match="BertModel"):
         zoo_entry("NoSuchModelForAnything")

@@ -216,3 +216,18 @@ def test_inspect_shows_the_outputs(tiny_artifact: Callable[[str], Path]) -> None
     assert "tasks embed, sparse, token_classify, token_embed; special tokens [0, 1, 2, 3]" in text
     assert "colbert_vectors:float32['batch', 'sequence', 64]" in text
     assert "SPLADE sparse vector" in describe(tiny_artifact("BertForMaskedLM"))
+
+
+def test_bge_m3_as_baai_publishes_it(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
+    """config.json says XLMRobertaModel; the heads beside the weights make the export bge-m3."""
+    import json
+    import shutil
+
+    from trt_embed.exporter import ExportOptions, export_model
+
+    model_dir = tmp_path / "bge-m3"
+    shutil.copytree(tiny_model("BgeM3EmbeddingModel"), model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "architectures": ["XLMRobertaModel"]}))
+    manifest = export_model(str(model_dir), tmp_path / "artifact", ExportOptions(precision="fp32", fuse=False))
+    assert (manifest.architecture, manifest.kind) == ("BgeM3EmbeddingModel", "bge_m3")
