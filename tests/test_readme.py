@@ -8,6 +8,7 @@ Each ```python / ```bash block follows an HTML comment `<!-- test: KIND [ARTIFAC
   serve-default  run against `trt-embed serve` (the README's command) on a free port instead of 8000
   matryoshka-prompts NAME / lora NAME / clip NAME   Python, in a folder where NAME is a tiny artifact with what
                  it needs
+  sparse NAME    Python, in a folder where NAME is a tiny SPLADE (`splade`) or bge-m3-shaped (`m3`) artifact
   layout         the package tree: every module it names exists where it says
 The Install block is checked against pyproject.toml instead (its commands build and install).
 """
@@ -212,6 +213,19 @@ def test_python_api_on_a_clip_model(
 
     for block in blocks_of("clip"):
         export_model(str(tiny_model("CLIPModel")), tmp_path / block.argument, ExportOptions(precision="fp32"))
+        run_python(block.body, tmp_path, monkeypatch)
+
+
+SPARSE_ARTIFACTS = {"splade": "BertForMaskedLM", "m3": "BgeM3EmbeddingModel"}
+
+
+def test_python_api_on_sparse_models(
+    tiny_artifact: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for block in blocks_of("sparse"):
+        for name in block.argument.split():
+            if not (tmp_path / name).exists():
+                (tmp_path / name).symlink_to(tiny_artifact(SPARSE_ARTIFACTS[name]))
         run_python(block.body, tmp_path, monkeypatch)
 
 

@@ -20,7 +20,11 @@ EXAMPLES: dict[str, str] = {
     "BertModel": "sentence-transformers/all-MiniLM-L6-v2",
     "RobertaModel": "sentence-transformers/all-distilroberta-v1",
     "RobertaForMaskedLM": "sentence-transformers/stsb-roberta-base (saved as ForMaskedLM)",
-    "XLMRobertaModel": "BAAI/bge-m3",
+    "XLMRobertaModel": "intfloat/multilingual-e5-base",
+    "BgeM3EmbeddingModel": "BAAI/bge-m3 (XLMRobertaModel with colbert_linear.pt beside the weights)",
+    "BertForMaskedLM": "naver/splade-v3",
+    "DistilBertForMaskedLM": "opensearch-project/opensearch-neural-sparse-encoding-doc-v2-distill",
+    "BertSpladeSparseEmbeddingModel": "naver/splade-v3 (exported with --architecture BertSpladeSparseEmbeddingModel)",
     "ErnieModel": "nghuyong/ernie-3.0-base-zh",
     "ModernBertModel": "nomic-ai/modernbert-embed-base",
     "NomicBertModel": "nomic-ai/nomic-embed-text-v1.5",
@@ -86,6 +90,15 @@ def test_remote_code_class_and_subtypes_route_configs() -> None:
         "auto_map": {"AutoModel": "x--modeling.NewModel"},
     }
     assert architecture_of(gte_multilingual) == "NewModel"
+
+
+def test_files_beside_the_weights_route_bge_m3() -> None:
+    """bge-m3's config says XLMRobertaModel; its colbert_linear.pt makes it BgeM3EmbeddingModel."""
+    config = {"architectures": ["XLMRobertaModel"]}
+    assert (
+        architecture_of(config, ["model.safetensors", "colbert_linear.pt", "sparse_linear.pt"]) == "BgeM3EmbeddingModel"
+    )
+    assert architecture_of(config, ["model.safetensors"]) == "XLMRobertaModel"
 
 
 def test_unknown_architecture_lists_supported() -> None:

@@ -167,7 +167,49 @@ def make_tiny_model(entry: ZooEntry, directory: Path, seed: int = 0) -> Path:
     save_tiny_tokenizer(text_config, directory, tiny.get("tokenizer", {}))
     if "preprocessor" in tiny:  # two-tower: the image processor's config
         (directory / "preprocessor_config.json").write_text(json.dumps(tiny["preprocessor"]))
+    if "st_modules" in tiny:
+        save_st_modules(tiny["st_modules"], model, directory)
     return directory
+
+
+def save_st_modules(kind: str, model: Any, directory: Path) -> None:
+    """The files beside the weights that make a checkpoint SPLADE or bge-m3, as the hub repositories have them:
+    `splade`: sentence-transformers' MLMTransformer + SpladePooling modules; `bge_m3`: BAAI's `sparse_linear.pt`
+    and `colbert_linear.pt` (`torch.save(linear.state_dict())`) and its Transformer/Pooling(cls)/Normalize modules."""
+    import torch
+
+    def module(idx: int, path: str, kind: str) -> dict[str, Any]:
+        return {"idx": idx, "name": str(idx), "path": path, "type": f"sentence_transformers.{kind}"}
+
+    if kind == "splade":
+        modules = [
+            module(0, "", "sparse_encoder.modules.MLMTransformer"),
+            module(1, "1_SpladePooling", "sparse_encoder.modules.SpladePooling"),
+        ]
+        (directory / "1_SpladePooling").mkdir()
+        vocab = model.config.vocab_size
+        pooling = {"pooling_strategy": "max", "activation_function": "relu", "word_embedding_dimension": vocab}
+        (directory / "1_SpladePooling" / "config.json").write_text(json.dumps(pooling))
+        st_config = {"model_type": "SparseEncoder", "similarity_fn_name": "dot", "prompts": {}}
+        (directory / "config_sentence_transformers.json").write_text(json.dumps(st_config))
+    elif kind == "bge_m3":
+        hidden = model.config.hidden_size
+        torch.save(torch.nn.Linear(hidden, 1).state_dict(), directory / "sparse_linear.pt")
+        torch.save(torch.nn.Linear(hidden, hidden).state_dict(), directory / "colbert_linear.pt")
+        modules = [
+            module(0, "", "models.Transformer"),
+            module(1, "1_Pooling", "models.Pooling"),
+            module(2, "2_Normalize", "models.Normalize"),
+        ]
+        (directory / "1_Pooling").mkdir()
+        (directory / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+        tok_config = json.loads((directory / "tokenizer_config.json").read_text())  # as XLM-R's names them
+        tok_config.update({"bos_token": "<s>", "eos_token": "</s>"})
+        (directory / "tokenizer_config.json").write_text(json.dumps(tok_config))
+    else:
+        raise ValueError(f"unknown st_modules {kind!r}")
+    (directory / "modules.json").write_text(json.dumps(modules))
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 96, "do_lower_case": False}))
 
 
 def golden_tiny_model(tiny: dict[str, Any], directory: Path) -> Path:

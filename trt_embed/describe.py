@@ -26,6 +26,7 @@ def describe(directory: Path, *, as_json: bool = False, layers: bool = False) ->
         f"pooling       {m.pooling.mode}" + ("" if m.pooling.include_prompt else " (prompt excluded)"),
         f"normalize     {'yes' if m.normalize else 'no'} (in runtime, after Matryoshka slicing)",
         f"matryoshka    {matryoshka}",
+        f"outputs       {_outputs(m)}",
         f"max length    {m.max_seq_length} tokens",
         f"tokenizer     pad id {m.tokenizer.pad_token_id}, {m.tokenizer.padding_side} padding, "
         f"lower-case {'yes' if m.tokenizer.do_lower_case else 'no'}",
@@ -75,3 +76,19 @@ def _plan_lines(directory: Path, e: EngineEntry, layers: bool) -> list[str]:
         except TrtEmbedError as exc:
             lines.append(f"      engine inspector unavailable: {exc}")
     return lines
+
+
+_KINDS = {
+    "dense": "dense embedding and token states",
+    "splade": "SPLADE sparse vector over the vocabulary (and token states)",
+    "bge_m3": "bge-m3 dense (CLS), sparse token weights and ColBERT vectors, from one engine call",
+    "multi_vector": "ColBERT-shaped token vectors (no dense embedding)",
+}
+
+
+def _outputs(m: Manifest) -> str:
+    """What the model returns: its kind and the pooling tasks that read it."""
+    from trt_embed.runtime.outputs import tasks_of
+
+    skip = f"; special tokens {m.special_token_ids} left out of sparse" if m.special_token_ids else ""
+    return f"{_KINDS.get(m.kind, m.kind)}; tasks {', '.join(tasks_of(m.kind))}{skip}"

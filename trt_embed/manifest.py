@@ -97,6 +97,14 @@ class Manifest:
     vocab_size: int | None = None  # rows of the model's token embedding table (valid token ids)
     dense_layers: int = 0
     lora_adapters: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # which outputs the graph has: "dense" (sentence_embedding, token_embeddings), "splade" (sentence_embedding
+    # is [vocab], token_embeddings), "bge_m3" (sentence_embedding, token_weights, colbert_vectors),
+    # "multi_vector" (colbert_vectors; its sentence_embedding is no dense embedding)
+    kind: str = "dense"
+    special_token_ids: list[int] = dataclasses.field(default_factory=list)  # left out of sparse outputs
+    # multi_vector: query_length, document_length, expansion {strategy, length, token_id, attend}, skip_ids,
+    # skip_tasks (sentence-transformers' MultiVectorEncoder settings)
+    head_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
     engines: list[EngineEntry] = dataclasses.field(default_factory=list)
     # every other file the runtime reads (the tokenizer's): path relative to the artifact -> sha256

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Collection
 from importlib import resources
 from typing import Any
 
@@ -25,6 +26,7 @@ class ZooEntry:
     config_aliases: dict[str, str] = dataclasses.field(default_factory=dict)
     prompts: dict[str, str] = dataclasses.field(default_factory=dict)
     matryoshka_transform: str | None = None
+    file_subtypes: dict[str, str] = dataclasses.field(default_factory=dict)
     # Family-specific export settings (decoder family: attention, include_prompt, prompts, append_eos, matryoshka).
     recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -38,16 +40,19 @@ def load_zoo() -> dict[str, ZooEntry]:
     return {name: ZooEntry(architecture=name, **fields) for name, fields in raw.items()}
 
 
-def architecture_of(config: dict[str, Any]) -> str:
+def architecture_of(config: dict[str, Any], files: Collection[str] = ()) -> str:
     """The zoo key for a checkpoint's `config.json`: the remote-code class its `auto_map` names for AutoModel
     when the zoo has an entry for it (jina-v3 says `XLMRobertaModel` but is `XLMRobertaLoRA`), otherwise
-    `architectures[0]`; then the entry's `subtypes` pick a more specific entry by a config key that is set."""
+    `architectures[0]`; then the entry's `subtypes` pick a more specific entry by a config key that is set, and
+    its `file_subtypes` by a file among `files` (the names beside the weights)."""
     zoo = load_zoo()
     remote = str((config.get("auto_map") or {}).get("AutoModel", "")).rsplit(".", 1)[-1]
     architectures = config.get("architectures") or [""]
     name = remote if remote in zoo else str(architectures[0])
     if name in zoo:
-        name = next((sub for key, sub in zoo[name].subtypes.items() if config.get(key)), name)
+        entry = zoo[name]
+        name = next((sub for key, sub in entry.subtypes.items() if config.get(key)), name)
+        name = next((sub for file, sub in entry.file_subtypes.items() if file in files), name)
     return name
 
 

@@ -21,6 +21,7 @@ from trt_embed.exporter.checks import add_packed_graphs, ensure_fp16_graph, qual
 from trt_embed.exporter.external_data import data_hashes
 from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
+from trt_embed.exporter.heads import MultiVectorGraph, head_graph, multi_vector_config, special_token_ids
 from trt_embed.exporter.int8 import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE, calibration_passages, static_int8_entry
 from trt_embed.exporter.models.recipe import apply_recipe, ensure_eos, entry_for, recipe_matryoshka
 from trt_embed.exporter.plans import PlanOptions, add_plans
@@ -95,7 +96,7 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
             f"{st.transformer_dir}/config.json names no `architectures`; cannot pick an exporter. "
             "Name one with --architecture."
         )
-    routed = architecture_of(config)
+    routed = architecture_of(config, [p.name for p in st.transformer_dir.iterdir()])
     use_routing = routed in load_zoo() and not opts.architecture
     entry = zoo_entry(routed) if use_routing else entry_for(architectures[0], opts.convert)
     config = {**{key: config[alias] for key, alias in entry.config_aliases.items() if alias in config}, **config}
@@ -141,7 +142,10 @@ def _export_into(
     pooling = Pooling(mode=opts.pooling or st.pooling or entry.default_pooling, include_prompt=st.include_prompt)
 
     log.info("loading the %s weights into PyTorch", entry.architecture)
-    graph = _build_graph(st, entry, pooling, opts)
+    head = _head(st, entry)
+    special = special_token_ids(out / "tokenizer")
+    head_config = multi_vector_config(st.multi_vector, special, out / "tokenizer") if st.multi_vector else {}
+    graph = _build_graph(st, entry, pooling, opts, head, special, head_config)
     calibration = opts.calibration_texts or default_calibration_texts()
     with torch.no_grad():  # the calibration embeddings (int8 output ranges), before weights may be released
         pooled = graph(*_example(graph, tokenizer, tokenizer_info, calibration))[0].numpy()
@@ -163,7 +167,7 @@ def _export_into(
         if name in adapters:
             raise ExportError(f"--lora {name}=...: the checkpoint already has a variant {name!r}; choose another name")
         variant_graph, adapters[name] = merged_lora_graph(
-            lambda: _build_graph(st, entry, pooling, opts), Path(adapter_dir), name
+            lambda: _build_graph(st, entry, pooling, opts, head, special, head_config), Path(adapter_dir), name
         )
         engines += _export_engines(
             variant_graph, out, tokenizer, tokenizer_info, entry, config, calibration, opts, variant=name
@@ -171,6 +175,11 @@ def _export_into(
     manifest = Manifest(
         architecture=entry.architecture,
         family=entry.family,
+        kind=head or "dense",
+        special_token_ids=sorted({special[r] for r in ("cls", "sep", "bos", "eos", "pad", "unk") if r in special})
+        if head == "bge_m3"
+        else [],
+        head_config=head_config,
         hidden_size=int(config["hidden_size"]),
         embedding_dim=int(pooled.shape[-1]),
         pooling=pooling,
@@ -182,7 +191,7 @@ def _export_into(
             "revision": opts.revision,
             "weights_sha256": {p.name: sha256_file(p) for p in weight_files(st.transformer_dir)},
         },
-        normalize=_normalize(st, opts),
+        normalize=bool(opts.normalize) if head == "splade" else _normalize(st, opts),  # SPLADE weights are raw
         matryoshka_dimensions=matryoshka,
         matryoshka_transform=entry.matryoshka_transform,
         prompts=prompts,
@@ -271,9 +280,42 @@ def _max_seq_length(
     return int(limit)
 
 
+def _head(st: SentenceTransformerConfig, entry: ZooEntry) -> str | None:
+    """The output head: the zoo recipe's, or SPLADE for an MLM checkpoint with a SpladePooling module."""
+    head = entry.recipe.get("head")
+    if head is None and st.splade is not None:
+        if "mlm_loader" not in entry.recipe:
+            raise ExportError(
+                f"{st.transformer_dir}: a SpladePooling module needs a masked-LM checkpoint; {entry.architecture} "
+                "has no MLM head in the zoo (BertForMaskedLM, DistilBertForMaskedLM do)"
+            )
+        head = "splade"
+    if head is None and st.multi_vector is not None:
+        head = "multi_vector"
+    return None if head is None else str(head)
+
+
 def _build_graph(
-    st: SentenceTransformerConfig, entry: ZooEntry, pooling: Pooling, opts: ExportOptions
+    st: SentenceTransformerConfig,
+    entry: ZooEntry,
+    pooling: Pooling,
+    opts: ExportOptions,
+    head: str | None = None,
+    special: dict[str, int] | None = None,
+    head_config: dict[str, Any] | None = None,
 ) -> EmbeddingGraph:
+    if head == "multi_vector":
+        expansion = (head_config or {}).get("expansion") or {}
+        vectors: Any = MultiVectorGraph(
+            build_encoder(st.transformer_dir, entry, opts.trust_remote_code),
+            [dense_from_st(layer) for layer in st.dense],
+            uses_token_type_ids=entry.token_type_ids,
+            expansion_id=None if not expansion or expansion["attend"] else int(expansion["token_id"]),
+        ).eval()
+        return vectors
+    if head is not None:
+        graph: Any = head_graph(head, st.transformer_dir, entry.recipe, st.splade, special or {})
+        return graph  # same interface: encoder, input_names, output_names; sentence_embedding first
     encoder = build_encoder(st.transformer_dir, entry, opts.trust_remote_code)
     dense = [dense_from_st(layer) for layer in st.dense]
     return EmbeddingGraph(
@@ -292,6 +334,30 @@ def _example(
     arrays = pad(tokenized.ids, tokenized.type_ids, pad_id=info.pad_token_id, side=info.padding_side)
     arrays["pooling_mask"] = arrays["attention_mask"]
     return tuple(torch.from_numpy(arrays[name]) for name in graph.input_names)
+
+
+def _output_spec(name: str, value: np.ndarray) -> TensorSpec:
+    """Pooled outputs are [batch, D]; token outputs [batch, sequence] or [batch, sequence, D]."""
+    if name == "sentence_embedding":
+        return TensorSpec(name, "float32", ["batch", int(value.shape[-1])])
+    return TensorSpec(name, "float32", ["batch", "sequence", *([int(value.shape[-1])] if value.ndim == 3 else [])])
+
+
+def _check_other_outputs(path: Path, entry: EngineEntry, feeds: Batch, computed: dict[str, np.ndarray]) -> None:
+    """Every output besides `sentence_embedding` (checked by `measured`) against PyTorch, row by row."""
+    names = [name for name in computed if name != "sentence_embedding"]
+    engine = OnnxRuntimeEngine(path, entry, threads=2)
+    got = engine.infer(feeds, names)
+    engine.close()
+    mask = feeds.arrays["attention_mask"].astype(bool)
+    for name in names:
+        want, have = computed[name][mask], got[name][mask]  # real tokens only
+        want, have = want.reshape(len(want), -1), have.reshape(len(have), -1)
+        if not np.allclose(have, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max()))):
+            raise ExportError(
+                f"the exported ONNX graph's {name} does not match PyTorch (max difference "
+                f"{float(np.abs(have - want).max()):.3g}); this is a bug in the exporter, please report it"
+            )
 
 
 def _export_engines(
@@ -315,13 +381,11 @@ def _export_engines(
     example = _example(graph, tokenizer, info, [by_length[0], by_length[-1]])
     check_inputs = _example(graph, tokenizer, info, calibration)
     with torch.no_grad():
-        reference, token_states = (t.numpy() for t in graph(*check_inputs))
+        computed = [t.numpy() for t in graph(*check_inputs)]
+    reference = computed[0]
     feeds = Batch.padded({name: t.numpy() for name, t in zip(graph.input_names, check_inputs, strict=True)})
     inputs = [TensorSpec(name, "int64", ["batch", "sequence"]) for name in graph.input_names]
-    outputs = [
-        TensorSpec("sentence_embedding", "float32", ["batch", int(reference.shape[-1])]),
-        TensorSpec("token_embeddings", "float32", ["batch", "sequence", int(token_states.shape[-1])]),
-    ]
+    outputs = [_output_spec(name, value) for name, value in zip(graph.output_names, computed, strict=True)]
 
     def measured(file: str, precision: str, optimized: bool) -> tuple[EngineEntry, np.ndarray]:
         engine_entry = EngineEntry(
@@ -353,6 +417,7 @@ def _export_engines(
             f"the exported ONNX graph does not match PyTorch (min cosine {cos.min():.6f}); this is a bug in the "
             f"{entry.architecture} exporter, please report it"
         )
+    _check_other_outputs(out / base.file, base, feeds, dict(zip(graph.output_names, computed, strict=True)))
     engines = [base]
     if release:
         graph.to("meta")  # the torch weights are done with: free them before the ONNX passes (export memory)
@@ -369,6 +434,7 @@ def _export_engines(
         )
         fused, cos = measured(f"{prefix}model.optimized.onnx", "fp32", True)
         if cos.min() >= EXACT_MIN_COSINE:
+            _check_other_outputs(out / fused.file, fused, feeds, dict(zip(graph.output_names, computed, strict=True)))
             engines.append(fused)
             source = out / f"{prefix}model.optimized.onnx"
         else:

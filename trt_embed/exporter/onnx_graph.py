@@ -34,8 +34,8 @@ def onnx_from_graph(graph: EmbeddingGraph, example: tuple[torch.Tensor, ...], pa
     import torch
 
     dynamic_axes = {name: DYNAMIC for name in graph.input_names}
+    dynamic_axes.update({name: DYNAMIC for name in graph.output_names})  # token outputs: [batch, sequence, ...]
     dynamic_axes["sentence_embedding"] = {0: "batch"}
-    dynamic_axes["token_embeddings"] = DYNAMIC
     # Exported aside: a graph over 2 GB comes out as one file per weight, gathered into `<name>.data`.
     with warnings.catch_warnings(), torch.no_grad(), tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         warnings.simplefilter("ignore")

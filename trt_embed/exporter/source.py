@@ -40,6 +40,7 @@ class DenseLayer:
     out_features: int
     bias: bool
     activation: str  # "identity" | "tanh" | "relu" | "gelu" | "sigmoid"
+    tokens: bool = False  # applied to every token state (a multi-vector projection), not to the pooled vector
 
 
 @dataclasses.dataclass
@@ -55,6 +56,10 @@ class SentenceTransformerConfig:
     do_lower_case: bool = False
     prompts: dict[str, str] = dataclasses.field(default_factory=dict)
     default_prompt_name: str | None = None
+    splade: dict[str, Any] | None = None  # a SpladePooling module's config (pooling_strategy, activation_function)
+    # a MultiVectorMask module's config (skiplist_words, skiplist_tasks) with the Transformer's query/document
+    # lengths and query expansion (sentence-transformers' MultiVectorEncoder)
+    multi_vector: dict[str, Any] | None = None
 
 
 def resolve_model_dir(model: str, revision: str | None = None) -> Path:
@@ -122,6 +127,17 @@ def _pooling_from_config(cfg: dict[str, Any], where: Path) -> tuple[str, bool]:
     return _ST_POOLING[modes[0]], bool(cfg.get("include_prompt", True))
 
 
+def _splade_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    strategy = str(cfg.get("pooling_strategy", "max"))
+    activation = str(cfg.get("activation_function", "relu"))
+    if strategy not in ("max", "sum") or activation not in ("relu", "log1p_relu"):
+        raise ExportError(
+            f"SpladePooling {strategy!r}/{activation!r} is not supported: pooling_strategy must be max or sum, "
+            "activation_function relu or log1p_relu"
+        )
+    return {"pooling_strategy": strategy, "activation_function": activation}
+
+
 _ACTIVATIONS = {
     "identity": "identity",
     "tanh": "tanh",
@@ -143,6 +159,7 @@ def _dense_from_dir(directory: Path) -> DenseLayer:
         out_features=int(cfg["out_features"]),
         bias=bool(cfg.get("bias", True)),
         activation=short,
+        tokens=cfg.get("module_input_name") == "token_embeddings",
     )
 
 
@@ -154,7 +171,7 @@ def read_sentence_transformers(directory: Path) -> SentenceTransformerConfig:
     for module in sorted(modules, key=lambda m: int(m.get("idx", 0))):
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         sub = directory / str(module.get("path", ""))
-        if kind == "Transformer":
+        if kind in ("Transformer", "MLMTransformer"):
             st.transformer_dir = sub if (sub / "config.json").is_file() else directory
         elif kind == "Pooling":
             st.pooling, st.include_prompt = _pooling_from_config(_read_json(sub / "config.json"), sub)
@@ -164,10 +181,16 @@ def read_sentence_transformers(directory: Path) -> SentenceTransformerConfig:
             st.normalize = True
         elif kind == "CLIPModel":  # sentence-transformers' CLIP wrapper (clip-ViT-B-32): the HF checkpoint in `path`
             st.transformer_dir = sub if (sub / "config.json").is_file() else directory
+        elif kind == "MultiVectorMask":
+            mask_config = sub / "config.json"
+            st.multi_vector = _read_json(mask_config) if mask_config.is_file() else {}
+        elif kind == "SpladePooling":
+            st.splade = _splade_from_config(_read_json(sub / "config.json") if (sub / "config.json").is_file() else {})
         else:
             raise ExportError(
                 f"{modules_path}: sentence-transformers module {module.get('type')!r} is not supported "
-                "(supported: Transformer, Pooling, Dense, Normalize, CLIPModel)"
+                "(supported: Transformer, MLMTransformer, Pooling, SpladePooling, MultiVectorMask, Dense, Normalize, "
+                "CLIPModel)"
             )
     if modules and st.normalize is None:
         st.normalize = False
@@ -181,6 +204,9 @@ def read_sentence_transformers(directory: Path) -> SentenceTransformerConfig:
             if cfg.get("max_seq_length") is not None:
                 st.max_seq_length = int(cfg["max_seq_length"])
             st.do_lower_case = bool(cfg.get("do_lower_case", False))
+            if st.multi_vector is not None:
+                keys = ("query_length", "document_length", "query_expansion")
+                st.multi_vector.update({key: cfg.get(key) for key in keys})
             break
 
     prompts_path = directory / "config_sentence_transformers.json"

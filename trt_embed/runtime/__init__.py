@@ -20,8 +20,10 @@ from trt_embed.runtime.types import (
     Observer,
     ScoreRequest,
     ScoreResult,
+    Sparse,
     Timing,
     TokenVectors,
+    Truncate,
     Vectors,
 )
 
@@ -39,9 +41,11 @@ __all__ = [
     "RuntimeOptions",
     "ScoreRequest",
     "ScoreResult",
+    "Sparse",
     "Timing",
     "TokenVectors",
     "Tokenized",
+    "Truncate",
     "Vectors",
     "binary_body",
     "part_item",

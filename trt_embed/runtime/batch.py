@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence, Sized
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +13,7 @@ from trt_embed.engines.base import Batch, Layout
 from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors
 
 IntArray = npt.NDArray[np.int64]
+T = TypeVar("T")
 
 
 def pad(
@@ -106,9 +108,9 @@ def longest_first(inputs: Sequence[Sized]) -> list[int]:
     return sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
 
 
-def in_request_order(rows: Sequence[Vectors], order: Sequence[int]) -> list[Vectors]:
+def in_request_order(rows: Sequence[T], order: Sequence[int]) -> list[T]:
     """Rows computed in `order` put back in the request's order."""
-    out: list[Vectors] = list(rows)
+    out: list[T] = list(rows)
     for row, position in zip(rows, order, strict=True):
         out[position] = row
     return out

@@ -20,7 +20,7 @@ from trt_embed.errors import UnknownModel
 from trt_embed.runtime.batch import make_batch, rows_of
 from trt_embed.runtime.images import stack
 from trt_embed.runtime.options import RuntimeOptions
-from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors, text_input
+from trt_embed.runtime.types import BatchKey, PreparedInput, Row, text_input
 
 log = logging.getLogger("trt_embed")
 
@@ -149,16 +149,16 @@ class EnginePool:
                     self._engines[name] = open_engine(self.artifact, backend=self.backend, want=want).engine
         return self._engines[name]
 
-    def run(self, key: BatchKey, items: list[PreparedInput]) -> list[Vectors]:
+    def run(self, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
         """One engine call (a scheduler worker's thread); returns one array per input."""
         return self._run_on(self.engine_for(key.variant), key, items)
 
-    def run_alone(self, key: BatchKey, items: list[PreparedInput]) -> list[Vectors]:
+    def run_alone(self, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
         """A batch that is the only work: on the all-cores engine when it serves this variant."""
         engine = self.alone if key.variant == self.default_variant else None
         return self._run_on(engine or self.engine_for(key.variant), key, items)
 
-    def _run_on(self, engine: Engine, key: BatchKey, items: list[PreparedInput]) -> list[Vectors]:
+    def _run_on(self, engine: Engine, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
         if key.modality == "image" and self.images is not None:
             batch = Batch.images(stack([i.features["pixel_values"] for i in items]), [i.cost for i in items])
             return list(self.images.infer(batch, [key.output])[key.output])
@@ -173,8 +173,12 @@ class EnginePool:
             pooling_mask="pooling_mask" in engine.input_names,
             length=vision.get("text_padding") if vision else None,  # SigLIP: every text padded to max length
         )
-        out = engine.infer(batch, [key.output])[key.output]
-        return rows_of(batch, key.output, out, info.padding_side)
+        names = key.output.split("+")
+        out = engine.infer(batch, names)
+        if len(names) == 1:
+            return list(rows_of(batch, names[0], out[names[0]], info.padding_side))
+        per_output = {name: rows_of(batch, name, out[name], info.padding_side) for name in names}
+        return [{name: rows[n] for name, rows in per_output.items()} for n in range(batch.size)]
 
     def health(self) -> bool:
         return all(engine.health() for engine in self.engines)

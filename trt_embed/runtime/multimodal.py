@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
@@ -190,7 +190,7 @@ class MixedRun:
         for group in where:
             result = results[group]
             assert result is not None
-            rows.append(result.rows[cursors[group]])
+            rows.append(cast(Vectors, result.rows[cursors[group]]))
             cursors[group] += 1
         done = [r for r in results if r is not None]
         timing.queue += max(r.queue_seconds for r in done)

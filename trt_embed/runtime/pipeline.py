@@ -10,57 +10,41 @@ import asyncio
 import collections
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import cast
-
-import numpy as np
-import numpy.typing as npt
 
 from trt_embed.errors import InvalidRequest, TooLarge, UnknownModel
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import encoding
+from trt_embed.runtime import outputs as kinds
 from trt_embed.runtime.batch import in_request_order, longest_first
 from trt_embed.runtime.chunking import combine
 from trt_embed.runtime.multimodal import MixedRun, check_images, has_images
-from trt_embed.runtime.postprocess import check_dimensions, finish, l2_normalize
+from trt_embed.runtime.postprocess import check_dimensions
 from trt_embed.runtime.prepare import Preparer, token_limit
+from trt_embed.runtime.results import Plan, account, embed_result, input_ids
 from trt_embed.runtime.scheduler import Scheduler
 from trt_embed.runtime.score_sides import pair_scores, score_errors, side_request
-from trt_embed.runtime.scoring import cosine, pair_inputs
+from trt_embed.runtime.scoring import pair_inputs, score_requests, score_result
 from trt_embed.runtime.types import (
     POOLING_TASKS,
-    TASK_OUTPUTS,
     TRUNCATE_MODES,
-    Dense,
     EmbedRequest,
     EmbedResult,
-    EncodingName,
     Inputs,
     Observer,
-    Output,
     Prepared,
+    Row,
     ScoreRequest,
     ScoreResult,
     Timing,
-    TokenVectors,
     Vectors,
 )
 from trt_embed.runtime.work import Result
 
 STREAM_CHUNK = 1024  # inputs prepared per step of a large synchronous request
 INLINE_CHARS = 1024  # async requests up to this many characters (or token ids) are prepared on the caller's thread
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """A validated request with everything resolved that does not need its inputs tokenized."""
-
-    request: EmbedRequest
-    variant: str
-    dimensions: int | None  # None: full size
-    normalize: bool
-    ranges: npt.NDArray[np.float32] | None  # int8/uint8 calibration ranges, when asked for
 
 
 class Pipeline:
@@ -96,18 +80,17 @@ class Pipeline:
 
     def check(self, request: EmbedRequest) -> Plan:
         """Every check that needs no tokenization; raises `InvalidRequest` / `UnknownModel`."""
-        if request.task not in POOLING_TASKS:
-            raise InvalidRequest(
-                f"pooling task must be one of {', '.join(POOLING_TASKS)}, got {request.task!r}", "task"
-            )
+        for task in (request.task, *request.also):
+            if task not in POOLING_TASKS:
+                raise InvalidRequest(f"pooling task must be one of {', '.join(POOLING_TASKS)}, got {task!r}", "task")
         variant = request.variant or self.default_variant
         if variant not in self.variants:
             raise UnknownModel(f"variant {variant!r} is not served; available: {', '.join(self.variants)}")
-        if TASK_OUTPUTS[request.task] not in self.outputs:
-            raise InvalidRequest(
-                f"this artifact does not export {TASK_OUTPUTS[request.task]} (task {request.task!r})", "task"
-            )
-        token_level = request.task == "token_embed"
+        for name in kinds.batch_output(self.manifest.kind, request).split("+"):
+            if name not in self.outputs:
+                raise InvalidRequest(f"this artifact does not export {name} (task {request.task!r})", "task")
+        kinds.check_sparse_options(request)
+        token_level = request.task in ("token_embed", "token_classify")
         if token_level and request.dimensions is not None:
             raise InvalidRequest("dimensions apply to the embed task only, not token_embed", "dimensions")
         dims = check_dimensions(self.manifest, request.dimensions)
@@ -155,7 +138,7 @@ class Pipeline:
 
     def _check_output(self, request: EmbedRequest, prepared: Prepared) -> None:
         """Token vectors grow with every token: refuse a response larger than the limit before running it."""
-        if request.task == "token_embed":
+        if "token_embed" in (request.task, *request.also):
             values = prepared.num_tokens * self.manifest.hidden_size
             if values > self.max_output_values:
                 raise TooLarge(
@@ -171,16 +154,18 @@ class Pipeline:
         is prepared while the current one runs."""
         plan = self.check(request)
         if self.mixed is not None and has_images(request):
-            return self._result(plan, *self.mixed.run(request, plan.variant, self._submitter(request)))
+            mixed, count, took = self.mixed.run(request, plan.variant, self._submitter(request))
+            return self._result(plan, list(mixed), [()] * len(mixed), count, took)
         started = time.perf_counter()
         inputs = request.inputs
         if request.messages is not None or inputs is None or len(inputs) <= STREAM_CHUNK:
-            prepared = self.preparer.prepare(request, plan.variant)
+            prepared = self._prepare(request, plan.variant)
             self._check_output(request, prepared)
             timing = Timing(prepare=time.perf_counter() - started)
             future = self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
             return self._finish(plan, prepared, future.result(), timing)
-        rows: list[Vectors] = []
+        rows: list[Row] = []
+        ids: list[Sequence[int]] = []
         tokens = 0
         timing = Timing()
         pending: collections.deque[tuple[Prepared, Future[Result]]] = collections.deque()
@@ -189,13 +174,14 @@ class Pipeline:
             positions = order[start : start + STREAM_CHUNK]
             chunk = dataclasses.replace(request, inputs=cast(Inputs, [inputs[i] for i in positions]))
             try:
-                prepared = self.preparer.prepare(chunk, plan.variant)
+                prepared = self._prepare(chunk, plan.variant)
             except InvalidRequest as exc:
                 raise exc.renumbered(positions) from None
             self._check_output(request, prepared)
             tokens += prepared.num_tokens
             future = self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
             pending.append((prepared, future))
+            ids.extend(input_ids(prepared))
             if len(pending) > 1:
                 done, result = pending.popleft()
                 rows.extend(self._rows(done, result.result(), timing))
@@ -203,7 +189,7 @@ class Pipeline:
             done, result = pending.popleft()
             rows.extend(self._rows(done, result.result(), timing))
         timing.prepare = time.perf_counter() - started - timing.queue - timing.inference
-        return self._result(plan, in_request_order(rows, order), tokens, timing)
+        return self._result(plan, in_request_order(rows, order), in_request_order(ids, order), tokens, timing)
 
     async def arun(self, request: EmbedRequest) -> EmbedResult:
         """Answer one request from the event loop: prepared off the loop (small ones in place, where the Rust
@@ -211,15 +197,16 @@ class Pipeline:
         plan = self.check(request)
         if self.mixed is not None and has_images(request):
             submit, pool = self._submitter(request), self._prepare_pool
-            return self._result(plan, *await self.mixed.arun(request, plan.variant, submit, pool))
+            mixed, count, took = await self.mixed.arun(request, plan.variant, submit, pool)
+            return self._result(plan, list(mixed), [()] * len(mixed), count, took)
         started = time.perf_counter()
         inputs = request.inputs
         small = request.messages is None and inputs is not None and len(inputs) <= 8
         if small and sum(len(t) for t in inputs or []) <= INLINE_CHARS:
-            prepared = self.preparer.prepare(request, plan.variant)
+            prepared = self._prepare(request, plan.variant)
         else:
             loop = asyncio.get_running_loop()
-            prepared = await loop.run_in_executor(self._prepare_pool, self.preparer.prepare, request, plan.variant)
+            prepared = await loop.run_in_executor(self._prepare_pool, self._prepare, request, plan.variant)
         self._check_output(request, prepared)
         timing = Timing(prepare=time.perf_counter() - started)
         future = self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
@@ -229,7 +216,8 @@ class Pipeline:
         left, right = pair_inputs(request.first, request.second)
         with score_errors():
             if request.first_max_tokens is None and request.second_max_tokens is None:
-                return self._scores(len(left), self.run(side_request(request, [*left, *right], None)))
+                runs = score_requests(self.manifest.kind, self.manifest.prompts, request, left, right)
+                return score_result(self.manifest.kind, request, len(left), [self.run(r) for r in runs])
             first = self.run(side_request(request, left, request.first_max_tokens))
             second = self.run(side_request(request, right, request.second_max_tokens))
             return pair_scores(first, second)
@@ -238,77 +226,43 @@ class Pipeline:
         left, right = pair_inputs(request.first, request.second)
         with score_errors():
             if request.first_max_tokens is None and request.second_max_tokens is None:
-                return self._scores(len(left), await self.arun(side_request(request, [*left, *right], None)))
+                runs = score_requests(self.manifest.kind, self.manifest.prompts, request, left, right)
+                return score_result(self.manifest.kind, request, len(left), [await self.arun(r) for r in runs])
             first = await self.arun(side_request(request, left, request.first_max_tokens))
             second = await self.arun(side_request(request, right, request.second_max_tokens))
             return pair_scores(first, second)
 
-    @staticmethod
-    def _scores(n_left: int, result: EmbedResult) -> ScoreResult:
-        assert isinstance(result.output, Dense)
-        vectors = result.output.vectors
-        return ScoreResult(cosine(vectors[:n_left], vectors[n_left:]), result.num_tokens, result.timing)
-
     def _submitter(self, request: EmbedRequest) -> Callable[[Prepared], Future[Result]]:
         return lambda prepared: self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
 
-    @staticmethod
-    def _account(result: Result, timing: Timing) -> list[Vectors]:
-        timing.queue += result.queue_seconds
-        timing.inference += result.inference_seconds
-        timing.batches += result.batches
-        return result.rows
+    def _prepare(self, request: EmbedRequest, variant: str) -> Prepared:
+        """Tokenize, and read the graph outputs the request's tasks need in this model kind."""
+        if self.manifest.kind == "multi_vector":
+            request = kinds.multi_vector_request(self.manifest.head_config, request)
+        prepared = kinds.expand_query(self.manifest.head_config, request, self.preparer.prepare(request, variant))
+        output = kinds.batch_output(self.manifest.kind, request)
+        return dataclasses.replace(prepared, key=dataclasses.replace(prepared.key, output=output))
 
-    def _rows(self, prepared: Prepared, result: Result, timing: Timing) -> list[Vectors]:
+    @staticmethod
+    def _rows(prepared: Prepared, result: Result, timing: Timing) -> list[Row]:
         """One row per input: chunked inputs' pieces combined (token-weighted mean)."""
-        rows = self._account(result, timing)
+        rows = account(result, timing)
         if prepared.counts is None:
             return rows
-        return combine(rows, prepared.counts, [item.cost for item in prepared.items])
+        return list(combine(cast(list[Vectors], rows), prepared.counts, [item.cost for item in prepared.items]))
 
     def _finish(self, plan: Plan, prepared: Prepared, result: Result, timing: Timing) -> EmbedResult:
-        return self._result(plan, self._rows(prepared, result, timing), prepared.num_tokens, timing)
+        rows = self._rows(prepared, result, timing)
+        return self._result(plan, rows, input_ids(prepared), prepared.num_tokens, timing)
 
-    def _result(self, plan: Plan, rows: list[Vectors], num_tokens: int, timing: Timing) -> EmbedResult:
-        request = plan.request
-        output: Output
-        if request.task == "embed":
-            vectors = finish(
-                np.stack(rows),
-                dimensions=plan.dimensions,
-                normalize=plan.normalize,
-                transform=self.manifest.matryoshka_transform,
-            )
-            output = Dense(vectors)
-            encoded = {e: self._encode(plan, vectors, e) for e in dict.fromkeys(request.encodings)}
-        else:
-            tokens = [l2_normalize(r) if plan.normalize else np.ascontiguousarray(r, np.float32) for r in rows]
-            output = TokenVectors(tokens)
-            encoded = {  # token rows stay [len_i, H] as floats; base64 packs each input's matrix row-major
-                e: list(tokens) if e == "float" else [self._encode(plan, r.reshape(1, -1), e)[0] for r in tokens]
-                for e in dict.fromkeys(request.encodings)
-            }
+    def _result(
+        self, plan: Plan, rows: list[Row], ids: Sequence[Sequence[int]], num_tokens: int, timing: Timing
+    ) -> EmbedResult:
+        result = embed_result(self.manifest, self.preparer.tokenizer.id_to_token, plan, rows, ids, num_tokens, timing)
         for observer in self.observers:
             observer.request(timing)
-        return EmbedResult(output=output, encoded=encoded, num_tokens=num_tokens, timing=timing)
-
-    @staticmethod
-    def _encode(plan: Plan, vectors: Vectors, name: EncodingName) -> list[object]:
-        r = plan.request
-        return encoding.encode_rows(
-            vectors, name, embed_dtype=r.embed_dtype, endianness=r.endianness, ranges=plan.ranges
-        )
+        return result
 
     def close(self) -> None:
         self.scheduler.close()
         self._prepare_pool.shutdown(wait=True)
-
-
-def observe_batches(observers: list[Observer]) -> Callable[[int, int, float], None]:
-    """The scheduler's per-batch callback, fanned out to every observer."""
-
-    def on_batch(size: int, tokens: int, seconds: float) -> None:
-        for observer in observers:
-            observer.batch(size, tokens, seconds)
-
-    return on_batch

@@ -11,17 +11,18 @@ from typing import Any
 from trt_embed.artifact import Artifact
 from trt_embed.engines.base import Engine, EngineSpec
 from trt_embed.manifest import Manifest
+from trt_embed.runtime.calls import dense_of, embed_request, score_request, vectors_of
 from trt_embed.runtime.chat import ChatOptions
 from trt_embed.runtime.chunking import Chunking
 from trt_embed.runtime.engine_pool import EnginePool
 from trt_embed.runtime.multimodal import ImagePreparer, MixedRun
 from trt_embed.runtime.options import RuntimeOptions
-from trt_embed.runtime.pipeline import STREAM_CHUNK, Pipeline, observe_batches
+from trt_embed.runtime.pipeline import STREAM_CHUNK, Pipeline
 from trt_embed.runtime.prepare import Preparer
+from trt_embed.runtime.results import observe_batches
 from trt_embed.runtime.scheduler import Scheduler
 from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized
 from trt_embed.runtime.types import (
-    Dense,
     EmbedRequest,
     EmbedResult,
     Inputs,
@@ -30,7 +31,6 @@ from trt_embed.runtime.types import (
     PoolingTask,
     ScoreRequest,
     ScoreResult,
-    TokenVectors,
     Truncate,
     Vectors,
 )
@@ -131,6 +131,17 @@ class Runtime:
         return int(self.manifest.vision["image_tokens"]) if self.manifest.vision else None
 
     @property
+    def kind(self) -> str:
+        """Which outputs the model has: "dense", "splade" (sparse), "bge_m3" (dense, sparse and ColBERT) or
+        "multi_vector" (ColBERT-shaped token vectors)."""
+        return self.manifest.kind
+
+    @property
+    def has_dense(self) -> bool:
+        """Whether the model makes a dense sentence embedding (a SPLADE model's `embed` is its vocabulary vector)."""
+        return self.manifest.kind not in ("splade", "multi_vector")
+
+    @property
     def max_seq_length(self) -> int:
         return self.manifest.max_seq_length
 
@@ -229,20 +240,20 @@ class Runtime:
             priority=priority,
             variant=model,
         )
-        return _dense(self.run(request))
+        return dense_of(self.run(request))
 
     async def aembed(self, inputs: Inputs | None = None, **options: Any) -> Vectors:
         """`embed` from the event loop; the same keyword options."""
-        return _dense(await self.arun(_embed_request(inputs, "embed", options)))
+        return dense_of(await self.arun(embed_request(inputs, "embed", options)))
 
     def encode(self, inputs: Inputs, *, pooling_task: PoolingTask = "embed", **options: Any) -> Vectors | list[Vectors]:
         """`embed` for pooling_task="embed"; per-token vectors [len_i, H] for "token_embed"."""
-        return _vectors(self.run(_embed_request(inputs, pooling_task, options)))
+        return vectors_of(self.run(embed_request(inputs, pooling_task, options)))
 
     async def aencode(
         self, inputs: Inputs, *, pooling_task: PoolingTask = "embed", **options: Any
     ) -> Vectors | list[Vectors]:
-        return _vectors(await self.arun(_embed_request(inputs, pooling_task, options)))
+        return vectors_of(await self.arun(embed_request(inputs, pooling_task, options)))
 
     def embed_stream(
         self, inputs: Iterable[str], *, chunk_size: int = STREAM_CHUNK, **options: Any
@@ -259,10 +270,10 @@ class Runtime:
 
     def score(self, first: str | Sequence[str], second: str | Sequence[str], **options: Any) -> Vectors:
         """Cosine similarity with vLLM's pairing: 1:1, 1:N (one first, many second) and N:N (pairwise)."""
-        return self.run_score(_score_request(first, second, options)).scores
+        return self.run_score(score_request(first, second, options)).scores
 
     async def ascore(self, first: str | Sequence[str], second: str | Sequence[str], **options: Any) -> Vectors:
-        return (await self.arun_score(_score_request(first, second, options))).scores
+        return (await self.arun_score(score_request(first, second, options))).scores
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -278,29 +289,3 @@ class Runtime:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _embed_request(inputs: Inputs | None, task: PoolingTask, options: dict[str, Any]) -> EmbedRequest:
-    """The keyword options of `embed`/`encode` as a request (`model` names the variant); a wrong key is a
-    TypeError at once."""
-    fields = dict(options)
-    if "model" in fields:
-        fields["variant"] = fields.pop("model")
-    return EmbedRequest(inputs=inputs, task=task, **fields)
-
-
-def _score_request(first: str | Sequence[str], second: str | Sequence[str], options: dict[str, Any]) -> ScoreRequest:
-    fields = dict(options)
-    if "model" in fields:
-        fields["variant"] = fields.pop("model")
-    return ScoreRequest(first=first, second=second, **fields)
-
-
-def _dense(result: EmbedResult) -> Vectors:
-    assert isinstance(result.output, Dense)
-    return result.output.vectors
-
-
-def _vectors(result: EmbedResult) -> Vectors | list[Vectors]:
-    output = result.output
-    return output.vectors if isinstance(output, Dense | TokenVectors) else []

@@ -18,10 +18,10 @@ from concurrent.futures import Future, InvalidStateError
 
 from trt_embed.engines.base import EngineSpec
 from trt_embed.errors import EngineError, Overloaded, TooLarge, TrtEmbedError
-from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors
+from trt_embed.runtime.types import BatchKey, PreparedInput, Row
 from trt_embed.runtime.work import Item, Pending, Result, SchedulerStats
 
-RunBatch = Callable[[BatchKey, list[PreparedInput]], list[Vectors]]
+RunBatch = Callable[[BatchKey, list[PreparedInput]], list[Row]]
 OnBatch = Callable[[int, int, float], None]  # (batch size, engine tokens, seconds)
 
 
@@ -222,13 +222,13 @@ class Scheduler:
         for items, outcome in outcomes:
             self._finish(items, outcome, started, alone)
 
-    def _call(self, run: RunBatch, key: BatchKey, items: list[Item]) -> list[Vectors] | TrtEmbedError:
+    def _call(self, run: RunBatch, key: BatchKey, items: list[Item]) -> list[Row] | TrtEmbedError:
         try:
             return run(key, [i.request.items[i.index] for i in items])
         except Exception as exc:
             return exc if isinstance(exc, TrtEmbedError) else EngineError(f"inference failed: {exc}")
 
-    def _finish(self, items: list[Item], outcome: list[Vectors] | TrtEmbedError, started: float, alone: bool) -> None:
+    def _finish(self, items: list[Item], outcome: list[Row] | TrtEmbedError, started: float, alone: bool) -> None:
         if isinstance(outcome, TrtEmbedError):
             with self._book:
                 self.stats.failed_batches += 1
@@ -268,7 +268,7 @@ class Scheduler:
                 request.future.set_exception(error)
 
     @staticmethod
-    def _complete(item: Item, row: Vectors, elapsed: float) -> None:
+    def _complete(item: Item, row: Row, elapsed: float) -> None:
         """Store one input's row; the request's share of batch time is proportional to its inputs."""
         request = item.request
         if request.done:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime.image_sources import is_image
-from trt_embed.runtime.types import Vectors
+from trt_embed.runtime.types import (
+    Dense,
+    EmbedRequest,
+    EmbedResult,
+    Output,
+    PoolingTask,
+    ScoreRequest,
+    ScoreResult,
+    Sparse,
+    Timing,
+    TokenVectors,
+    Vectors,
+)
 
 
 def pair_inputs(first: str | Sequence[Any], second: str | Sequence[Any]) -> tuple[list[Any], list[Any]]:
@@ -35,3 +48,105 @@ def cosine(a: Vectors, b: Vectors) -> Vectors:
     norms = np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
     scores: Vectors = ((a * b).sum(axis=-1) / norms).astype(np.float32)
     return scores
+
+
+WEIGHTED_TASKS: tuple[PoolingTask, ...] = ("embed", "sparse", "token_embed")  # bge-m3's dense, sparse, ColBERT
+
+
+def sparse_dot(a: Sparse, b: Sparse) -> Vectors:
+    """Row-wise dot products of sparse vectors (token id -> weight); one row on the left pairs with every right
+    row. The lexical-matching score of SPLADE and bge-m3."""
+    left = range(len(b.ids)) if len(a.ids) != 1 else [0] * len(b.ids)
+    scores = np.zeros(len(b.ids), dtype=np.float32)
+    for n, m in enumerate(left):
+        _, i, j = np.intersect1d(a.ids[m], b.ids[n], assume_unique=True, return_indices=True)
+        scores[n] = float(np.dot(a.weights[m][i].astype(np.float64), b.weights[n][j]))
+    return scores
+
+
+def maxsim(queries: list[Vectors], documents: list[Vectors], *, mean: bool = False) -> Vectors:
+    """Late interaction: for each query token the best-matching document token's dot product, summed over the
+    query tokens (`mean`: divided by their count, as bge-m3's colbert_score does); 1:N pairing as `cosine`."""
+    left = queries * len(documents) if len(queries) == 1 else queries
+    scores = np.zeros(len(documents), dtype=np.float32)
+    for n, (q, d) in enumerate(zip(left, documents, strict=True)):
+        best = (q.astype(np.float64) @ d.astype(np.float64).T).max(axis=1)
+        scores[n] = best.mean() if mean else best.sum()
+    return scores
+
+
+def score_tasks(kind: str, weights: tuple[float, float, float] | None) -> tuple[PoolingTask, ...]:
+    """What a score request computes for a model kind: cosine of dense vectors, sparse dot (SPLADE), or
+    bge-m3's dense, sparse and ColBERT scores when weights are given."""
+    if weights is None:
+        own: dict[str, tuple[PoolingTask, ...]] = {"splade": ("sparse",), "multi_vector": ("token_embed",)}
+        return own.get(kind, ("embed",))
+    if kind != "bge_m3":
+        raise InvalidRequest("score weights apply to bge-m3 (dense, sparse, ColBERT) models only", "weights")
+    if len(weights) != 3 or any(isinstance(w, bool) or not isinstance(w, int | float) or w < 0 for w in weights):
+        raise InvalidRequest(f"weights must be three non-negative numbers (dense, sparse, colbert), got {weights!r}")
+    if sum(weights) <= 0:
+        raise InvalidRequest("weights must not all be zero", "weights")
+    return tuple(task for task, w in zip(WEIGHTED_TASKS, weights, strict=True) if w > 0)
+
+
+def combine(n_left: int, outputs: dict[PoolingTask, Output], weights: tuple[float, float, float] | None) -> Vectors:
+    """The score of each pair from the outputs of `score_tasks`: left rows first, then right rows."""
+    parts: list[tuple[float, Vectors]] = []
+    for task, output in outputs.items():
+        if isinstance(output, Dense):
+            score = cosine(output.vectors[:n_left], output.vectors[n_left:])
+        elif isinstance(output, Sparse):
+            score = sparse_dot(_rows(output, 0, n_left), _rows(output, n_left, None))
+        else:
+            score = maxsim(output.vectors[:n_left], output.vectors[n_left:], mean=True)
+        weight = 1.0 if weights is None else weights[WEIGHTED_TASKS.index(task)]
+        parts.append((weight, score))
+    total = np.zeros_like(parts[0][1], dtype=np.float64)
+    for weight, score in parts:
+        total += weight * score
+    combined: Vectors = (total / sum(w for w, _ in parts)).astype(np.float32)
+    return combined
+
+
+def _rows(output: Sparse, start: int, stop: int | None) -> Sparse:
+    return Sparse(ids=output.ids[start:stop], weights=output.weights[start:stop])
+
+
+def score_requests(
+    kind: str, prompts: Collection[str], request: ScoreRequest, left: list[str], right: list[str]
+) -> list[EmbedRequest]:
+    """The embed requests a score request needs: one over both sides (one engine pass), or for a multi-vector
+    model the queries (prompt "query": expanded) and the documents (prompt "document") apart."""
+    task, *also = score_tasks(kind, request.weights)
+    both = EmbedRequest(
+        inputs=[*left, *right],
+        task=task,
+        also=tuple(also),
+        truncate=request.truncate,
+        truncate_prompt_tokens=request.truncate_prompt_tokens,
+        prompt_name=request.prompt_name,
+        prompt=request.prompt,
+        priority=request.priority,
+        variant=request.variant,
+    )
+    if kind != "multi_vector":
+        return [both]
+    query, document = (name if name in prompts else None for name in ("query", "document"))
+    return [
+        dataclasses.replace(both, inputs=left, prompt_name=query, prompt=None),
+        dataclasses.replace(both, inputs=right, prompt_name=document, prompt=None),
+    ]
+
+
+def score_result(kind: str, request: ScoreRequest, n_left: int, results: list[EmbedResult]) -> ScoreResult:
+    """Scores from the results of `score_requests`: MaxSim (summed) for multi-vector models, else `combine`."""
+    if kind == "multi_vector":
+        queries, documents = (r.output for r in results)
+        assert isinstance(queries, TokenVectors) and isinstance(documents, TokenVectors)
+        timing = Timing(*(sum(getattr(r.timing, f.name) for r in results) for f in dataclasses.fields(Timing)))
+        tokens = sum(r.num_tokens for r in results)
+        return ScoreResult(maxsim(queries.vectors, documents.vectors), tokens, timing)
+    (result,) = results
+    outputs = {score_tasks(kind, request.weights)[0]: result.output, **result.also}
+    return ScoreResult(combine(n_left, outputs, request.weights), result.num_tokens, result.timing)

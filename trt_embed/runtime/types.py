@@ -19,19 +19,24 @@ Vectors = npt.NDArray[np.float32]
 TokenIds = Sequence[int]
 Inputs = Sequence[str] | Sequence[TokenIds]
 Messages = Sequence[Mapping[str, Any]]
-PoolingTask = Literal["embed", "token_embed"]
+PoolingTask = Literal["embed", "token_embed", "sparse", "token_classify"]
 Truncate = Literal["end", "start", "none"]
 EncodingName = Literal["float", "base64", "binary", "ubinary", "int8", "uint8"]
 EmbedDtype = Literal["float32", "float16", "bfloat16", "fp8_e4m3", "fp8_e5m2"]
 Endianness = Literal["native", "little", "big"]
 
-POOLING_TASKS: tuple[PoolingTask, ...] = ("embed", "token_embed")
+POOLING_TASKS: tuple[PoolingTask, ...] = ("embed", "token_embed", "sparse", "token_classify")
 TRUNCATE_MODES: tuple[Truncate, ...] = ("end", "start", "none")
 ENCODINGS: tuple[EncodingName, ...] = ("float", "base64", "binary", "ubinary", "int8", "uint8")
 EMBED_DTYPES: tuple[EmbedDtype, ...] = ("float32", "float16", "bfloat16", "fp8_e4m3", "fp8_e5m2")
 ENDIANNESS: tuple[Endianness, ...] = ("native", "little", "big")
-# The graph output each pooling task reads.
-TASK_OUTPUTS: dict[PoolingTask, str] = {"embed": "sentence_embedding", "token_embed": "token_embeddings"}
+# The graph output each pooling task reads in a dense model (runtime/outputs.py has every model kind's table).
+TASK_OUTPUTS: dict[PoolingTask, str] = {
+    "embed": "sentence_embedding",
+    "token_embed": "token_embeddings",
+    "sparse": "sentence_embedding",
+    "token_classify": "token_weights",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +67,9 @@ class EmbedRequest:
     # two-tower models (CLIP, SigLIP): images to embed (see runtime/image_sources.py for what an image may be);
     # `inputs` may also mix texts and images
     images: Sequence[Any] | None = None
+    also: tuple[PoolingTask, ...] = ()  # more outputs from the same engine call (bge-m3: sparse, token_embed)
+    top_k: int | None = None  # sparse: keep the k largest weights
+    return_tokens: bool = False  # sparse: decode each kept token id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +88,9 @@ class ScoreRequest:
     # own limit before embedding; None leaves that side to `truncate`.
     first_max_tokens: int | None = None
     second_max_tokens: int | None = None
+    # bge-m3: weights of its dense, sparse and ColBERT scores, combined as sum(w * s) / sum(w); None: the
+    # model kind's own score (cosine, sparse dot, MaxSim)
+    weights: tuple[float, float, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +98,7 @@ class BatchKey:
     """Inputs can share an engine call only when these agree."""
 
     variant: str
-    output: str  # the graph output read: "sentence_embedding" | "token_embeddings"
+    output: str  # the graph output read ("sentence_embedding", "token_embeddings", ...); several joined by "+"
     skip: int  # leading tokens excluded from pooling (a prompt with include_prompt=False)
     modality: str = "text"  # "image": pixel values for a two-tower model's image graph
 
@@ -145,8 +156,20 @@ class TokenVectors:
     vectors: list[Vectors]
 
 
-# Sparse (token id -> weight) and multi-vector (ColBERT) results join this union as their own kinds.
-Output = Dense | TokenVectors
+@dataclasses.dataclass
+class Sparse:
+    """Token id -> weight per input: `ids` [k_i] int64 and `weights` [k_i] float32, largest weight first;
+    `tokens` (the decoded ids) when asked for."""
+
+    ids: list[npt.NDArray[np.int64]]
+    weights: list[Vectors]
+    tokens: list[list[str]] | None = None
+
+
+# Multi-vector (ColBERT) results are TokenVectors: one projected vector per token.
+Output = Dense | TokenVectors | Sparse
+# What an engine call hands back per input: one array, or one per graph output when a request reads several.
+Row = Vectors | dict[str, Vectors]
 
 
 @dataclasses.dataclass
@@ -158,6 +181,7 @@ class EmbedResult:
     encoded: dict[EncodingName, list[Any]]
     num_tokens: int
     timing: Timing
+    also: dict[PoolingTask, Output] = dataclasses.field(default_factory=dict)  # the request's `also` outputs
 
 
 @dataclasses.dataclass

@@ -6,14 +6,14 @@ import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors
+from trt_embed.runtime.types import BatchKey, PreparedInput, Row
 
 
 @dataclasses.dataclass
 class Result:
     """Per-input outputs of one request, in input order, with where its time went."""
 
-    rows: list[Vectors]
+    rows: list[Row]
     queue_seconds: float
     inference_seconds: float
     batches: int
@@ -25,7 +25,7 @@ class Pending:
     items: Sequence[PreparedInput]
     future: Future[Result]
     enqueued: float
-    rows: list[Vectors | None]
+    rows: list[Row | None]
     remaining: int
     first_started: float | None = None
     inference_seconds: float = 0.0  # this request's share of the time of the batches it ran in

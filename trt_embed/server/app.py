@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from trt_embed.server import cohere, invocations, openai, pooling, score, tokenize
+from trt_embed.server import cohere, invocations, openai, pooling, score, sparse, tokenize
 from trt_embed.server.errors import HTTPError, error_response, response_for
 from trt_embed.server.ids import header_request_id, safe_request_id
 from trt_embed.server.metrics import Metrics
@@ -95,7 +95,14 @@ async def openapi(request: Request) -> Response:
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/v1/embeddings", openai.embeddings, "POST", "OpenAI embeddings", openai.EmbeddingRequest),
     Endpoint("/v2/embed", cohere.embed, "POST", "Cohere v2 embed", cohere.EmbedRequest),
-    Endpoint("/pooling", pooling.pooling, "POST", "vLLM pooling (embed, token_embed)", pooling.PoolingRequest),
+    Endpoint(
+        "/pooling",
+        pooling.pooling,
+        "POST",
+        "vLLM pooling (embed, token_embed, sparse, token_classify)",
+        pooling.PoolingRequest,
+    ),
+    Endpoint("/embed_sparse", sparse.embed_sparse, "POST", "Sparse embeddings (TEI)", sparse.EmbedSparseRequest),
     Endpoint("/score", score.score, "POST", "Cosine similarity of text pairs", score.ScoreRequest),
     Endpoint("/v1/score", score.score, "POST", "Cosine similarity of text pairs", score.ScoreRequest),
     Endpoint("/rerank", score.rerank, "POST", "Rank documents by cosine similarity to a query", score.RerankRequest),

@@ -14,6 +14,7 @@ from trt_embed.runtime import EmbedRequest as Embed
 from trt_embed.server.images import cohere_items, image_count
 from trt_embed.server.registry import Context, answered, check_batch_size, check_priority, new_id, timing_headers
 from trt_embed.server.responses import JSON, parse
+from trt_embed.server.sparse import require_dense
 
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
 
@@ -89,6 +90,7 @@ async def embed(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, EmbedRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
+    require_dense(served, "/v2/embed")
     check_priority(ctx, body.priority)
     items = cohere_items(body.texts, body.images, body.inputs)  # None: text only
     texts: list[Any] = texts_of(body) if items is None else items

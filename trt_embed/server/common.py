@@ -112,7 +112,7 @@ class EmbedOptions(ChatFields):
         variant: str,
         *,
         auto_truncate: bool = False,
-        task: Literal["embed", "token_embed"] = "embed",
+        task: Literal["embed", "token_embed", "sparse", "token_classify"] = "embed",
     ) -> EmbedRequest:
         """The runtime's request for these fields."""
         chat = self.messages is not None

@@ -19,6 +19,7 @@ from trt_embed.server.registry import (
     timing_headers,
 )
 from trt_embed.server.responses import parse
+from trt_embed.server.sparse import require_dense
 
 
 class EmbeddingRequest(EmbedOptions):
@@ -30,6 +31,7 @@ async def embeddings(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, EmbeddingRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
+    require_dense(served, "/v1/embeddings")
     check_priority(ctx, body.priority)
     body.check_template(ctx.settings.trust_request_chat_template)
     inputs = None if body.input is None else as_inputs(body.input)

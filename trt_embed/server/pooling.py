@@ -20,16 +20,16 @@ from trt_embed.server.registry import (
 )
 from trt_embed.server.responses import parse
 
-SUPPORTED_TASKS = ("embed", "token_embed")
+SUPPORTED_TASKS = ("embed", "token_embed", "sparse", "token_classify")
 
 
 class PoolingRequest(EmbedOptions):
     input: StrictInput | None = None
-    task: str = "embed"
+    task: str = "embed"  # sparse and token_classify: sparse models (SPLADE, bge-m3)
 
 
 def check_task(task: str) -> None:
-    """The reference's refusal of a pooling task this server (an embedding model) does not run."""
+    """The reference's refusal of a pooling task this server does not run."""
     if task not in SUPPORTED_TASKS:
         raise InvalidRequest(f"Unsupported task: {task!r} Supported tasks: {SUPPORTED_TASKS}", "task")
 

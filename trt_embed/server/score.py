@@ -33,6 +33,7 @@ class ScoreRequest(Body):
     truncation_side: Literal["left", "right"] | None = None
     use_activation: bool | None = None
     priority: StrictInt = 0
+    weights: tuple[float, float, float] | None = None  # bge-m3: dense, sparse, ColBERT
 
 
 class RerankRequest(Body):
@@ -49,6 +50,7 @@ class RerankRequest(Body):
     instruction: str | None = None  # put before the query, as an instruction-tuned model expects
     use_activation: bool | None = None
     priority: StrictInt = 0
+    weights: tuple[float, float, float] | None = None  # bge-m3: dense, sparse, ColBERT
 
 
 def side_limit(value: int | None, limit: int, name: str) -> int | None:
@@ -76,6 +78,7 @@ async def score(request: Request) -> Response:
                 truncate_prompt_tokens=body.truncate_prompt_tokens,
                 priority=body.priority,
                 variant=served.variant,
+                weights=body.weights,
             )
         ),
     )
@@ -118,6 +121,7 @@ async def rerank(request: Request) -> Response:
                 variant=served.variant,
                 first_max_tokens=side_limit(body.max_tokens_per_query, limit, "max_tokens_per_query"),
                 second_max_tokens=side_limit(body.max_tokens_per_doc, limit, "max_tokens_per_doc"),
+                weights=body.weights,
             )
         ),
     )
