@@ -17,6 +17,7 @@ from trt_embed.runtime.chunking import Chunking
 from trt_embed.runtime.engine_pool import EnginePool
 from trt_embed.runtime.multimodal import ImagePreparer, MixedRun
 from trt_embed.runtime.options import RuntimeOptions
+from trt_embed.runtime.outputs import tasks_of
 from trt_embed.runtime.pipeline import STREAM_CHUNK, Pipeline
 from trt_embed.runtime.prepare import Preparer
 from trt_embed.runtime.results import observe_batches
@@ -135,6 +136,11 @@ class Runtime:
         """Which outputs the model has: "dense", "splade" (sparse), "bge_m3" (dense, sparse and ColBERT) or
         "multi_vector" (ColBERT-shaped token vectors)."""
         return self.manifest.kind
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The pooling tasks this model answers (a dense encoder: embed, token_embed; sparse kinds add theirs)."""
+        return tuple(tasks_of(self.manifest.kind))
 
     @property
     def has_dense(self) -> bool:

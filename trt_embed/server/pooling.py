@@ -20,25 +20,23 @@ from trt_embed.server.registry import (
 )
 from trt_embed.server.responses import parse
 
-SUPPORTED_TASKS = ("embed", "token_embed", "sparse", "token_classify")
-
 
 class PoolingRequest(EmbedOptions):
     input: StrictInput | None = None
     task: str = "embed"  # sparse and token_classify: sparse models (SPLADE, bge-m3)
 
 
-def check_task(task: str) -> None:
-    """The reference's refusal of a pooling task this server does not run."""
-    if task not in SUPPORTED_TASKS:
-        raise InvalidRequest(f"Unsupported task: {task!r} Supported tasks: {SUPPORTED_TASKS}", "task")
+def check_task(task: str, supported: tuple[str, ...]) -> None:
+    """The reference's refusal of a pooling task the served model does not run (its wording, its list)."""
+    if task not in supported:
+        raise InvalidRequest(f"Unsupported task: {task!r} Supported tasks: {supported}", "task")
 
 
 async def pooling(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, PoolingRequest, ctx.settings.max_body_bytes)
-    check_task(body.task)
     served = ctx.registry.get(body.model)
+    check_task(body.task, served.runtime.tasks)
     check_priority(ctx, body.priority)
     body.check_template(ctx.settings.trust_request_chat_template)
     inputs = None if body.input is None else as_inputs(body.input)
