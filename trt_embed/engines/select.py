@@ -23,6 +23,7 @@ class Want:
     variant: str = "base"
     threads: int | None = None
     verify: bool = True
+    device: int = 0  # GPU index (GPU backends only)
 
 
 @dataclasses.dataclass
@@ -92,7 +93,7 @@ def _open_tensorrt(artifact: Artifact, want: Want) -> Engine:
     if plan is None:
         raise BackendUnavailable(f"the tensorrt backend cannot run here: {reason}")
     try:
-        return tensorrt.TensorRTEngine(artifact.engine_path(plan, verify=want.verify), plan)
+        return tensorrt.TensorRTEngine(artifact.engine_path(plan, verify=want.verify), plan, device=want.device)
     except TrtEmbedError as exc:
         raise EngineError(f"{plan.file} failed to load: {exc}") from exc
 
@@ -114,7 +115,7 @@ def _open_onnxruntime(device: str) -> Callable[[Artifact, Want], Engine]:
 
         entry = artifact.onnx_entry(variant=want.variant, precision=want.precision, fused=device == "cuda")
         path = artifact.engine_path(entry, verify=want.verify)
-        return OnnxRuntimeEngine(path, entry, device=device, threads=want.threads)
+        return OnnxRuntimeEngine(path, entry, device=device, threads=want.threads, device_id=want.device)
 
     return open_
 

@@ -117,6 +117,8 @@ def serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue or DEFAULT_MAX_QUEUE,
         max_input_chars=args.max_input_chars,
         engine_timeout=args.engine_timeout,
+        devices=getattr(args, "devices", None),
+        workers=getattr(args, "workers", None),
     )
     settings = Settings(
         api_key=api_key(args),
