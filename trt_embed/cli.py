@@ -275,9 +275,47 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        return _serve_on_ray(args)
     from trt_embed.server.main import serve
 
     return serve(args)
+
+
+def _serve_on_ray(args: argparse.Namespace) -> int:
+    """`serve --ray ADDRESS`: the same app as a Ray Serve deployment of prebuilt artifacts."""
+    from trt_embed.integrations.ray import serve_app, serve_on_ray
+    from trt_embed.server.main import api_key
+    from trt_embed.server.registry import Settings
+
+    if not args.models:
+        raise SystemExit("serve --ray needs artifact directories (prebuilt, on a path every node can read)")
+    autoscaling = None
+    if args.max_replicas is not None:
+        autoscaling = {"min_replicas": args.min_replicas, "max_replicas": args.max_replicas}
+        autoscaling["target_ongoing_requests"] = args.target_ongoing_requests
+    settings = Settings(api_key=api_key(args), min_priority=args.min_priority, allowed_hosts=args.allowed_host)
+    app = serve_app(
+        list(args.models),
+        names=args.served_model_name,
+        options=_runtime_options(args),
+        settings=settings,
+        num_replicas=args.replicas,
+        autoscaling_config=autoscaling,
+        ray_actor_options={"num_gpus": args.gpus_per_replica} if args.gpus_per_replica else None,
+    )
+    serve_on_ray(app, address=args.ray, host=args.host, port=args.port)
+    return 0
+
+
+def _add_ray_serve_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray Serve (serve --ray ADDRESS; pip install 'trt-embed[ray]')")
+    g.add_argument("--ray", default=None, metavar="ADDRESS", help="serve on this Ray cluster (auto, local, ray://...)")
+    g.add_argument("--replicas", type=positive, default=1, help="replicas (each loads the artifacts)")
+    g.add_argument("--min-replicas", type=int, default=1, help="autoscaling: fewest replicas")
+    g.add_argument("--max-replicas", type=positive, default=None, help="autoscaling: most replicas (turns it on)")
+    g.add_argument("--target-ongoing-requests", type=float, default=32.0, help="autoscaling: requests per replica")
+    g.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs each replica reserves")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -479,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs CPU)")
     _add_serving_limits(p)
+    _add_device_options(p)
+    _add_ray_serve_options(p)
     p.set_defaults(func=_serve)
     return parser
 
