@@ -292,8 +292,9 @@ def serve_app(
         deployment_options["num_replicas"] = num_replicas
     if ray_actor_options is not None:
         deployment_options["ray_actor_options"] = dict(ray_actor_options)
-    ingress = serve.ingress(build)
-    return serve.deployment(ingress(type("TrtEmbedServer", (), {})), **deployment_options).bind()
+    server = serve.ingress(build)(type("TrtEmbedServer", (), {}))
+    deployment: Any = serve.deployment(server, **deployment_options)
+    return deployment.bind()
 
 
 def serve_on_ray(app: Any, *, address: str | None, host: str, port: int, blocking: bool = True) -> None:
