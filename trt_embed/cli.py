@@ -158,6 +158,8 @@ def _embed(args: argparse.Namespace) -> int:
 
     if args.input is not None:
         return _embed_file(args)
+    if args.output is not None or args.ray is not None:
+        raise SystemExit("embed --output/--ray work on a file: add --input PATH")
     artifact = artifact_for(args.model)  # a missing model fails before stdin is read
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     with Runtime.load(artifact, backend=args.backend, precision=args.precision) as runtime:

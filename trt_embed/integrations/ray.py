@@ -162,6 +162,7 @@ def embed_file_on_ray(
     tasks take half a CPU each, so that the pipeline fits a 2-CPU machine."""
     from trt_embed.defaults import artifact_for
 
+    require_ray()
     check_job(job)
     directory = artifact_for(None if artifact is None else str(artifact))
     started = time.perf_counter()
