@@ -202,7 +202,14 @@ def _embed_file(args: argparse.Namespace) -> int:
     if args.ray is not None:
         from trt_embed.integrations.ray import embed_file_on_ray
 
-        embed_file_on_ray(model, job, address=args.ray, options=_runtime_options(args), progress=not args.quiet)
+        embed_file_on_ray(
+            model,
+            job,
+            address=args.ray,
+            options=_runtime_options(args),
+            actors=args.ray_actors,
+            progress=not args.quiet,
+        )
         return 0
     from trt_embed.bulk import embed_file
     from trt_embed.defaults import artifact_for
@@ -247,6 +254,7 @@ def _add_bulk_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-parts", action="store_true", help="keep OUTPUT.parts/ after the merge")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     g.add_argument("--ray", default=None, metavar="ADDRESS", help="run as a Ray Data job on this cluster (or `auto`)")
+    g.add_argument("--ray-actors", type=positive, default=None, help="runtime actors (default: one per GPU or CPU)")
     o = p.add_argument_group("output options")
     o.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None, help="L2-normalize")
     o.add_argument(
@@ -304,7 +312,7 @@ def _serve_on_ray(args: argparse.Namespace) -> int:
         settings=settings,
         num_replicas=args.replicas,
         autoscaling_config=autoscaling,
-        ray_actor_options={"num_gpus": args.gpus_per_replica} if args.gpus_per_replica else None,
+        ray_actor_options={"num_cpus": args.cpus_per_replica, "num_gpus": args.gpus_per_replica},
     )
     serve_on_ray(app, address=args.ray, host=args.host, port=args.port)
     return 0
@@ -317,6 +325,7 @@ def _add_ray_serve_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-replicas", type=int, default=1, help="autoscaling: fewest replicas")
     g.add_argument("--max-replicas", type=positive, default=None, help="autoscaling: most replicas (turns it on)")
     g.add_argument("--target-ongoing-requests", type=float, default=32.0, help="autoscaling: requests per replica")
+    g.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPUs each replica reserves")
     g.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs each replica reserves")
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -128,15 +130,26 @@ def free_port() -> int:
 
 
 def test_serve_deployment_answers_like_the_runtime(
-    cluster: None, artifact: Path, runtime: Runtime, corpus: list[str]
+    cluster: None, artifact: Path, runtime: Runtime, corpus: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """`trt-embed serve ARTIFACT --ray auto` builds the deployment; it is run here without blocking."""
     import httpx
     from ray import serve
 
+    import trt_embed.integrations.ray as integration
+    from trt_embed.cli import main
+
+    started: dict[str, Any] = {}
+    monkeypatch.setattr(integration, "serve_on_ray", lambda app, **where: started.update(app=app, **where))
     port = free_port()
+    argv = ["serve", str(artifact), "--ray", "auto", "--served-model-name", "tiny", "--cpus-per-replica", "0.5"]
+    assert main([*argv, "--port", str(port), "--replicas", "1"]) == 0
+    assert (started["address"], started["port"]) == ("auto", port)
+    deadline = time.monotonic() + 60  # Ray Data's actors of the tests before release their CPUs asynchronously
+    while ray.available_resources().get("CPU", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    app = serve_app([str(artifact)], names=["tiny"], num_replicas=1, ray_actor_options={"num_cpus": 0.5})
-    serve.run(app, name="trt-embed", route_prefix="/", blocking=False)
+    serve.run(started["app"], name="trt-embed", route_prefix="/", blocking=False)
     texts = corpus[:5]
     response = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"model": "tiny", "input": texts}, timeout=60)
     assert response.status_code == 200, response.text

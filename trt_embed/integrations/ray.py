@@ -151,15 +151,16 @@ def embed_file_on_ray(
     *,
     address: str | None = "auto",
     options: RuntimeOptions | None = None,
-    actors: int = 1,
+    actors: int | None = None,
     cpus_per_actor: float = 1.0,
-    gpus_per_actor: float = 0.0,
+    gpus_per_actor: float | None = None,
     tokenizers: int = 1,
     progress: bool = True,
 ) -> BulkReport:
-    """Run (or resume) `job` as a Ray Data pipeline; the output equals `embed_file`'s. `actors` runtimes embed
-    (with GPUs: one per GPU, `gpus_per_actor=1`); `tokenizers` CPU actors (half a CPU each) tokenize; reading
-    tasks take half a CPU each, so that the pipeline fits a 2-CPU machine."""
+    """Run (or resume) `job` as a Ray Data pipeline; the output equals `embed_file`'s. `actors` runtimes embed;
+    by default one per GPU of the cluster, or, without GPUs, one per CPU but one (a single-threaded engine each,
+    unless `options` say otherwise). `tokenizers` CPU actors (half a CPU each) tokenize; reading tasks take half a
+    CPU each, so that the pipeline fits a 2-CPU machine."""
     from trt_embed.defaults import artifact_for
 
     require_ray()
@@ -183,6 +184,7 @@ def embed_file_on_ray(
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        actors, gpus_per_actor, options = _actor_pool(ray, actors, gpus_per_actor, options)
         ds = read_dataset(job)
         if skip_parts:
             ds = ds.split_at_indices([skip_parts * job.chunk_rows])[1]
@@ -233,6 +235,22 @@ def embed_file_on_ray(
     if progress:
         meter.finish(f"wrote {job.output} with Ray: {report.describe()}")
     return report
+
+
+def _actor_pool(
+    ray: ModuleType, actors: int | None, gpus: float | None, options: RuntimeOptions | None
+) -> tuple[int, float, RuntimeOptions]:
+    """Runtime actors, GPUs each, and their options: one per GPU, else one single-threaded runtime per CPU slot."""
+    resources = ray.cluster_resources()
+    cluster_gpus = int(resources.get("GPU", 0))
+    if gpus is None:
+        gpus = 1.0 if cluster_gpus else 0.0
+    if actors is None:
+        actors = cluster_gpus if gpus and cluster_gpus else max(1, int(resources.get("CPU", 2)) - 1)
+    options = dataclasses.replace(options or RuntimeOptions(), devices=None)  # Ray gives each actor its GPU
+    if not gpus and options.workers is None:
+        options = dataclasses.replace(options, workers=1, threads=1, latency_engine=False)
+    return actors, gpus, options
 
 
 def _has_column(job: BulkJob, name: str) -> bool:
