@@ -168,3 +168,19 @@ def test_killed_run_resumes_to_the_uninterrupted_output(
     assert got_ids == whole_ids == ids
     np.testing.assert_allclose(got, whole_vectors, atol=2e-5)
     np.testing.assert_allclose(got, runtime.embed(texts), atol=2e-5)
+
+
+def test_matryoshka_dimensions_to_npy(
+    tiny_bert_artifact: Callable[..., Path], corpus: list[str], tmp_path: Path
+) -> None:
+    artifact = tiny_bert_artifact({"matryoshka_dimensions": [64, 32, 16]})
+    texts = texts_of(corpus, 30)
+    source = write_input(tmp_path / "in.txt", [], texts)
+    out = tmp_path / "v.npy"
+    with Runtime.load(artifact) as rt:
+        embed_file(rt, BulkJob(Source.of(source), out, request=EmbedRequest(dimensions=16)), progress=False)
+        reference = rt.embed(texts, dimensions=16)
+    got = np.load(out)
+    assert got.shape == (30, 16)
+    np.testing.assert_allclose(got, reference, atol=2e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)  # re-normalized after the cut
