@@ -474,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", action="store_true", help="per-layer engine inspector view (needs the plan's GPU)")
     p.set_defaults(func=_inspect)
 
-    p = add("embed", "embed texts (arguments or stdin lines), print JSON lines")
+    p = add("embed", "embed texts (arguments or stdin lines) as JSON lines, or a file: ARTIFACT --input --output")
     p.add_argument("texts", nargs="*", help="texts to embed (default: one per line of stdin)")
     p.add_argument("-m", "--model", default=None, help="artifact or model directory (default: all-MiniLM-L6-v2)")
     p.add_argument("--backend", default="auto", choices=list(BACKENDS), help="engine backend")
