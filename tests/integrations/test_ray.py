@@ -117,7 +117,11 @@ def test_embedder_in_a_users_pipeline(cluster: None, artifact: Path, runtime: Ru
     texts = corpus[:40]
     ds = ray.data.from_items([{"text": t, "n": i} for i, t in enumerate(texts)])
     ds = ds.map_batches(
-        Embedder, fn_constructor_kwargs={"artifact": str(artifact)}, concurrency=1, batch_size=16, num_cpus=1
+        Embedder,
+        fn_constructor_kwargs={"artifact": str(artifact)},
+        compute=ray.data.ActorPoolStrategy(size=1),
+        batch_size=16,
+        num_cpus=1,
     )
     rows = sorted(ds.take_all(), key=lambda row: row["n"])
     np.testing.assert_allclose(np.stack([r["embedding"] for r in rows]), runtime.embed(texts), atol=2e-5)

@@ -4,8 +4,8 @@ Ray Serve deployment. Needs `pip install 'trt-embed[ray]'`.
 Your own pipeline (one `Runtime` per actor; GPUs: `num_gpus=1` per actor)::
 
     ds = ray.data.read_parquet("corpus/")
-    ds = ds.map_batches(Embedder, fn_constructor_kwargs={"artifact": "/shared/artifact"}, concurrency=4,
-                        batch_size=1024, batch_format="pyarrow")
+    ds = ds.map_batches(Embedder, fn_constructor_kwargs={"artifact": "/shared/artifact"}, batch_size=1024,
+                        compute=ray.data.ActorPoolStrategy(size=4), batch_format="pyarrow")
 
 The bulk job (`trt-embed embed ARTIFACT --input PATH --output PATH --ray ADDRESS`) reads with Ray's readers in
 file order, tokenizes on CPU actors, embeds on an actor pool of runtimes, and hands the rows back in order to the
@@ -139,7 +139,7 @@ def read_dataset(job: BulkJob, cpus: float = 0.5) -> Any:
     elif source.format == "csv":
         ds = ray.data.read_csv(path, num_cpus=cpus)
     elif source.format == "jsonl":
-        ds = ray.data.read_json(path, lines=True, num_cpus=cpus)
+        ds = ray.data.read_json(path, num_cpus=cpus)  # pyarrow's reader: one object per line
     else:
         ds = ray.data.read_text(path, drop_empty_lines=False, num_cpus=cpus)
     return ds
@@ -199,7 +199,7 @@ def embed_file_on_ray(
                     "text_column": job.source.text_field,
                     "keep": [id_name] if id_name else [],
                 },
-                concurrency=tokenizers,
+                compute=ray.data.ActorPoolStrategy(size=tokenizers),
                 num_cpus=0.5,
                 batch_format="pyarrow",
                 batch_size=min(job.chunk_rows, 1024),
@@ -212,7 +212,7 @@ def embed_file_on_ray(
                 "options": options,
                 "text_column": job.source.text_field,
             },
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus_per_actor,
             num_gpus=gpus_per_actor,
             batch_format="pyarrow",
