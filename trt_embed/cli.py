@@ -19,6 +19,7 @@ from trt_embed.errors import MissingDependency, TrtEmbedError
 
 if TYPE_CHECKING:
     from trt_embed.exporter.plans import PlanOptions
+    from trt_embed.runtime import RuntimeOptions
 
 # Top-level modules of optional dependencies -> the extra that installs them.
 EXTRAS = {
@@ -39,6 +40,8 @@ EXTRAS = {
     "jinja2": "server",
     "openvino": "openvino",
     "tensorrt_rtx": "tensorrt-rtx",
+    "pyarrow": "bulk",
+    "ray": "ray",
 }
 
 
@@ -153,6 +156,10 @@ def _embed(args: argparse.Namespace) -> int:
     from trt_embed.defaults import artifact_for
     from trt_embed.runtime import Runtime
 
+    if args.input is not None:
+        return _embed_file(args)
+    if args.output is not None or args.ray is not None:
+        raise SystemExit("embed --output/--ray work on a file: add --input PATH")
     artifact = artifact_for(args.model)  # a missing model fails before stdin is read
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     with Runtime.load(artifact, backend=args.backend, precision=args.precision) as runtime:
@@ -162,10 +169,164 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed_file(args: argparse.Namespace) -> int:
+    """The bulk tool: `embed ARTIFACT --input PATH --output PATH` (the artifact may also come as --model)."""
+    from trt_embed.runtime import EmbedRequest
+
+    if args.output is None:
+        raise SystemExit("embed --input needs --output PATH (.parquet or .npy)")
+    if len(args.texts) > 1 or (args.texts and args.model):
+        raise SystemExit("embed --input takes one artifact (positional or --model) and no texts")
+    model = args.model or (args.texts[0] if args.texts else None)
+    request = EmbedRequest(
+        dimensions=args.dimensions,
+        normalize=args.normalize,
+        encodings=tuple(args.encoding or ["float"]),
+        embed_dtype=args.embed_dtype,
+        truncate=args.truncate,
+        truncate_prompt_tokens=args.truncate_prompt_tokens,
+        prompt_name=args.prompt_name,
+        prompt=args.prompt,
+        variant=args.variant,
+    )
+    from trt_embed.bulk import BulkJob, Source
+
+    job = BulkJob(
+        source=Source.of(args.input, args.format, args.text_field, args.id_field),
+        output=Path(args.output),
+        request=request,
+        chunk_rows=args.chunk_rows,
+        restart=args.restart,
+        keep_parts=args.keep_parts,
+    )
+    if args.ray is not None:
+        from trt_embed.integrations.ray import embed_file_on_ray
+
+        embed_file_on_ray(
+            model,
+            job,
+            address=args.ray,
+            options=_runtime_options(args),
+            actors=args.ray_actors,
+            progress=not args.quiet,
+        )
+        return 0
+    from trt_embed.bulk import embed_file
+    from trt_embed.defaults import artifact_for
+    from trt_embed.runtime import Runtime
+
+    with Runtime.load(artifact_for(model), _runtime_options(args)) as runtime:
+        embed_file(runtime, job, progress=not args.quiet)
+    return 0
+
+
+def _runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+    from trt_embed.runtime import RuntimeOptions
+
+    return RuntimeOptions(
+        backend=args.backend,
+        precision=args.precision,
+        devices=args.devices,
+        workers=args.workers,
+        max_batch_tokens=args.max_batch_tokens,
+    )
+
+
+def devices(value: str) -> tuple[int, ...] | str:
+    """`--devices 0,1` (GPU indices) or `all`."""
+    if value == "all":
+        return value
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected GPU indices like 0,1 or `all`")
+    return tuple(int(p) for p in parts)
+
+
+def _add_bulk_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("bulk files (embed ARTIFACT --input PATH --output PATH)")
+    g.add_argument("--input", default=None, metavar="PATH", help="JSONL, Parquet, CSV or text file to embed")
+    g.add_argument("--output", default=None, metavar="PATH", help=".parquet (id + vector columns) or .npy (+ .ids.npy)")
+    g.add_argument("--format", choices=["jsonl", "parquet", "csv", "text"], default=None, help="default: the suffix")
+    g.add_argument("--text-field", default="text", help="column or JSON field holding the text")
+    g.add_argument("--id-field", default=None, help="id column (default: `id` if present, else the row number)")
+    g.add_argument("--chunk-rows", type=positive, default=4096, help="rows per output part (the unit of resume)")
+    g.add_argument("--restart", action="store_true", help="discard the parts of an interrupted run instead of resuming")
+    g.add_argument("--keep-parts", action="store_true", help="keep OUTPUT.parts/ after the merge")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    g.add_argument("--ray", default=None, metavar="ADDRESS", help="run as a Ray Data job on this cluster (or `auto`)")
+    g.add_argument("--ray-actors", type=positive, default=None, help="runtime actors (default: one per GPU or CPU)")
+    o = p.add_argument_group("output options")
+    o.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None, help="L2-normalize")
+    o.add_argument(
+        "--encoding",
+        action="append",
+        choices=["float", "base64", "binary", "ubinary", "int8", "uint8"],
+        default=None,
+        help="output encoding; repeat for several columns (default: float)",
+    )
+    o.add_argument("--embed-dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="for base64")
+    o.add_argument("--truncate", choices=["end", "start", "none"], default="end", help="over-long inputs")
+    o.add_argument("--truncate-prompt-tokens", type=positive, default=None, help="keep at most this many tokens")
+    o.add_argument("--prompt-name", default=None, help="a prompt the model defines (e.g. query)")
+    o.add_argument("--prompt", default=None, help="text put before every input")
+    o.add_argument("--variant", default=None, help="LoRA variant of the artifact")
+    _add_device_options(p)
+
+
+def _add_device_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("devices")
+    g.add_argument(
+        "--devices",
+        type=devices,
+        default=None,
+        help="GPUs to run on, one engine each: 0,1 or all (default: GPU 0; CPU backends use their cores)",
+    )
+    g.add_argument("--workers", type=positive, default=None, help="engine calls at once per device (CPU: per core)")
+
+
 def _serve(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        return _serve_on_ray(args)
     from trt_embed.server.main import serve
 
     return serve(args)
+
+
+def _serve_on_ray(args: argparse.Namespace) -> int:
+    """`serve --ray ADDRESS`: the same app as a Ray Serve deployment of prebuilt artifacts."""
+    from trt_embed.integrations.ray import serve_app, serve_on_ray
+    from trt_embed.server.main import api_key
+    from trt_embed.server.registry import Settings
+
+    if not args.models:
+        raise SystemExit("serve --ray needs artifact directories (prebuilt, on a path every node can read)")
+    autoscaling = None
+    if args.max_replicas is not None:
+        autoscaling = {"min_replicas": args.min_replicas, "max_replicas": args.max_replicas}
+        autoscaling["target_ongoing_requests"] = args.target_ongoing_requests
+    settings = Settings(api_key=api_key(args), min_priority=args.min_priority, allowed_hosts=args.allowed_host)
+    app = serve_app(
+        list(args.models),
+        names=args.served_model_name,
+        options=_runtime_options(args),
+        settings=settings,
+        num_replicas=args.replicas,
+        autoscaling_config=autoscaling,
+        ray_actor_options={"num_cpus": args.cpus_per_replica, "num_gpus": args.gpus_per_replica},
+    )
+    serve_on_ray(app, address=args.ray, host=args.host, port=args.port)
+    return 0
+
+
+def _add_ray_serve_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray Serve (serve --ray ADDRESS; pip install 'trt-embed[ray]')")
+    g.add_argument("--ray", default=None, metavar="ADDRESS", help="serve on this Ray cluster (auto, local, ray://...)")
+    g.add_argument("--replicas", type=positive, default=1, help="replicas (each loads the artifacts)")
+    g.add_argument("--min-replicas", type=int, default=1, help="autoscaling: fewest replicas")
+    g.add_argument("--max-replicas", type=positive, default=None, help="autoscaling: most replicas (turns it on)")
+    g.add_argument("--target-ongoing-requests", type=float, default=32.0, help="autoscaling: requests per replica")
+    g.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPUs each replica reserves")
+    g.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs each replica reserves")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -325,12 +486,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", action="store_true", help="per-layer engine inspector view (needs the plan's GPU)")
     p.set_defaults(func=_inspect)
 
-    p = add("embed", "embed texts (arguments or stdin lines), print JSON lines")
+    p = add("embed", "embed texts (arguments or stdin lines) as JSON lines, or a file: ARTIFACT --input --output")
     p.add_argument("texts", nargs="*", help="texts to embed (default: one per line of stdin)")
     p.add_argument("-m", "--model", default=None, help="artifact or model directory (default: all-MiniLM-L6-v2)")
     p.add_argument("--backend", default="auto", choices=list(BACKENDS), help="engine backend")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="engine precision")
     p.add_argument("--dimensions", type=positive, default=None, help="Matryoshka dimensions to keep")
+    p.add_argument("--max-batch-tokens", type=positive, default=None, help="token budget of one engine batch")
+    _add_bulk_options(p)
     p.set_defaults(func=_embed)
 
     p = add("serve", "serve artifacts over HTTP (OpenAI, Cohere, pooling, score APIs)")
@@ -399,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --enable-chunked-processing: the most tokens one input may have (default: no limit)",
     )
     _add_serving_limits(p)
+    _add_device_options(p)
+    _add_ray_serve_options(p)
     p.set_defaults(func=_serve)
     return parser
 

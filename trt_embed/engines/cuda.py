@@ -59,6 +59,16 @@ class Gpu:
         return f"sm_{self.major}{self.minor}"
 
 
+def gpu_count() -> int:
+    """CUDA GPUs this process sees (0 without a driver or cuda-python)."""
+    try:
+        rt = cudart()
+    except MissingDependency:
+        return 0
+    err, count = rt.cudaGetDeviceCount()
+    return int(count) if err == rt.cudaError_t.cudaSuccess else 0
+
+
 def current_gpu(index: int = 0) -> Gpu:
     """The GPU the runtime would run on; `BackendUnavailable` when there is none or no driver."""
     rt = cudart()

@@ -34,7 +34,9 @@ def default_threads() -> int:
 
 
 class OnnxRuntimeEngine(Engine):
-    def __init__(self, path: Path, entry: EngineEntry, *, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self, path: Path, entry: EngineEntry, *, device: str = "cpu", threads: int | None = None, device_id: int = 0
+    ) -> None:
         super().__init__(entry)
         import onnxruntime as ort
 
@@ -57,7 +59,10 @@ class OnnxRuntimeEngine(Engine):
                     "onnxruntime-cuda needs onnxruntime-gpu with a CUDA device; "
                     "install it with: pip install 'trt-embed[gpu]'"
                 )
-            providers = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
+            providers = [
+                ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC", "device_id": device_id}),
+                "CPUExecutionProvider",
+            ]
         else:
             providers = ["CPUExecutionProvider"]
         try:

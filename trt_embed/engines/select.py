@@ -24,6 +24,7 @@ class Want:
     threads: int | None = None
     verify: bool = True
     modality: str = "text"  # two-tower models: "image" opens the image graph
+    device: int = 0  # GPU index (GPU backends only)
 
 
 @dataclasses.dataclass
@@ -98,7 +99,7 @@ def _open_tensorrt(artifact: Artifact, want: Want) -> Engine:
     if plan is None:
         raise BackendUnavailable(f"the tensorrt backend cannot run here: {reason}")
     try:
-        return tensorrt.TensorRTEngine(artifact.engine_path(plan, verify=want.verify), plan)
+        return tensorrt.TensorRTEngine(artifact.engine_path(plan, verify=want.verify), plan, device=want.device)
     except TrtEmbedError as exc:
         raise EngineError(f"{plan.file} failed to load: {exc}") from exc
 
@@ -126,13 +127,13 @@ def _open_onnxruntime(device: str) -> Callable[[Artifact, Want], Engine]:
             modality=want.modality,
         )
         path = artifact.engine_path(entry, verify=want.verify)
-        engine = OnnxRuntimeEngine(path, entry, device=device, threads=want.threads)
+        engine = OnnxRuntimeEngine(path, entry, device=device, threads=want.threads, device_id=want.device)
         source = entry.extra.get("converted_from") if entry.extra.get("packed") else None
         if source is None:
             return engine
         padded = next(e for e in artifact.manifest.engines if e.file == source)
-        other = OnnxRuntimeEngine(artifact.engine_path(padded, verify=want.verify), padded, device=device)
-        return PackedOrPadded(engine, other)
+        path = artifact.engine_path(padded, verify=want.verify)
+        return PackedOrPadded(engine, OnnxRuntimeEngine(path, padded, device=device, device_id=want.device))
 
     return open_
 

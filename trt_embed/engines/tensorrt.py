@@ -101,6 +101,7 @@ class TensorRTEngine(Engine):
         reason = why_not_here(entry, cuda.current_gpu(device))
         if reason:
             raise BackendUnavailable(reason)
+        self.device_index = device
         cuda.check(cuda.cudart().cudaSetDevice(device))
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -178,6 +179,7 @@ class TensorRTEngine(Engine):
         results: list[Outputs] = []
         in_flight: deque[_Slot] = deque()
         with self._lock:
+            cuda.check(cuda.cudart().cudaSetDevice(self.device_index))  # the current GPU is per thread
             try:
                 for index, inputs in enumerate(batches):
                     if len(in_flight) == SLOTS:  # the slot about to be reused must be done
@@ -206,6 +208,7 @@ class TensorRTEngine(Engine):
         if self._closed:
             return
         super().close()
+        cuda.check(cuda.cudart().cudaSetDevice(self.device_index))
         self._drain()
         for slot in self._slots:
             for buffer in [*slot.host_in.values(), *slot.host_out.values()]:

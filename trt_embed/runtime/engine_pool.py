@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import logging
 import threading
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from trt_embed.engines.base import Batch, Engine, EngineSpec
 from trt_embed.engines.cpu import cached_layout, cpu_facts, measure_layouts
 from trt_embed.engines.onnxruntime import default_threads
 from trt_embed.engines.select import BACKENDS, CPU_BACKENDS, Want, open_engine
-from trt_embed.errors import UnknownModel
+from trt_embed.errors import InvalidRequest, UnknownModel
 from trt_embed.runtime.batch import make_batch, rows_of
 from trt_embed.runtime.images import stack
 from trt_embed.runtime.options import RuntimeOptions
@@ -26,7 +28,12 @@ log = logging.getLogger("trt_embed")
 
 
 class EnginePool:
-    """Opens and runs the engines of one artifact. Thread-safe: scheduler workers call `run` concurrently."""
+    """Opens and runs the engines of one artifact. Thread-safe: scheduler workers call `run` concurrently.
+
+    A device is one engine per variant and `workers` scheduler workers bound to it: on CPU the one device is the
+    CPU, its workers one single-threaded call per core; with GPUs, one engine per GPU in `options.devices`, and
+    each scheduler worker is bound to one GPU on its first call, round robin, so batches spread over them all.
+    """
 
     def __init__(self, artifact: Artifact, options: RuntimeOptions) -> None:
         self.artifact = artifact
@@ -35,15 +42,30 @@ class EnginePool:
         # encoders of this size (measured with all-MiniLM-L6-v2); GPUs take the backend's calls in flight.
         cpu_workers = options.workers or default_threads()
         threads = options.threads if options.threads is not None else (1 if cpu_workers > 1 else None)
-        self._want = Want(precision=options.precision, variant=options.variant, threads=threads, verify=options.verify)
-        self._engines: dict[str, Engine] = {}
+        asked = options.devices if isinstance(options.devices, tuple) else ()
+        self._want = Want(
+            precision=options.precision,
+            variant=options.variant,
+            threads=threads,
+            verify=options.verify,
+            device=asked[0] if asked else 0,
+        )
+        self._engines: dict[tuple[str, int], Engine] = {}
         self._lock = threading.Lock()
         choice = open_engine(artifact, backend=options.backend, want=self._want)
-        self._engines[options.variant] = choice.engine
         self.backend = choice.backend
         self.reason = choice.reason
-        log.info("trt-embed backend %s: %s", self.backend, self.reason)
         cpu = self.backend in CPU_BACKENDS
+        self.devices = self._resolve_devices(options.devices, cpu, choice.engine)
+        self._engines[options.variant, self.devices[0]] = choice.engine
+        for device in self.devices[1:]:
+            want = dataclasses.replace(self._want, device=device)
+            self._engines[options.variant, device] = open_engine(artifact, backend=self.backend, want=want).engine
+        if len(self.devices) > 1:
+            self.reason += f"; one engine on each of GPUs {', '.join(map(str, self.devices))}"
+        log.info("trt-embed backend %s: %s", self.backend, self.reason)
+        self._local = threading.local()
+        self._turn = itertools.count()
         self.workers = options.workers or (cpu_workers if cpu else BACKENDS[self.backend].calls_in_flight)
         self.alone: Engine | None = None
         choose = cpu and self.workers > 1 and options.threads is None and options.workers is None
@@ -57,7 +79,8 @@ class EnginePool:
         if artifact.manifest.vision is not None:
             want = dataclasses.replace(self._want, modality="image")
             self.images = open_engine(artifact, backend=self.backend, want=want).engine
-        engine = self._engines[options.variant]
+        engine = self.engine
+        self.workers *= len(self.devices)
         batch_size = options.max_batch_size or facts.max_batch_size
         profile_max = max((p.max[0] for p in engine.profiles), default=batch_size)
         self.spec: EngineSpec = engine.spec(
@@ -66,10 +89,37 @@ class EnginePool:
             concurrent_calls=self.workers,
         )
 
+    def _resolve_devices(self, devices: tuple[int, ...] | Literal["all"] | None, cpu: bool, first: Engine) -> list[int]:
+        """The GPU indices to open engines on; [0] for CPU backends (the CPU is one device)."""
+        if devices is None:
+            return [0]
+        if cpu:
+            first.close()
+            raise InvalidRequest(
+                f"devices selects GPUs, and the {self.backend} backend runs on the CPU; spread CPU work over "
+                "cores with workers instead",
+                "devices",
+            )
+        if isinstance(devices, str):  # "all"
+            from trt_embed.engines.cuda import gpu_count
+
+            return list(range(max(1, gpu_count())))
+        if not devices or len(set(devices)) != len(devices) or min(devices) < 0:
+            first.close()
+            raise InvalidRequest(f"devices must be distinct GPU indices, got {devices!r}", "devices")
+        return list(devices)
+
+    def _device(self) -> int:
+        """The GPU of the calling scheduler worker: bound on its first call, round robin over the devices."""
+        device: int | None = getattr(self._local, "device", None)
+        if device is None:
+            device = self._local.device = self.devices[next(self._turn) % len(self.devices)]
+        return device
+
     def _choose_cpu_layout(self, options: RuntimeOptions, max_batch_tokens: int) -> None:
         """Measure (or read the cached measurement of) one call over all cores against one single-threaded call
         per core, and keep the faster. All-cores: the all-cores engine becomes the only engine, one worker."""
-        single, whole = self._engines[options.variant], self.alone
+        single, whole = self._engines[options.variant, 0], self.alone
         assert whole is not None
         if options.cpu_layout == "auto":
             batch = self._sample_batch(options.max_batch_tokens or max_batch_tokens)
@@ -94,7 +144,7 @@ class EnginePool:
         else:
             self.reason += f"; CPU layout: one call over all cores (requested) on {cpu_facts().describe()}"
         single.close()
-        self._engines[options.variant] = whole
+        self._engines[options.variant, 0] = whole
         self.alone = None
         self.workers = 1
         self._want = dataclasses.replace(self._want, threads=None)
@@ -107,7 +157,7 @@ class EnginePool:
         vocab = manifest.vocab_size or 1000
         ids = np.random.default_rng(0).integers(min(1000, vocab // 2), vocab, size=(rows, seq)).tolist()
         key = BatchKey(self.default_variant, "sentence_embedding", 0)
-        engine = self._engines[self.default_variant]
+        engine = self.engine
         return make_batch(
             key,
             [text_input(row) for row in ids],
@@ -123,8 +173,8 @@ class EnginePool:
 
     @property
     def engine(self) -> Engine:
-        """The engine of the default variant."""
-        return self._engines[self.default_variant]
+        """The engine of the default variant (on the first device)."""
+        return self._engines[self.default_variant, self.devices[0]]
 
     @property
     def engines(self) -> list[Engine]:
@@ -132,26 +182,22 @@ class EnginePool:
         extra = [e for e in (self.alone, self.images) if e is not None]
         return [*self._engines.values(), *extra]
 
-    def engine_for(self, variant: str | None = None) -> Engine:
-        """The engine of a variant, loaded on first use."""
+    def engine_for(self, variant: str | None = None, device: int | None = None) -> Engine:
+        """The engine of a variant on a device (default: the first), loaded on first use."""
         name = variant or self.default_variant
-        if name not in self._engines:
+        where = (name, self.devices[0] if device is None else device)
+        if where not in self._engines:
             if name not in self.variants:
                 raise UnknownModel(f"variant {name!r} is not served; available: {', '.join(self.variants)}")
             with self._lock:
-                if name not in self._engines:
-                    want = Want(
-                        precision=self._want.precision,
-                        variant=name,
-                        threads=self._want.threads,
-                        verify=self._want.verify,
-                    )
-                    self._engines[name] = open_engine(self.artifact, backend=self.backend, want=want).engine
-        return self._engines[name]
+                if where not in self._engines:
+                    want = dataclasses.replace(self._want, variant=name, device=where[1])
+                    self._engines[where] = open_engine(self.artifact, backend=self.backend, want=want).engine
+        return self._engines[where]
 
     def run(self, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
-        """One engine call (a scheduler worker's thread); returns one array per input."""
-        return self._run_on(self.engine_for(key.variant), key, items)
+        """One engine call on the calling worker's device; returns one array per input."""
+        return self._run_on(self.engine_for(key.variant, self._device()), key, items)
 
     def run_alone(self, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
         """A batch that is the only work: on the all-cores engine when it serves this variant."""

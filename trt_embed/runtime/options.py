@@ -18,7 +18,10 @@ class RuntimeOptions:
     max_batch_tokens: int | None = None
     max_batch_size: int | None = None
     max_queue: int | None = None  # inputs waiting; a request that would exceed it is refused (Overloaded)
-    workers: int | None = None  # engine calls run at once (CPU: one single-threaded call per core)
+    workers: int | None = None  # engine calls run at once per device (CPU: one single-threaded call per core)
+    # GPUs to run on, one engine each, the scheduler's workers spread over them: indices, "all", or None (GPU 0).
+    # CPU backends have one device, the CPU, and spread over its cores with `workers`.
+    devices: tuple[int, ...] | Literal["all"] | None = None
     # With several single-threaded CPU workers, a second engine over all cores runs a batch that is the only
     # work queued or running (a lone query then takes about half the time); it costs one more copy of the weights.
     latency_engine: bool = True

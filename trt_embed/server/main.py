@@ -122,6 +122,8 @@ def serve(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         image_dir=args.image_dir,
         image_domains=tuple(args.image_domain or ()),
+        devices=getattr(args, "devices", None),
+        workers=getattr(args, "workers", None),
     )
     settings = Settings(
         api_key=api_key(args),
