@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -184,7 +185,7 @@ def test_bad_images_are_refused_clearly(tmp_path: Any) -> None:
     assert load(ImageURL("a.png"), allowed, "input[0]").size == (50, 50)
     assert load(ImageURL(f"file://{tmp_path / 'a.png'}"), allowed, "input[0]").size == (50, 50)
     with pytest.raises(InvalidRequest, match="image directory"):
-        load(ImageURL("../a.png"), ImagePolicy(image_dir=tmp_path / "sub"), "input[0]")
+        load(ImageURL(str(Path("..") / "a.png")), ImagePolicy(image_dir=tmp_path / "sub"), "input[0]")
     with pytest.raises(InvalidRequest, match="not allowed"):
         load(ImageURL("https://example.com/cat.png"), policy, "input[0]")
     with pytest.raises(InvalidRequest, match="scheme"):

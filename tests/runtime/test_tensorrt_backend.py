@@ -86,7 +86,7 @@ def test_auto_falls_back_when_a_matching_plan_fails_to_load(
     artifact = Artifact.open(multi_sm_artifact)
     plan = next(e for e in artifact.manifest.engines if e.kind == "tensorrt")
 
-    def broken(path: Path, entry: EngineEntry) -> None:
+    def broken(path: Path, entry: EngineEntry, **_: object) -> None:
         raise EngineError("could not deserialize")
 
     monkeypatch.setattr(backends, "usable_plan", lambda artifact, precision, variant: (plan, "matches"))
