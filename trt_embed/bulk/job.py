@@ -130,12 +130,19 @@ def run_job(
         finally:
             for _, _, future in queue:
                 future.cancel()
+    return finish_job(job, work, parts, meter, started, progress=progress)
+
+
+def finish_job(
+    job: BulkJob, work: WorkDir, parts: int, meter: Progress, started: float, *, progress: bool, how: str = ""
+) -> BulkReport:
+    """Merge the job's parts into its output (dropping them unless kept) and report; `how` names the runner."""
     rows = work.merge(job.output, parts)
     if not job.keep_parts:
         work.remove()
     report = BulkReport(rows, meter.rows, meter.tokens, time.perf_counter() - started)
     if progress:
-        meter.finish(f"wrote {job.output}: {report.describe()}")
+        meter.finish(f"wrote {job.output}{how}: {report.describe()}")
     return report
 
 

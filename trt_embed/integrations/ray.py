@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from trt_embed.bulk.job import BulkJob, BulkReport, check_job
+from trt_embed.bulk.job import BulkJob, BulkReport, check_job, finish_job
 from trt_embed.bulk.parts import WorkDir, column_name
 from trt_embed.bulk.progress import Progress
 from trt_embed.errors import InvalidRequest, MissingDependency
@@ -228,13 +228,7 @@ def embed_file_on_ray(
             work.write(index, pa.table(columns))
             meter.advance(rows, int(batch["num_tokens"].sum()) if "num_tokens" in batch else 0)
             parts = index + 1
-    rows = work.merge(job.output, parts)
-    if not job.keep_parts:
-        work.remove()
-    report = BulkReport(rows, meter.rows, meter.tokens, time.perf_counter() - started)
-    if progress:
-        meter.finish(f"wrote {job.output} with Ray: {report.describe()}")
-    return report
+    return finish_job(job, work, parts, meter, started, progress=progress, how=" with Ray")
 
 
 def _actor_pool(
