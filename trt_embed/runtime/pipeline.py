@@ -25,8 +25,8 @@ from trt_embed.runtime.postprocess import check_dimensions
 from trt_embed.runtime.prepare import Preparer, token_limit
 from trt_embed.runtime.results import Plan, account, embed_result, input_ids
 from trt_embed.runtime.scheduler import Scheduler
-from trt_embed.runtime.score_sides import pair_scores, score_errors, side_request
-from trt_embed.runtime.scoring import pair_inputs, score_requests, score_result
+from trt_embed.runtime.score_sides import pair_scores, score_errors
+from trt_embed.runtime.scoring import pair_inputs, score_requests, score_result, side_request
 from trt_embed.runtime.types import (
     POOLING_TASKS,
     TRUNCATE_MODES,

@@ -119,17 +119,7 @@ def score_requests(
     """The embed requests a score request needs: one over both sides (one engine pass), or for a multi-vector
     model the queries (prompt "query": expanded) and the documents (prompt "document") apart."""
     task, *also = score_tasks(kind, request.weights)
-    both = EmbedRequest(
-        inputs=[*left, *right],
-        task=task,
-        also=tuple(also),
-        truncate=request.truncate,
-        truncate_prompt_tokens=request.truncate_prompt_tokens,
-        prompt_name=request.prompt_name,
-        prompt=request.prompt,
-        priority=request.priority,
-        variant=request.variant,
-    )
+    both = dataclasses.replace(side_request(request, [*left, *right], None), task=task, also=tuple(also))
     if kind != "multi_vector":
         return [both]
     query, document = (name if name in prompts else None for name in ("query", "document"))
@@ -139,12 +129,30 @@ def score_requests(
     ]
 
 
+def side_request(request: ScoreRequest, texts: list[str], max_tokens: int | None) -> EmbedRequest:
+    """Texts of a score request as an embed request; `max_tokens` truncates them to that many tokens."""
+    return EmbedRequest(
+        inputs=texts,
+        truncate=request.truncate if max_tokens is None else "end",
+        truncate_prompt_tokens=request.truncate_prompt_tokens if max_tokens is None else max_tokens,
+        prompt_name=request.prompt_name,
+        prompt=request.prompt,
+        priority=request.priority,
+        variant=request.variant,
+    )
+
+
+def summed(timings: Sequence[Timing]) -> Timing:
+    """Where the time of several runs went, added up field by field."""
+    return Timing(*(sum(getattr(t, f.name) for t in timings) for f in dataclasses.fields(Timing)))
+
+
 def score_result(kind: str, request: ScoreRequest, n_left: int, results: list[EmbedResult]) -> ScoreResult:
     """Scores from the results of `score_requests`: MaxSim (summed) for multi-vector models, else `combine`."""
     if kind == "multi_vector":
         queries, documents = (r.output for r in results)
         assert isinstance(queries, TokenVectors) and isinstance(documents, TokenVectors)
-        timing = Timing(*(sum(getattr(r.timing, f.name) for r in results) for f in dataclasses.fields(Timing)))
+        timing = summed([r.timing for r in results])
         tokens = sum(r.num_tokens for r in results)
         return ScoreResult(maxsim(queries.vectors, documents.vectors), tokens, timing)
     (result,) = results
