@@ -15,7 +15,8 @@ from trt_embed.engines.base import Batch
 from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
-from trt_embed.manifest import EngineEntry, Manifest, sha256_file
+from trt_embed.exporter.external_data import data_hashes
+from trt_embed.manifest import EngineEntry, Manifest, TensorSpec, sha256_file
 from trt_embed.runtime.batch import pad
 from trt_embed.runtime.scoring import cosine
 from trt_embed.runtime.tokenizer import TextTokenizer
@@ -130,6 +131,40 @@ def add_packed_graphs(directory: Path, manifest: Manifest, variant: str = "base"
         manifest.engines.append(packed)
         added.append(packed)
     return added
+
+
+def checked_onnx_entry(
+    directory: Path,
+    file: str,
+    batch: Batch,
+    reference: np.ndarray,
+    *,
+    precision: str,
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    tools: dict[str, str],
+    optimized: bool = False,
+    variant: str = "base",
+    modality: str = "text",
+) -> tuple[EngineEntry, np.ndarray]:
+    """The manifest entry of a portable ONNX graph just written, run on CPU against `reference` (its pooled
+    output for `batch`), with the quality recorded; also returns the per-input cosines."""
+    entry = EngineEntry(
+        file=file,
+        kind="onnx",
+        precision=precision,
+        target="any",
+        optimized=optimized,
+        variant=variant,
+        inputs=inputs,
+        outputs=outputs,
+        tools=tools,
+        sha256=sha256_file(directory / file),
+        extra=data_hashes(directory / file),
+        modality=modality,
+    )
+    entry.quality, cos = quality(_run_cpu(directory / file, entry, batch), reference)
+    return entry, cos
 
 
 def _run_cpu(path: Path, entry: EngineEntry, batch: Batch) -> np.ndarray:

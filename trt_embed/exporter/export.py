@@ -17,8 +17,7 @@ from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.calibration import default_calibration_texts
-from trt_embed.exporter.checks import add_packed_graphs, ensure_fp16_graph, quality
-from trt_embed.exporter.external_data import data_hashes
+from trt_embed.exporter.checks import add_packed_graphs, checked_onnx_entry, ensure_fp16_graph
 from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
 from trt_embed.exporter.heads import MultiVectorGraph, head_graph, multi_vector_config, special_token_ids
@@ -388,24 +387,18 @@ def _export_engines(
     outputs = [_output_spec(name, value) for name, value in zip(graph.output_names, computed, strict=True)]
 
     def measured(file: str, precision: str, optimized: bool) -> tuple[EngineEntry, np.ndarray]:
-        engine_entry = EngineEntry(
-            file=file,
-            kind="onnx",
+        return checked_onnx_entry(
+            out,
+            file,
+            feeds,
+            reference,
             precision=precision,
-            target="any",
-            optimized=optimized,
-            variant=variant,
             inputs=inputs,
             outputs=outputs,
             tools=tool_versions(),
-            sha256=sha256_file(out / file),
-            extra=data_hashes(out / file),
+            optimized=optimized,
+            variant=variant,
         )
-        engine = OnnxRuntimeEngine(out / file, engine_entry, threads=2)
-        got = engine.infer(feeds, ["sentence_embedding"])["sentence_embedding"]
-        engine.close()
-        engine_entry.quality, cos = quality(got, reference)
-        return engine_entry, cos
 
     named = "" if variant == "base" else f" (variant {variant})"
     log.info("exporting the fp32 ONNX graph%s", named)

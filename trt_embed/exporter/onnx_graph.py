@@ -31,21 +31,34 @@ def onnx_from_graph(graph: EmbeddingGraph, example: tuple[torch.Tensor, ...], pa
     The example must be a padded batch of at least two rows of different lengths: the tracer bakes in
     Python-level branches, and an all-ones mask would trace the 'no padding' branch of the mask code.
     """
-    import torch
 
     dynamic_axes = {name: DYNAMIC for name in graph.input_names}
     dynamic_axes.update({name: DYNAMIC for name in graph.output_names})  # token outputs: [batch, sequence, ...]
     dynamic_axes["sentence_embedding"] = {0: "batch"}
+    onnx_from_module(graph, example, path, graph.input_names, graph.output_names, dynamic_axes)
+
+
+def onnx_from_module(
+    module: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> None:
+    """Trace `module` to `path` (TorchScript exporter, our opset, constants folded)."""
+    import torch
+
     # Exported aside: a graph over 2 GB comes out as one file per weight, gathered into `<name>.data`.
     with warnings.catch_warnings(), torch.no_grad(), tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         warnings.simplefilter("ignore")
         exported = Path(tmp) / path.name
         torch.onnx.export(
-            graph,
+            module,
             example,
             str(exported),
-            input_names=graph.input_names,
-            output_names=graph.output_names,
+            input_names=input_names,
+            output_names=output_names,
             dynamic_axes=dynamic_axes,
             opset_version=OPSET,
             do_constant_folding=True,

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +20,10 @@ import numpy as np
 import torch
 
 from trt_embed.engines.base import Batch
-from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.calibration import default_calibration_texts
-from trt_embed.exporter.checks import FP16_MIN_COSINE, quality
-from trt_embed.exporter.external_data import data_hashes, place_onnx
+from trt_embed.exporter.checks import FP16_MIN_COSINE, checked_onnx_entry
 from trt_embed.exporter.int8 import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE
 from trt_embed.exporter.source import SentenceTransformerConfig, weight_files
 from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
@@ -143,24 +139,18 @@ def export_two_tower(
             reference: Any = reference,
             modality: str = modality,
         ) -> tuple[EngineEntry, Any]:
-            record = EngineEntry(
-                file=name,
-                kind="onnx",
+            batch = Batch("padded", dict(feeds), [1] * len(reference))
+            return checked_onnx_entry(
+                out,
+                name,
+                batch,
+                reference,
                 precision=precision,
-                target="any",
                 inputs=inputs,
                 outputs=outputs,
                 tools=tool_versions(),
-                sha256=sha256_file(out / name),
-                extra=data_hashes(out / name),
                 modality=modality,
             )
-            engine = OnnxRuntimeEngine(out / name, record, threads=2)
-            batch = Batch("padded", dict(feeds), [1] * len(reference))
-            got = engine.infer(batch, ["sentence_embedding"])["sentence_embedding"]
-            engine.close()
-            record.quality, cos = quality(got, reference)
-            return record, cos
 
         base, cos = measured(file, "fp32")
         if cos.min() < EXACT_MIN_COSINE:
@@ -248,21 +238,7 @@ def _trace(tower: torch.nn.Module, feeds: dict[str, np.ndarray], path: Path) -> 
     axes = {n: ({0: "batch", 1: "sequence"} if feeds[n].ndim == 2 else {0: "batch"}) for n in names}
     axes["sentence_embedding"] = {0: "batch"}
     example = tuple(torch.from_numpy(v[:2]) for v in feeds.values())
-    with warnings.catch_warnings(), torch.no_grad(), tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        warnings.simplefilter("ignore")
-        exported = Path(tmp) / path.name
-        torch.onnx.export(
-            tower,
-            example,
-            str(exported),
-            input_names=names,
-            output_names=["sentence_embedding"],
-            dynamic_axes=axes,
-            opset_version=onnx_graph.OPSET,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-        place_onnx(exported, path)
+    onnx_graph.onnx_from_module(tower, example, path, names, ["sentence_embedding"], axes)
 
 
 def _json(path: Path) -> dict[str, Any]:
