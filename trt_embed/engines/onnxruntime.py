@@ -112,8 +112,8 @@ class PackedOrPadded(Engine):
         return self.packed if packed else self.padded
 
     def infer(self, batch: Batch, outputs: Sequence[str]) -> Outputs:
-        self._checked(batch, outputs)
-        return self.choose(batch).infer(batch, outputs)
+        feeds = self._checked(batch, outputs)  # both graphs take the same inputs: checked once, run on the chosen
+        return self.choose(batch)._infer(feeds, list(outputs))
 
     def _infer(self, inputs: Arrays, outputs: list[str]) -> Outputs:
         return self.packed._infer(inputs, outputs)
