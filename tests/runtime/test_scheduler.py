@@ -221,3 +221,70 @@ def test_runtime_lone_queries_use_the_all_cores_engine(tiny_artifact: Callable[[
         reference = plain.embed(texts)
         assert plain.scheduler.stats.alone_batches == 0
     np.testing.assert_allclose(single, reference, atol=2e-5)
+
+
+def test_spread_splits_a_short_queue_over_the_cpu_workers() -> None:
+    """CPU engines (flat cost per token): a queue too short to fill every worker's budget is split evenly,
+    so no core idles; without `spread` (GPUs) the same queue is one full batch."""
+    sizes: dict[bool, list[int]] = {}
+    for spread in (False, True):
+        runs: list[int] = []
+        gate = Gate()
+
+        def record(key: BatchKey, items: list[PreparedInput], runs: list[int] = runs, gate: Gate = gate) -> list:
+            gate.started.set()
+            gate.release.wait(10)
+            runs.append(len(items))
+            return [np.zeros(2, dtype=np.float32) for _ in items]
+
+        scheduler = Scheduler(record, spec(8192, 1000), workers=2, spread=spread)
+        blockers = [scheduler.submit(KEY, inputs([[1] * 10]), priority=-n) for n in (1, 2)]  # one batch each
+        deadline = time.monotonic() + 5
+        while scheduler.queue_size and time.monotonic() < deadline:  # both workers hold a blocker
+            time.sleep(0.001)
+        future = scheduler.submit(KEY, inputs([[1] * 10] * 200))  # 2,000 tokens queued
+        gate.release.set()
+        assert len(future.result(5).rows) == 200
+        assert [len(b.result(5).rows) for b in blockers] == [1, 1]
+        scheduler.close()
+        sizes[spread] = sorted(runs)[2:]  # the two one-input blockers first
+    assert sizes[False] == [200]
+    assert max(sizes[True]) == 100 and sum(sizes[True]) == 200, f"half the queue per worker: {sizes[True]}"
+
+
+def test_random_queues_answer_every_input_once_in_priority_order() -> None:
+    """Mixed keys, priorities and lengths queued while the engine is busy: every input comes back to its own
+    request, each batch has one key and priority and stays within the budget, and priorities run in order."""
+    rng = np.random.default_rng(7)
+    gate = Gate()
+    batches: list[tuple[BatchKey, list[list[int]]]] = []
+
+    def record(key: BatchKey, items: list[PreparedInput]) -> list[np.ndarray]:
+        gate.started.set()
+        gate.release.wait(10)
+        ids = ids_of(items)
+        batches.append((key, ids))
+        return [np.array(row[:2], dtype=np.float32) for row in ids]
+
+    keys = [KEY, BatchKey("lora", "sentence_embedding", 0)]
+    scheduler = Scheduler(record, spec(300, 16))
+    blocker = scheduler.submit(KEY, inputs([[0, 0]]), priority=-10)
+    assert gate.started.wait(5)
+    expected = {}
+    for request in range(40):
+        priority = int(rng.integers(0, 3))
+        rows = [[priority, request, *([1] * int(rng.integers(0, 40)))] for _ in range(int(rng.integers(1, 12)))]
+        future = scheduler.submit(keys[request % 2], inputs(rows), priority=priority)
+        expected[future] = rows
+    gate.release.set()
+    blocker.result(5)
+    for future, rows in expected.items():
+        got = future.result(5).rows
+        assert [list(r) for r in got] == [[float(row[0]), float(row[1])] for row in rows]
+    scheduler.close()
+    order = [ids[0][0] for _, ids in batches[1:]]
+    assert order == sorted(order), "lower priorities first"
+    for key, ids in batches[1:]:
+        assert len({row[0] for row in ids}) == 1, "one priority per batch"
+        assert all((keys[row[1] % 2] == key) for row in ids), "one key per batch"
+        assert len(ids) * max(map(len, ids)) <= 300

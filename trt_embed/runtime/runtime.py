@@ -56,6 +56,7 @@ class Runtime:
             workers=self.pool.workers,
             run_alone=self.pool.run_alone if self.pool.alone is not None else None,
             engine_timeout=options.engine_timeout,
+            spread=self.pool.spec.device == "cpu",
         )
         chunking = Chunking(options.chunked_processing, options.max_embed_len)
         self.preparer = Preparer(artifact.directory, self.manifest, chunking)

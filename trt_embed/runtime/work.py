@@ -39,12 +39,9 @@ class Item:
     seq: int
     request: Pending = dataclasses.field(compare=False)
     index: int = dataclasses.field(compare=False)
+    length: int = dataclasses.field(default=0, compare=False)  # the input's cost (tokens for text)
     batch_size: int = dataclasses.field(default=1, compare=False)
-
-    @property
-    def length(self) -> int:
-        """The input's cost (tokens for text): what batches are sorted and budgeted by."""
-        return self.request.items[self.index].cost
+    taken: bool = dataclasses.field(default=False, compare=False)  # in a batch already (the heap drops it lazily)
 
     @property
     def abandoned(self) -> bool:
