@@ -31,6 +31,7 @@ from trt_embed.exporter.source import (
     resolve_model_dir,
     weight_files,
 )
+from trt_embed.exporter.sparse_query import save_query_table
 from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
 from trt_embed.exporter.variants import calibration_ranges, check_adapter, merged_lora_graph
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, TokenizerInfo, sha256_file
@@ -155,6 +156,11 @@ def _export_into(
     matryoshka = _matryoshka(config, opts, entry, int(pooled.shape[-1]))
     instructions = {str(k): str(v) for k, v in (config.get("task_instructions") or {}).items()}  # jina-v3
     prompts = {**entry.prompts, **instructions, **st.prompts}
+    query_files: dict[str, str] = {}
+    if st.sparse_query is not None:  # inference-free SPLADE: queries by a weight table, documents by the graph
+        query_config, query_files = save_query_table(st.sparse_query, out, int(config["vocab_size"]))
+        head_config = {**head_config, **query_config}
+        prompts = {"query": "", "document": "", **prompts}  # the routes are chosen by these prompt names
     adapters: dict[str, dict[str, Any]] = {}
     if variants:  # adapters stored in the checkpoint, e.g. jina-v3's tasks
         for name in graph.encoder.variant_names():
@@ -201,7 +207,7 @@ def _export_into(
         lora_adapters=adapters,
         calibration=calibration_ranges(pooled, matryoshka),
         engines=engines,
-        files=tokenizer_hashes(out, tokenizer_info),
+        files={**tokenizer_hashes(out, tokenizer_info), **query_files},
     )
     _more_engines(out, manifest, calibration, opts)
     manifest.write(out)
