@@ -75,8 +75,13 @@ def check_sparse_options(request: EmbedRequest) -> None:
     sparse = "sparse" in (request.task, *request.also)
     if (top_k is not None or request.return_tokens) and not sparse:
         raise InvalidRequest("top_k and return_tokens apply to the sparse task only", "top_k")
-    if sparse and any(e != "float" for e in request.encodings):
+    if request.task == "sparse" and not request.also and any(e != "float" for e in request.encodings):
         raise InvalidRequest("sparse outputs are returned as float (token ids and weights) only", "encoding_format")
+    if request.also and any(e not in ("float", "base64") for e in request.encodings):
+        raise InvalidRequest(
+            "several outputs in one request come as float or base64 (sparse ones always as indices and values)",
+            "encoding_format",
+        )
 
 
 def pick(rows: Sequence[Row], name: str) -> list[Vectors]:
