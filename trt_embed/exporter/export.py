@@ -18,6 +18,7 @@ from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.calibration import default_calibration_texts
 from trt_embed.exporter.checks import add_packed_graphs, checked_onnx_entry, ensure_fp16_graph
+from trt_embed.exporter.colbert import colbert_config, mark_special
 from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
 from trt_embed.exporter.heads import MultiVectorGraph, head_graph, multi_vector_config, special_token_ids
@@ -133,11 +134,16 @@ def _export_into(
     opts: ExportOptions,
 ) -> Manifest:
     st = apply_recipe(st, entry)
+    colbert = entry.recipe.get("checkpoint") == "colbert"  # Stanford ColBERT: HF_ColBERT + artifact.metadata
+    if colbert:
+        st = colbert_config(st, st.transformer_dir, int(config["hidden_size"]))
     max_len = _max_seq_length(config, st, opts, entry, model_dir)
     tokenizer_info = tokenizer_to_artifact(
         st.transformer_dir, out, model_config=config, padding_side=entry.padding_side, do_lower_case=st.do_lower_case
     )
     ensure_eos(out / "tokenizer", st.transformer_dir, entry, config)
+    if colbert:
+        mark_special(out / "tokenizer", st.transformer_dir)
     tokenizer = TextTokenizer(out / "tokenizer", tokenizer_info, max_len)
     pooling = Pooling(mode=opts.pooling or st.pooling or entry.default_pooling, include_prompt=st.include_prompt)
 

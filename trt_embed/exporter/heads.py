@@ -149,6 +149,7 @@ def multi_vector_config(st_config: dict[str, Any], special: dict[str, int], toke
         "expansion": expansion or None,
         "skip_ids": sorted({int(i) for i in skip if i is not None and i != special.get("unk")}),
         "skip_tasks": list(st_config.get("skiplist_tasks") or ["document"]),
+        "normalize": bool(st_config.get("normalize", False)),  # vectors L2-normalized unless asked not to
     }
 
 
