@@ -112,6 +112,14 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
             from trt_embed.exporter.two_tower import export_two_tower
 
             manifest = export_two_tower(out, model, model_dir, st, config, entry, opts)
+            if opts.engine != "onnx":  # plans for both towers, from the graphs the export kept
+                have = {e.precision for e in manifest.engines}
+                plans = opts.plans or PlanOptions()
+                add_plans(
+                    out,
+                    manifest,
+                    dataclasses.replace(plans, precisions=tuple(p for p in plans.precisions if p in have)),
+                )
             manifest.write(out)
         else:
             manifest = _export_into(out, model, model_dir, st, config, entry, opts)
