@@ -25,6 +25,7 @@ EXAMPLES: dict[str, str] = {
     "BertForMaskedLM": "naver/splade-v3",
     "DistilBertForMaskedLM": "opensearch-project/opensearch-neural-sparse-encoding-doc-v2-distill",
     "BertSpladeSparseEmbeddingModel": "naver/splade-v3 (exported with --architecture BertSpladeSparseEmbeddingModel)",
+    "HF_ColBERT": "colbert-ir/colbertv2.0",
     "ErnieModel": "nghuyong/ernie-3.0-base-zh",
     "ModernBertModel": "nomic-ai/modernbert-embed-base",
     "NomicBertModel": "nomic-ai/nomic-embed-text-v1.5",

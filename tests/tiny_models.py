@@ -206,10 +206,47 @@ def save_st_modules(kind: str, model: Any, directory: Path) -> None:
         tok_config = json.loads((directory / "tokenizer_config.json").read_text())  # as XLM-R's names them
         tok_config.update({"bos_token": "<s>", "eos_token": "</s>"})
         (directory / "tokenizer_config.json").write_text(json.dumps(tok_config))
+    elif kind == "colbert":
+        save_colbert(model, directory)
+        return
     else:
         raise ValueError(f"unknown st_modules {kind!r}")
     (directory / "modules.json").write_text(json.dumps(modules))
     (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 96, "do_lower_case": False}))
+
+
+def save_colbert(model: Any, directory: Path, dim: int = 24) -> None:
+    """As colbert-ir/colbertv2.0 is saved by ColBERT's `HF_ColBERT`: the BERT weights under `bert.`, the
+    projection as `linear.weight` [dim, hidden] without bias, ColBERT's settings in `artifact.metadata`, and a
+    BERT vocabulary that has the [unused0]/[unused1] markers and every ASCII punctuation character."""
+    import string
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = {f"bert.{k}": v for k, v in load_file(str(directory / "model.safetensors")).items()}
+    state["linear.weight"] = torch.randn(dim, model.config.hidden_size) * 0.2
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    metadata = {
+        "query_token_id": "[unused0]",
+        "doc_token_id": "[unused1]",
+        "query_token": "[Q]",
+        "doc_token": "[D]",
+        "query_maxlen": 12,
+        "doc_maxlen": 20,
+        "dim": dim,
+        "similarity": "cosine",
+        "mask_punctuation": True,
+        "attend_to_mask_tokens": False,
+        "interaction": "colbert",
+    }
+    (directory / "artifact.metadata").write_text(json.dumps(metadata, indent=4))
+    tokenizer = json.loads((directory / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    for token in ["[unused0]", "[unused1]", *string.punctuation]:
+        if token not in vocab:
+            vocab[token] = max(vocab.values()) + 1
+    (directory / "tokenizer.json").write_text(json.dumps(tokenizer))
 
 
 def golden_tiny_model(tiny: dict[str, Any], directory: Path) -> Path:

@@ -91,4 +91,6 @@ def _outputs(m: Manifest) -> str:
     from trt_embed.runtime.outputs import tasks_of
 
     skip = f"; special tokens {m.special_token_ids} left out of sparse" if m.special_token_ids else ""
-    return f"{_KINDS.get(m.kind, m.kind)}; tasks {', '.join(tasks_of(m.kind))}{skip}"
+    table = m.head_config.get("query_weights")
+    queries = f"; queries (prompt_name query) by the weight table {table}, no engine call" if table else ""
+    return f"{_KINDS.get(m.kind, m.kind)}; tasks {', '.join(tasks_of(m.kind))}{skip}{queries}"

@@ -33,12 +33,9 @@ from trt_embed.exporter.tensorrt import (  # noqa: E402
     plan_from_network,
 )
 
-# Two-tower models (CLIP, SigLIP) ship ONNX graphs only for now: no TensorRT plans are built for them.
-# Two-tower models have no plans yet; sparse and multi-vector heads (recipe `head`) are tested in test_heads.py
-# and their TensorRT plans are not built yet (SPLADE's special-token mask is an int64 reduction TensorRT refuses).
-ARCHITECTURES = sorted(
-    name for name, entry in load_zoo().items() if entry.family != "two_tower" and not entry.recipe.get("head")
-)
+# Every text architecture, sparse and multi-vector heads included (SPLADE, bge-m3, ColBERT); the two towers of
+# CLIP/SigLIP are built in test_two_tower_plans.py.
+ARCHITECTURES = sorted(name for name, entry in load_zoo().items() if entry.family != "two_tower")
 TARGETS = ["80", "86"]
 PROFILES = [ShapeProfile(min=(1, 1), opt=(4, 16), max=(8, 32)), ShapeProfile(min=(1, 1), opt=(2, 64), max=(4, 64))]
 FAST = BuildOptions(profiles=PROFILES, targets=TARGETS, optimization_level=0, progress=False)
@@ -57,7 +54,9 @@ def test_plans_build_for_every_architecture(
     fp32_graph = artifact / "model.onnx"
     fp16_graph = tmp_path / "model.fp16.onnx"
     fp16_from_onnx(fp32_graph, fp16_graph)
-    graph_inputs = [i.name for i in onnx.load(str(fp32_graph), load_external_data=False).graph.input]
+    loaded = onnx.load(str(fp32_graph), load_external_data=False).graph
+    graph_inputs, graph_outputs = [i.name for i in loaded.input], {o.name for o in loaded.output}
+    assert {"sentence_embedding"} < graph_outputs  # and token states, or a head's outputs
     for graph, compute in ((fp32_graph, trt.DataType.FLOAT), (fp16_graph, trt.DataType.HALF)):
         build = config_for(network_from_onnx(graph, "tensorrt-rtx"), FAST)
         network, config = build.network, build.config
@@ -66,7 +65,7 @@ def test_plans_build_for_every_architecture(
         outputs = {network.get_output(i).name: network.get_output(i) for i in range(network.num_outputs)}
         assert [t.name for t in inputs] == graph_inputs
         assert all(t.dtype == trt.DataType.INT64 and tuple(t.shape) == (-1, -1) for t in inputs)
-        assert set(outputs) == {"sentence_embedding", "token_embeddings"}
+        assert set(outputs) == graph_outputs
         assert all(t.dtype == trt.DataType.FLOAT for t in outputs.values()), "I/O stays fp32 in the fp16 graph"
 
         assert _dtypes(network, "MATRIX_MULTIPLY") == {compute}
@@ -112,6 +111,23 @@ def test_build_engine_adds_plans_to_an_artifact(tiny_artifact: Callable[[str], P
     assert main(args) == 0, "rebuilding replaces the plans"
     assert len([e for e in Manifest.read(artifact).engines if e.kind == "tensorrt"]) == 2
     assert not (artifact / "engines" / "timing.cache").exists(), "TensorRT-RTX has no timing cache"
+
+
+@pytest.mark.parametrize("architecture", ["BertSpladeSparseEmbeddingModel", "BgeM3EmbeddingModel", "HF_ColBERT"])
+def test_build_engine_for_sparse_and_multi_vector_heads(
+    architecture: str, tiny_artifact: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """The heads' plans carry every output of their graph (bge-m3: dense, sparse weights, ColBERT vectors)."""
+    from trt_embed.exporter.plans import PlanOptions, build_engine
+
+    artifact = tmp_path / "artifact"
+    shutil.copytree(tiny_artifact(architecture), artifact)
+    graph = onnx.load(str(artifact / "model.onnx"), load_external_data=False).graph
+    plans = build_engine(artifact, PlanOptions(targets=["86"], profiles=PROFILES[:1], optimization_level=0))
+    assert sorted(p.precision for p in plans) == ["fp16", "fp32"]
+    for plan in plans:
+        assert [o.name for o in plan.outputs] == [o.name for o in graph.output]
+        assert len((artifact / plan.file).read_bytes()) > 100_000
 
 
 def test_inspect_shows_plans(tiny_artifact: Callable[[str], Path], tmp_path: Path) -> None:

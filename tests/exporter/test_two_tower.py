@@ -53,9 +53,7 @@ def test_sentence_transformers_clip_folder(tiny_model: Callable[[str], Path], tm
 
 
 def test_refusals(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
-    clip = tiny_model("CLIPModel")
-    with pytest.raises(ExportError, match="TensorRT"):
-        export_model(str(clip), tmp_path / "b", ExportOptions(engine="tensorrt"))
+    clip = tiny_model("CLIPModel")  # (TensorRT plans are built: test_two_tower_plans.py)
     odd = tmp_path / "odd"
     shutil.copytree(clip, odd)
     config = json.loads((odd / "preprocessor_config.json").read_text())

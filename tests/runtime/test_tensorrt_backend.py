@@ -89,7 +89,7 @@ def test_auto_falls_back_when_a_matching_plan_fails_to_load(
     def broken(path: Path, entry: EngineEntry, **_: object) -> None:
         raise EngineError("could not deserialize")
 
-    monkeypatch.setattr(backends, "usable_plan", lambda artifact, precision, variant: (plan, "matches"))
+    monkeypatch.setattr(backends, "usable_plan", lambda artifact, precision, variant, modality: (plan, "matches"))
     monkeypatch.setattr(backend, "TensorRTEngine", broken)
     choice = backends.open_engine(artifact, backend="auto")
     assert choice.backend == "onnxruntime-cpu"
@@ -312,6 +312,66 @@ def test_pipeline_runs_batches_in_order_and_switches_profiles(
     with pytest.raises(ValueError, match="fits none"):
         ones = np.ones((8, 40), np.int64)
         engine.infer(Batch.padded({"input_ids": ones, "attention_mask": ones}), [])
+
+
+class _FakeImageContext(_FakeContext):
+    """An image tower: pixel_values [B, 3, 2, 2] -> sentence_embedding [B, 4], each image's pixel sum + 0..3."""
+
+    def execute_async_v3(self, stream: int) -> bool:
+        shape = self.shapes["pixel_values"]
+        pixels = self._tensor("pixel_values", np.float32, shape)
+        pooled = pixels.reshape(shape[0], -1).sum(1, keepdims=True) + np.arange(HIDDEN)
+        self._tensor("sentence_embedding", np.float32, (shape[0], HIDDEN))[...] = pooled
+        self.log.append(f"execute {shape}")
+        return True
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return (self.shapes["pixel_values"][0], HIDDEN)
+
+
+def test_image_plans_take_pixel_batches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A two-tower image plan: [batch, 3, H, W] float inputs, the profile chosen by batch alone."""
+    memory, log = _Memory(), []
+    shapes = {"pixel_values": (-1, 3, 2, 2), "sentence_embedding": (-1, HIDDEN)}
+    engine = SimpleNamespace(
+        num_io_tensors=2,
+        get_tensor_name=lambda i: list(shapes)[i],
+        get_tensor_mode=lambda n: "in" if n == "pixel_values" else "out",
+        get_tensor_dtype=lambda n: np.float32,
+        get_tensor_shape=lambda n: shapes[n],
+        create_execution_context=lambda: _FakeImageContext(memory, log),
+    )
+    trt = _fake_trt(memory, log)
+    trt.Runtime = lambda logger: SimpleNamespace(deserialize_cuda_engine=lambda data: engine)
+    monkeypatch.setattr(backend, "cuda", _fake_cuda(memory))
+    monkeypatch.setattr(backend, "load_tensorrt", lambda flavour=None: (trt, "tensorrt-rtx"))
+    profiles = [ShapeProfile(min=(1, 5), opt=(4, 5), max=(8, 5))]  # an image costs 5 tokens
+    entry = EngineEntry(
+        file="engines/vision.fp32.sm86.plan",
+        kind="tensorrt",
+        precision="fp32",
+        target="sm_86",
+        modality="image",
+        inputs=[TensorSpec("pixel_values", "float32", ["batch", 3, 2, 2])],
+        outputs=[TensorSpec("sentence_embedding", "float32", ["batch", HIDDEN])],
+        profiles=profiles,
+        extra={"flavour": "tensorrt-rtx", "tensorrt_version": "fake-1.0"},
+    )
+    (tmp_path / "plan").write_bytes(b"plan")
+    runner = backend.TensorRTEngine(tmp_path / "plan", entry)
+    rng = np.random.default_rng(1)
+    batches = [Batch.images(rng.random((n, 3, 2, 2), dtype=np.float32), [5] * n) for n in (3, 8, 1)]
+    results = runner.infer_batches(batches, ["sentence_embedding"])
+    runner.close()
+    for batch, out in zip(batches, results, strict=True):
+        pixels = batch.arrays["pixel_values"]
+        want = pixels.reshape(len(pixels), -1).sum(1, keepdims=True) + np.arange(HIDDEN)
+        np.testing.assert_allclose(out["sentence_embedding"], want, rtol=1e-6)
+    assert [e for e in log if e.startswith("execute")] == [
+        "execute (3, 3, 2, 2)",
+        "execute (8, 3, 2, 2)",
+        "execute (1, 3, 2, 2)",
+    ]
 
 
 # -- real execution -----------------------------------------------------------------------------------------

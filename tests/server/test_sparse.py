@@ -113,3 +113,51 @@ def test_bge_m3_weighted_score_over_http(client: TestClient, runtimes: dict[str,
         "/rerank", json={"model": "splade", "query": "a", "documents": ["b"], "weights": [1, 1, 1]}
     )
     assert dense_model.status_code == 400 and "bge-m3" in dense_model.json()["error"]["message"]
+
+
+def test_bge_m3_dense_sparse_and_colbert_in_one_http_request(client: TestClient, runtimes: dict[str, Runtime]) -> None:
+    """`task` as a list (or `also`): every output from one engine call, the first in `data` as vLLM clients read
+    it, the others under `also` by task name; compared with the runtime's outputs of separate requests."""
+    rt = runtimes["m3"]
+    dense = rt.encode(TEXTS)
+    sparse = rt.run(EmbedRequest(inputs=TEXTS, task="sparse", return_tokens=True)).output
+    colbert = rt.encode(TEXTS, pooling_task="token_embed")
+    assert isinstance(sparse, Sparse) and sparse.tokens is not None
+    body = {"model": "m3", "input": TEXTS, "task": ["embed", "sparse", "token_embed"], "return_tokens": True}
+    response = client.post("/pooling", json=body)
+    assert response.status_code == 200, response.text
+    assert float(response.headers["x-inference-time"]) >= 0
+    items = response.json()["data"]
+    for n, item in enumerate(items):
+        np.testing.assert_allclose(item["data"], dense[n], rtol=1e-5, atol=1e-6)
+        lexical = item["also"]["sparse"]
+        assert lexical["indices"] == sparse.ids[n].tolist() and lexical["tokens"] == sparse.tokens[n]
+        np.testing.assert_allclose(lexical["values"], sparse.weights[n], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.array(item["also"]["token_embed"]), colbert[n], rtol=1e-5, atol=1e-6)
+    same = client.post("/pooling", json={**body, "task": "embed", "also": ["sparse", "token_embed"]}).json()
+    assert same["data"] == items and same["usage"] == response.json()["usage"]
+    packed = client.post("/pooling", json={**body, "encoding_format": "base64"}).json()["data"]
+    for n, item in enumerate(packed):  # base64: dense and ColBERT packed, sparse still indices and values
+        np.testing.assert_allclose(np.frombuffer(base64.b64decode(item["data"]), "<f4"), dense[n], rtol=1e-5)
+        matrix = np.frombuffer(base64.b64decode(item["also"]["token_embed"]), "<f4").reshape(colbert[n].shape)
+        np.testing.assert_allclose(matrix, colbert[n], rtol=1e-5, atol=1e-6)
+        assert item["also"]["sparse"]["indices"] == sparse.ids[n].tolist()
+    plain = client.post("/pooling", json={"model": "m3", "input": TEXTS}).json()["data"][0]
+    assert "also" not in plain  # one task: vLLM's shape exactly
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"task": []}, "empty list"),
+        ({"task": ["embed", "token_classify", "classify"]}, "Unsupported task: 'classify'"),
+        ({"model": "splade", "task": ["sparse", "token_classify"]}, "Unsupported task: 'token_classify'"),
+        ({"encoding_format": "bytes"}, "JSON"),
+        ({"encoding_format": "float", "task": 7}, "task"),
+    ],
+)
+def test_several_tasks_refused_clearly(client: TestClient, change: dict[str, object], words: str) -> None:
+    body = {"model": "m3", "input": TEXTS, "task": ["embed", "sparse"], **change}
+    response = client.post("/pooling", json=body)
+    assert response.status_code == 400, response.text
+    assert words in response.json()["error"]["message"]

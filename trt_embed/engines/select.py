@@ -70,9 +70,11 @@ def _plans(artifact: Artifact, want: Want) -> list[EngineEntry]:
     ]
 
 
-def usable_plan(artifact: Artifact, *, precision: str, variant: str) -> tuple[EngineEntry | None, str]:
+def usable_plan(
+    artifact: Artifact, *, precision: str, variant: str, modality: str = "text"
+) -> tuple[EngineEntry | None, str]:
     """The artifact's TensorRT plan that can run on this machine, and why (or why none can)."""
-    plans = _plans(artifact, Want(precision=precision, variant=variant))
+    plans = _plans(artifact, Want(precision=precision, variant=variant, modality=modality))
     if not plans:
         return None, f"the artifact has no {precision} TensorRT plan; add one with `trt-embed build-engine`"
     from trt_embed.engines.tensorrt import why_not_here
@@ -88,14 +90,14 @@ def usable_plan(artifact: Artifact, *, precision: str, variant: str) -> tuple[En
 
 
 def _tensorrt_why_not(artifact: Artifact, want: Want) -> str | None:
-    plan, reason = usable_plan(artifact, precision=want.precision, variant=want.variant)
+    plan, reason = usable_plan(artifact, precision=want.precision, variant=want.variant, modality=want.modality)
     return f"no usable TensorRT plan ({reason})" if plan is None else None
 
 
 def _open_tensorrt(artifact: Artifact, want: Want) -> Engine:
     from trt_embed.engines import tensorrt
 
-    plan, reason = usable_plan(artifact, precision=want.precision, variant=want.variant)
+    plan, reason = usable_plan(artifact, precision=want.precision, variant=want.variant, modality=want.modality)
     if plan is None:
         raise BackendUnavailable(f"the tensorrt backend cannot run here: {reason}")
     try:

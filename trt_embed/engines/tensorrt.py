@@ -142,10 +142,13 @@ class TensorRTEngine(Engine):
         )
 
     def _submit(self, slot: _Slot, inputs: Arrays, outputs: list[str]) -> None:
-        """Queue upload -> execute -> download of one batch; returns without waiting."""
-        batch, seq = inputs["input_ids"].shape
+        """Queue upload -> execute -> download of one batch; returns without waiting. Token inputs are
+        [batch, sequence]; an image graph's pixel_values [batch, 3, H, W] pick their profile by batch alone."""
+        first = inputs[self.input_names[0]]
+        batch = int(first.shape[0])
+        seq = int(first.shape[1]) if first.ndim == 2 else min(p.max[1] for p in self.profiles)
         for name in self.input_names:
-            host = slot.host_in[name].view((batch, seq))
+            host = slot.host_in[name].view(inputs[name].shape)
             host[...] = inputs[name]
             cuda.copy_to_device(slot.dev_in[name], slot.host_in[name], host.nbytes, self._upload)
         slot.uploaded.record(self._upload)
@@ -155,7 +158,7 @@ class TensorRTEngine(Engine):
             self._context.set_optimization_profile_async(profile, self._compute.ptr)
             self._active_profile = profile
         for name in self.input_names:
-            self._context.set_input_shape(name, (batch, seq))
+            self._context.set_input_shape(name, tuple(inputs[name].shape))
             self._context.set_tensor_address(name, slot.dev_in[name].ptr)
         for name in self._all_outputs:
             self._context.set_tensor_address(name, slot.dev_out[name].ptr)

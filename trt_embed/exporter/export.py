@@ -18,6 +18,7 @@ from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.calibration import default_calibration_texts
 from trt_embed.exporter.checks import add_packed_graphs, checked_onnx_entry, ensure_fp16_graph
+from trt_embed.exporter.colbert import colbert_config, mark_special
 from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
 from trt_embed.exporter.heads import MultiVectorGraph, head_graph, multi_vector_config, special_token_ids
@@ -31,6 +32,7 @@ from trt_embed.exporter.source import (
     resolve_model_dir,
     weight_files,
 )
+from trt_embed.exporter.sparse_query import save_query_table
 from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
 from trt_embed.exporter.variants import calibration_ranges, check_adapter, merged_lora_graph
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, TokenizerInfo, sha256_file
@@ -110,6 +112,14 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
             from trt_embed.exporter.two_tower import export_two_tower
 
             manifest = export_two_tower(out, model, model_dir, st, config, entry, opts)
+            if opts.engine != "onnx":  # plans for both towers, from the graphs the export kept
+                have = {e.precision for e in manifest.engines}
+                plans = opts.plans or PlanOptions()
+                add_plans(
+                    out,
+                    manifest,
+                    dataclasses.replace(plans, precisions=tuple(p for p in plans.precisions if p in have)),
+                )
             manifest.write(out)
         else:
             manifest = _export_into(out, model, model_dir, st, config, entry, opts)
@@ -132,11 +142,16 @@ def _export_into(
     opts: ExportOptions,
 ) -> Manifest:
     st = apply_recipe(st, entry)
+    colbert = entry.recipe.get("checkpoint") == "colbert"  # Stanford ColBERT: HF_ColBERT + artifact.metadata
+    if colbert:
+        st = colbert_config(st, st.transformer_dir, int(config["hidden_size"]))
     max_len = _max_seq_length(config, st, opts, entry, model_dir)
     tokenizer_info = tokenizer_to_artifact(
         st.transformer_dir, out, model_config=config, padding_side=entry.padding_side, do_lower_case=st.do_lower_case
     )
     ensure_eos(out / "tokenizer", st.transformer_dir, entry, config)
+    if colbert:
+        mark_special(out / "tokenizer", st.transformer_dir)
     tokenizer = TextTokenizer(out / "tokenizer", tokenizer_info, max_len)
     pooling = Pooling(mode=opts.pooling or st.pooling or entry.default_pooling, include_prompt=st.include_prompt)
 
@@ -155,6 +170,11 @@ def _export_into(
     matryoshka = _matryoshka(config, opts, entry, int(pooled.shape[-1]))
     instructions = {str(k): str(v) for k, v in (config.get("task_instructions") or {}).items()}  # jina-v3
     prompts = {**entry.prompts, **instructions, **st.prompts}
+    query_files: dict[str, str] = {}
+    if st.sparse_query is not None:  # inference-free SPLADE: queries by a weight table, documents by the graph
+        query_config, query_files = save_query_table(st.sparse_query, out, int(config["vocab_size"]))
+        head_config = {**head_config, **query_config}
+        prompts = {"query": "", "document": "", **prompts}  # the routes are chosen by these prompt names
     adapters: dict[str, dict[str, Any]] = {}
     if variants:  # adapters stored in the checkpoint, e.g. jina-v3's tasks
         for name in graph.encoder.variant_names():
@@ -201,7 +221,7 @@ def _export_into(
         lora_adapters=adapters,
         calibration=calibration_ranges(pooled, matryoshka),
         engines=engines,
-        files=tokenizer_hashes(out, tokenizer_info),
+        files={**tokenizer_hashes(out, tokenizer_info), **query_files},
     )
     _more_engines(out, manifest, calibration, opts)
     manifest.write(out)

@@ -66,9 +66,12 @@ class SpladeGraph(_HeadGraph):
         if self.drop_special is not None:
             cls_id, sep_id = self.drop_special
             ids = named["input_ids"]
-            positions = torch.arange(ids.shape[1], device=ids.device)[None, :]
-            last = mask.sum(dim=1, keepdim=True) - 1
-            special = ((positions == 0) & (ids == cls_id)) | ((positions == last) & (ids == sep_id))
+            # first position, and the last real token (the next one is padding or the end), by slices and
+            # comparisons only: no integer reduction or range, which TensorRT builds poorly or not at all
+            none = torch.zeros_like(mask, dtype=torch.bool)
+            first = torch.cat([~none[:, :1], none[:, 1:]], dim=1)
+            last = (mask == 1) & (torch.cat([mask[:, 1:], mask[:, :1] * 0], dim=1) == 0)
+            special = (first & (ids == cls_id)) | (last & (ids == sep_id))
             mask = mask * (~special).to(mask.dtype)
         scores = torch.log1p(torch.relu(out.logits))
         if self.activation == "log1p_relu":
@@ -149,6 +152,7 @@ def multi_vector_config(st_config: dict[str, Any], special: dict[str, int], toke
         "expansion": expansion or None,
         "skip_ids": sorted({int(i) for i in skip if i is not None and i != special.get("unk")}),
         "skip_tasks": list(st_config.get("skiplist_tasks") or ["document"]),
+        "normalize": bool(st_config.get("normalize", False)),  # vectors L2-normalized unless asked not to
     }
 
 

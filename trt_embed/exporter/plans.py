@@ -7,6 +7,7 @@ plans to an artifact made earlier, e.g. in a CI job with TensorRT-RTX and no GPU
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from importlib import metadata
 from pathlib import Path
@@ -42,8 +43,6 @@ def add_plans(directory: Path, manifest: Manifest, options: PlanOptions) -> list
     TensorRT-RTX puts several compute capabilities into one plan, so `target` lists them ("sm_80,sm_86").
     A plan with the same file name replaces the old one. The caller writes the manifest.
     """
-    if manifest.vision is not None:
-        raise ExportError(f"TensorRT plans are not built for two-tower models ({manifest.architecture}) yet")
     unknown = [p for p in options.precisions if p not in PLAN_PRECISIONS]
     if unknown:
         raise ExportError(f"TensorRT plans are built at {', '.join(PLAN_PRECISIONS)}; not {', '.join(unknown)}")
@@ -56,17 +55,23 @@ def add_plans(directory: Path, manifest: Manifest, options: PlanOptions) -> list
         )
     (directory / ENGINES_DIR).mkdir(exist_ok=True)
     built_entries = []
-    for precision in options.precisions:
+    for precision, modality in itertools.product(options.precisions, _modalities(manifest)):
         sources = [
             e
             for e in manifest.engines
-            if e.kind == "onnx" and e.precision == precision and e.variant == options.variant and not e.optimized
+            if e.kind == "onnx"
+            and e.precision == precision
+            and e.variant == options.variant
+            and not e.optimized
+            and e.modality == modality
         ]
         if not sources:
-            raise ExportError(f"the artifact has no {precision} ONNX graph to build a plan from; export with it")
+            graph = "" if modality == "text" else f" {modality}"
+            raise ExportError(f"the artifact has no {precision}{graph} ONNX graph to build a plan from; export with it")
         source = sources[0]
+        shapes = profiles if modality == "text" else image_profiles(profiles, manifest)
         build_options = BuildOptions(
-            profiles=profiles,
+            profiles=shapes,
             targets=options.targets,
             optimization_level=options.optimization_level,
             timing_cache=directory / TIMING_CACHE,
@@ -74,7 +79,8 @@ def add_plans(directory: Path, manifest: Manifest, options: PlanOptions) -> list
         )
         built = engine_from_onnx(directory / source.file, build_options)
         variant = "" if options.variant == "base" else f".{options.variant}"
-        file = f"{ENGINES_DIR}/model{variant}.{precision}.{'-'.join(t.replace('_', '') for t in built.targets)}.plan"
+        stem = "model" if modality == "text" else "vision"
+        file = f"{ENGINES_DIR}/{stem}{variant}.{precision}.{'-'.join(t.replace('_', '') for t in built.targets)}.plan"
         (directory / file).write_bytes(built.plan)
         entry = EngineEntry(
             file=file,
@@ -82,9 +88,10 @@ def add_plans(directory: Path, manifest: Manifest, options: PlanOptions) -> list
             precision=precision,
             target=",".join(built.targets),
             variant=options.variant,
+            modality=modality,
             inputs=built.inputs,
             outputs=built.outputs,
-            profiles=profiles,
+            profiles=shapes,
             tools={built.flavour: built.version, "trt-embed": _version("trt-embed")},
             sha256=sha256_file(directory / file),
             extra={
@@ -103,11 +110,36 @@ def add_plans(directory: Path, manifest: Manifest, options: PlanOptions) -> list
     return built_entries
 
 
+def _modalities(manifest: Manifest) -> list[str]:
+    """The graphs a plan is built for: the text graph, and a two-tower model's image graph."""
+    return ["text"] if manifest.vision is None else ["text", "image"]
+
+
+def image_profiles(profiles: list[ShapeProfile], manifest: Manifest) -> list[ShapeProfile]:
+    """One profile for the image graph: the text profiles' batch sizes, each image counted as its patch tokens
+    (the scheduler's cost of an image); the image shape itself is fixed by the graph."""
+    tokens = int((manifest.vision or {}).get("image_tokens", 1))
+    opt, most = max(p.opt[0] for p in profiles), max(p.max[0] for p in profiles)
+    return [ShapeProfile(min=(1, tokens), opt=(opt, tokens), max=(most, tokens))]
+
+
 def build_engine(directory: Path, options: PlanOptions, texts: list[str] | None = None) -> list[EngineEntry]:
-    """`trt-embed build-engine`: add plans to an existing artifact (and its fp16 graph if fp16 is asked for)."""
+    """`trt-embed build-engine`: add plans to an existing artifact (and its fp16 graph if fp16 is asked for;
+    a two-tower model's fp16 graphs come from its export)."""
     manifest = Manifest.read(directory)
-    if "fp16" in options.precisions:
+    if "fp16" in options.precisions and manifest.vision is None:
         ensure_fp16_graph(directory, manifest, texts or default_calibration_texts(), variant=options.variant)
+    if manifest.vision is not None:  # two towers: the precisions whose graphs the export checked and kept
+        have = {e.precision for e in manifest.engines if e.kind == "onnx"}
+        missing = [p for p in options.precisions if p not in have]
+        if missing:
+            log.warning(
+                "no %s graphs in this two-tower artifact (export with --precision auto or fp32,fp16); "
+                "building %s plans only",
+                ", ".join(missing),
+                ", ".join(sorted(have & set(options.precisions))),
+            )
+            options = dataclasses.replace(options, precisions=tuple(p for p in options.precisions if p in have))
     entries = add_plans(directory, manifest, options)
     manifest.write(directory)
     return entries

@@ -60,6 +60,8 @@ class SentenceTransformerConfig:
     # a MultiVectorMask module's config (skiplist_words, skiplist_tasks) with the Transformer's query/document
     # lengths and query expansion (sentence-transformers' MultiVectorEncoder)
     multi_vector: dict[str, Any] | None = None
+    # inference-free SPLADE (a Router whose query route is a SparseStaticEmbedding): that module's directory
+    sparse_query: Path | None = None
 
 
 def resolve_model_dir(model: str, revision: str | None = None) -> Path:
@@ -171,30 +173,70 @@ def read_sentence_transformers(directory: Path) -> SentenceTransformerConfig:
     for module in sorted(modules, key=lambda m: int(m.get("idx", 0))):
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         sub = directory / str(module.get("path", ""))
-        if kind in ("Transformer", "MLMTransformer"):
-            st.transformer_dir = sub if (sub / "config.json").is_file() else directory
-        elif kind == "Pooling":
-            st.pooling, st.include_prompt = _pooling_from_config(_read_json(sub / "config.json"), sub)
-        elif kind == "Dense":
-            st.dense.append(_dense_from_dir(sub))
-        elif kind == "Normalize":
-            st.normalize = True
-        elif kind == "CLIPModel":  # sentence-transformers' CLIP wrapper (clip-ViT-B-32): the HF checkpoint in `path`
-            st.transformer_dir = sub if (sub / "config.json").is_file() else directory
-        elif kind == "MultiVectorMask":
-            mask_config = sub / "config.json"
-            st.multi_vector = _read_json(mask_config) if mask_config.is_file() else {}
-        elif kind == "SpladePooling":
-            st.splade = _splade_from_config(_read_json(sub / "config.json") if (sub / "config.json").is_file() else {})
+        if kind == "Router":
+            _read_router(st, sub)
         else:
-            raise ExportError(
-                f"{modules_path}: sentence-transformers module {module.get('type')!r} is not supported "
-                "(supported: Transformer, MLMTransformer, Pooling, SpladePooling, MultiVectorMask, Dense, Normalize, "
-                "CLIPModel)"
-            )
+            _read_module(st, kind, sub, modules_path)
     if modules and st.normalize is None:
         st.normalize = False
+    _read_bert_config(st, directory)
+    prompts_path = directory / "config_sentence_transformers.json"
+    if prompts_path.is_file():
+        cfg = _read_json(prompts_path)
+        st.prompts = {str(k): str(v) for k, v in (cfg.get("prompts") or {}).items()}
+        st.default_prompt_name = cfg.get("default_prompt_name")
+    return st
 
+
+def _read_router(st: SentenceTransformerConfig, directory: Path) -> None:
+    """sentence-transformers' Router as inference-free SPLADE saves it (opensearch-neural-sparse-encoding-doc-v3
+    -distill): a "query" route of one SparseStaticEmbedding (a weight per vocabulary token) and a "document"
+    route of MLMTransformer + SpladePooling, each module in its own folder named by its id."""
+    config = _read_json(directory / "router_config.json")
+    types = {str(k): str(v).rsplit(".", 1)[-1] for k, v in (config.get("types") or {}).items()}
+    routes: dict[str, list[str]] = {str(k): list(v) for k, v in (config.get("structure") or {}).items()}
+    query, document = routes.get("query", []), routes.get("document", [])
+    if set(routes) != {"query", "document"} or [types.get(m) for m in query] != ["SparseStaticEmbedding"]:
+        shape = {name: [types.get(m, m) for m in ids] for name, ids in routes.items()}
+        raise ExportError(
+            f"{directory / 'router_config.json'}: Router routes {shape} are not supported; supported is inference-"
+            "free SPLADE: a query route of one SparseStaticEmbedding and a document route of MLMTransformer + "
+            "SpladePooling"
+        )
+    for module_id in document:
+        _read_module(st, types.get(module_id, ""), directory / module_id, directory / "router_config.json")
+    if st.splade is None:
+        raise ExportError(f"{directory / 'router_config.json'}: the document route has no SpladePooling module")
+    st.sparse_query = directory / query[0]
+
+
+def _read_module(st: SentenceTransformerConfig, kind: str, sub: Path, modules_path: Path) -> None:
+    """One sentence-transformers module (its class name, its folder) into `st`."""
+    if kind in ("Transformer", "MLMTransformer"):
+        st.transformer_dir = sub if (sub / "config.json").is_file() else modules_path.parent
+    elif kind == "Pooling":
+        st.pooling, st.include_prompt = _pooling_from_config(_read_json(sub / "config.json"), sub)
+    elif kind == "Dense":
+        st.dense.append(_dense_from_dir(sub))
+    elif kind == "Normalize":
+        st.normalize = True
+    elif kind == "CLIPModel":  # sentence-transformers' CLIP wrapper (clip-ViT-B-32): the HF checkpoint in `path`
+        st.transformer_dir = sub if (sub / "config.json").is_file() else modules_path.parent
+    elif kind == "MultiVectorMask":
+        mask_config = sub / "config.json"
+        st.multi_vector = _read_json(mask_config) if mask_config.is_file() else {}
+    elif kind == "SpladePooling":
+        st.splade = _splade_from_config(_read_json(sub / "config.json") if (sub / "config.json").is_file() else {})
+    else:
+        raise ExportError(
+            f"{modules_path}: sentence-transformers module {kind!r} is not supported "
+            "(supported: Transformer, MLMTransformer, Pooling, SpladePooling, MultiVectorMask, Dense, Normalize, "
+            "CLIPModel, and a Router of SparseStaticEmbedding / MLMTransformer + SpladePooling)"
+        )
+
+
+def _read_bert_config(st: SentenceTransformerConfig, directory: Path) -> None:
+    """The Transformer module's sentence_bert_config.json: max_seq_length, do_lower_case, multi-vector lengths."""
     for name in ("sentence_bert_config.json", "sentence_roberta_config.json", "sentence_xlnet_config.json"):
         path = st.transformer_dir / name
         if not path.is_file():
@@ -208,10 +250,3 @@ def read_sentence_transformers(directory: Path) -> SentenceTransformerConfig:
                 keys = ("query_length", "document_length", "query_expansion")
                 st.multi_vector.update({key: cfg.get(key) for key in keys})
             break
-
-    prompts_path = directory / "config_sentence_transformers.json"
-    if prompts_path.is_file():
-        cfg = _read_json(prompts_path)
-        st.prompts = {str(k): str(v) for k, v in (cfg.get("prompts") or {}).items()}
-        st.default_prompt_name = cfg.get("default_prompt_name")
-    return st

@@ -148,7 +148,12 @@ def config_for(build: Build, options: BuildOptions) -> Build:
     for shape in options.profiles:
         profile = build.builder.create_optimization_profile()
         for i in range(network.num_inputs):
-            profile.set_shape(network.get_input(i).name, shape.min, shape.opt, shape.max)
+            tensor = network.get_input(i)
+            if len(tensor.shape) == 2:  # token inputs [batch, sequence]
+                profile.set_shape(tensor.name, shape.min, shape.opt, shape.max)
+            else:  # pixel_values [batch, 3, H, W]: the profile's batch sizes, the graph's fixed image shape
+                fixed = tuple(tensor.shape)[1:]
+                profile.set_shape(tensor.name, *((size[0], *fixed) for size in (shape.min, shape.opt, shape.max)))
         if config.add_optimization_profile(profile) < 0:
             raise ExportError(f"TensorRT rejected profile {shape}; see the log above")
         build.profiles.append(profile)

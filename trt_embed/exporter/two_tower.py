@@ -83,10 +83,6 @@ def export_two_tower(
     if opts.lora:
         raise ExportError(f"{entry.architecture}: LoRA variants are not supported for two-tower models")
     wanted = precisions(opts.precision)
-    if opts.engine == "tensorrt":
-        raise ExportError(
-            f"{entry.architecture}: TensorRT plans are not built for two-tower models yet; use --engine onnx"
-        )
     source = st.transformer_dir
     text_cfg, vision_cfg = dict(config.get("text_config") or {}), dict(config.get("vision_config") or {})
     positions = int(text_cfg.get("max_position_embeddings", 77))

@@ -75,8 +75,13 @@ def check_sparse_options(request: EmbedRequest) -> None:
     sparse = "sparse" in (request.task, *request.also)
     if (top_k is not None or request.return_tokens) and not sparse:
         raise InvalidRequest("top_k and return_tokens apply to the sparse task only", "top_k")
-    if sparse and any(e != "float" for e in request.encodings):
+    if request.task == "sparse" and not request.also and any(e != "float" for e in request.encodings):
         raise InvalidRequest("sparse outputs are returned as float (token ids and weights) only", "encoding_format")
+    if request.also and any(e not in ("float", "base64") for e in request.encodings):
+        raise InvalidRequest(
+            "several outputs in one request come as float or base64 (sparse ones always as indices and values)",
+            "encoding_format",
+        )
 
 
 def pick(rows: Sequence[Row], name: str) -> list[Vectors]:
@@ -219,14 +224,15 @@ def multi_vector_output(
     config: dict[str, Any], rows: list[Vectors], ids: Sequence[Sequence[int]], request: EmbedRequest
 ) -> TokenVectors:
     """Each input's token vectors, without the skiplist's tokens on the tasks it applies to (documents by
-    default); normalized when asked."""
+    default); normalized when asked, or by default where the model says so (ColBERT)."""
     task = "query" if is_query(request) else "document"
     skip = np.asarray(config.get("skip_ids") or [], dtype=np.int64) if task in config.get("skip_tasks", []) else None
+    normalize = config.get("normalize", False) if request.normalize is None else request.normalize
     out = []
     for row, token_ids in zip(rows, ids, strict=True):
         if skip is not None and len(skip):
             row = row[~np.isin(np.asarray(token_ids, dtype=np.int64), skip)]
-        out.append(l2_normalize(row) if request.normalize else _f32(row))
+        out.append(l2_normalize(row) if normalize else _f32(row))
     return TokenVectors(out)
 
 

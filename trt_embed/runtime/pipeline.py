@@ -27,6 +27,7 @@ from trt_embed.runtime.results import Plan, account, embed_result, input_ids
 from trt_embed.runtime.scheduler import Scheduler
 from trt_embed.runtime.score_sides import pair_scores, score_errors
 from trt_embed.runtime.scoring import pair_inputs, score_requests, score_result, side_request
+from trt_embed.runtime.static_query import QueryTable
 from trt_embed.runtime.types import (
     POOLING_TASKS,
     TRUNCATE_MODES,
@@ -63,8 +64,10 @@ class Pipeline:
         max_input_chars: int,
         max_output_values: int,
         mixed: MixedRun | None = None,
+        queries: QueryTable | None = None,
     ) -> None:
         self.mixed = mixed  # two-tower models: requests with images
+        self.queries = queries  # inference-free SPLADE: queries by a weight table
         self.max_input_chars = max_input_chars
         self.max_output_values = max_output_values
         self.manifest = manifest
@@ -153,6 +156,8 @@ class Pipeline:
         """Answer one request on the caller's thread. Large requests stream through in chunks: the next chunk
         is prepared while the current one runs."""
         plan = self.check(request)
+        if self.queries is not None and self.queries.serves(request):
+            return self._result(plan, *self.queries.rows(self.preparer, request))
         if self.mixed is not None and has_images(request):
             mixed, count, took = self.mixed.run(request, plan.variant, self._submitter(request))
             return self._result(plan, list(mixed), [()] * len(mixed), count, took)
@@ -195,6 +200,8 @@ class Pipeline:
         """Answer one request from the event loop: prepared off the loop (small ones in place, where the Rust
         tokenizer takes less time than the hop to a thread and back), then awaited."""
         plan = self.check(request)
+        if self.queries is not None and self.queries.serves(request):
+            return self._result(plan, *self.queries.rows(self.preparer, request))
         if self.mixed is not None and has_images(request):
             submit, pool = self._submitter(request), self._prepare_pool
             mixed, count, took = await self.mixed.arun(request, plan.variant, submit, pool)
@@ -216,7 +223,7 @@ class Pipeline:
         left, right = pair_inputs(request.first, request.second)
         with score_errors():
             if request.first_max_tokens is None and request.second_max_tokens is None:
-                runs = score_requests(self.manifest.kind, self.manifest.prompts, request, left, right)
+                runs = score_requests(self.manifest.kind, self.manifest.prompts, request, left, right, self._sides)
                 return score_result(self.manifest.kind, request, len(left), [self.run(r) for r in runs])
             first = self.run(side_request(request, left, request.first_max_tokens))
             second = self.run(side_request(request, right, request.second_max_tokens))
@@ -226,11 +233,16 @@ class Pipeline:
         left, right = pair_inputs(request.first, request.second)
         with score_errors():
             if request.first_max_tokens is None and request.second_max_tokens is None:
-                runs = score_requests(self.manifest.kind, self.manifest.prompts, request, left, right)
+                runs = score_requests(self.manifest.kind, self.manifest.prompts, request, left, right, self._sides)
                 return score_result(self.manifest.kind, request, len(left), [await self.arun(r) for r in runs])
             first = await self.arun(side_request(request, left, request.first_max_tokens))
             second = await self.arun(side_request(request, right, request.second_max_tokens))
             return pair_scores(first, second)
+
+    @property
+    def _sides(self) -> bool:
+        """Whether queries and documents are encoded apart (multi-vector models, inference-free SPLADE)."""
+        return self.manifest.kind == "multi_vector" or self.queries is not None
 
     def _submitter(self, request: EmbedRequest) -> Callable[[Prepared], Future[Result]]:
         return lambda prepared: self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)

@@ -19,6 +19,7 @@ from trt_embed.runtime.types import (
     EmbedResult,
     EncodingName,
     Observer,
+    Output,
     Prepared,
     Row,
     Sparse,
@@ -76,17 +77,30 @@ def embed_result(
         for task in kinds.also_tasks(request)
     }
     output = outputs.pop(request.task)
-    encoded: dict[EncodingName, list[Any]]
+    also = {task: encoded_output(plan, out) for task, out in outputs.items()}
+    return EmbedResult(
+        output=output,
+        encoded=encoded_output(plan, output),
+        num_tokens=num_tokens,
+        timing=timing,
+        also=outputs,
+        also_encoded=also,
+    )
+
+
+def encoded_output(plan: Plan, output: Output) -> dict[EncodingName, list[Any]]:
+    """Each requested encoding of one output, an item per input: dense rows as encoded; sparse ones as JSON-ready
+    indices and values whatever the encoding; token matrices as floats, or base64 of each row-major matrix."""
+    names = dict.fromkeys(plan.request.encodings)
     if isinstance(output, Dense):
-        encoded = {e: encode(plan, output.vectors, e) for e in dict.fromkeys(request.encodings)}
-    elif isinstance(output, Sparse):
-        encoded = {"float": kinds.encode_sparse(output)}
-    else:  # token rows stay [len_i, H] as floats; base64 packs each input's matrix row-major
-        encoded = {
-            e: list(output.vectors) if e == "float" else [encode(plan, r.reshape(1, -1), e)[0] for r in output.vectors]
-            for e in dict.fromkeys(request.encodings)
-        }
-    return EmbedResult(output=output, encoded=encoded, num_tokens=num_tokens, timing=timing, also=outputs)
+        return {e: encode(plan, output.vectors, e) for e in names}
+    if isinstance(output, Sparse):
+        sparse = kinds.encode_sparse(output)
+        return {e: sparse for e in names} if plan.request.also else {"float": sparse}
+    return {
+        e: list(output.vectors) if e == "float" else [encode(plan, r.reshape(1, -1), e)[0] for r in output.vectors]
+        for e in names
+    }
 
 
 def encode(plan: Plan, vectors: Vectors, name: EncodingName) -> list[object]:

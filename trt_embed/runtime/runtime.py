@@ -22,6 +22,7 @@ from trt_embed.runtime.pipeline import STREAM_CHUNK, Pipeline
 from trt_embed.runtime.prepare import Preparer
 from trt_embed.runtime.results import observe_batches
 from trt_embed.runtime.scheduler import Scheduler
+from trt_embed.runtime.static_query import QueryTable
 from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized
 from trt_embed.runtime.types import (
     EmbedRequest,
@@ -73,6 +74,7 @@ class Runtime:
             mixed=MixedRun(ImagePreparer(self.manifest, options), self.preparer.prepare)
             if self.manifest.vision
             else None,
+            queries=QueryTable.load(artifact.directory, self.manifest),
         )
 
     @classmethod

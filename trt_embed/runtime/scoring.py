@@ -114,13 +114,14 @@ def _rows(output: Sparse, start: int, stop: int | None) -> Sparse:
 
 
 def score_requests(
-    kind: str, prompts: Collection[str], request: ScoreRequest, left: list[str], right: list[str]
+    kind: str, prompts: Collection[str], request: ScoreRequest, left: list[str], right: list[str], sides: bool
 ) -> list[EmbedRequest]:
-    """The embed requests a score request needs: one over both sides (one engine pass), or for a multi-vector
-    model the queries (prompt "query": expanded) and the documents (prompt "document") apart."""
+    """The embed requests a score request needs: one over both sides (one engine pass), or with `sides` (a
+    multi-vector model, inference-free SPLADE) the queries (prompt "query": expanded) and the documents (prompt
+    "document") apart."""
     task, *also = score_tasks(kind, request.weights)
     both = dataclasses.replace(side_request(request, [*left, *right], None), task=task, also=tuple(also))
-    if kind != "multi_vector":
+    if not sides:
         return [both]
     query, document = (name if name in prompts else None for name in ("query", "document"))
     return [
@@ -149,11 +150,13 @@ def summed(timings: Sequence[Timing]) -> Timing:
 
 def score_result(kind: str, request: ScoreRequest, n_left: int, results: list[EmbedResult]) -> ScoreResult:
     """Scores from the results of `score_requests`: MaxSim (summed) for multi-vector models, else `combine`."""
-    if kind == "multi_vector":
+    if len(results) == 2:  # queries and documents encoded apart
         queries, documents = (r.output for r in results)
-        assert isinstance(queries, TokenVectors) and isinstance(documents, TokenVectors)
         timing = summed([r.timing for r in results])
         tokens = sum(r.num_tokens for r in results)
+        if isinstance(queries, Sparse) and isinstance(documents, Sparse):
+            return ScoreResult(sparse_dot(queries, documents), tokens, timing)
+        assert isinstance(queries, TokenVectors) and isinstance(documents, TokenVectors)
         return ScoreResult(maxsim(queries.vectors, documents.vectors), tokens, timing)
     (result,) = results
     outputs = {score_tasks(kind, request.weights)[0]: result.output, **result.also}

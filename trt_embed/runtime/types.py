@@ -182,6 +182,8 @@ class EmbedResult:
     num_tokens: int
     timing: Timing
     also: dict[PoolingTask, Output] = dataclasses.field(default_factory=dict)  # the request's `also` outputs
+    # each `also` output in the request's encodings (sparse ones as indices/values whatever the encoding)
+    also_encoded: dict[PoolingTask, dict[EncodingName, list[Any]]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

@@ -40,12 +40,16 @@ def embeddings_response(
         return Response(content, media_type="application/octet-stream", headers=headers)
     rows = result.encoded[body.encoding_format]  # type: ignore[index]
     field = "embedding" if kind == "embedding" else "data"
+    also = {task: encoded[body.encoding_format] for task, encoded in result.also_encoded.items()}  # type: ignore[index]
     content_json = {
         "id": response_id,
         "object": "list",
         "created": created,
         "model": model,
-        "data": [{"index": i, "object": kind, field: row} for i, row in enumerate(rows)],
+        "data": [
+            {"index": i, "object": kind, field: row, **({"also": {t: v[i] for t, v in also.items()}} if also else {})}
+            for i, row in enumerate(rows)
+        ],
         "usage": usage(result.num_tokens),
     }
     return JSON(content_json, headers=headers)

@@ -1,7 +1,10 @@
-"""vLLM's `/pooling` (embed and token_embed tasks; `input` or chat `messages`): schema <-> `EmbedRequest`."""
+"""vLLM's `/pooling` (its tasks, several at once; `input` or chat `messages`): schema <-> `EmbedRequest`."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from pydantic import Field, StrictInt
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,8 +25,21 @@ from trt_embed.server.responses import parse
 
 
 class PoolingRequest(EmbedOptions):
+    """vLLM's fields; a list of tasks (or `also`) asks for several outputs of one engine call (bge-m3's dense,
+    sparse and ColBERT), `prompt_name` for a model's named prompt ("query": the query side of inference-free
+    SPLADE and ColBERT models)."""
+
     input: StrictInput | None = None
-    task: str = "embed"  # sparse and token_classify: sparse models (SPLADE, bge-m3)
+    task: str | list[str] = "embed"  # sparse and token_classify: sparse models (SPLADE, bge-m3)
+    also: list[str] = Field(default_factory=list)
+    prompt_name: str | None = None
+    top_k: StrictInt | None = None  # sparse: the k largest weights
+    return_tokens: bool = False  # sparse: each kept token id decoded (FlagEmbedding's lexical_weights keys)
+
+    def tasks(self) -> list[str]:
+        """The tasks asked for, the one answered in `data` first, without repeats."""
+        first = [self.task] if isinstance(self.task, str) else self.task
+        return list(dict.fromkeys([*first, *self.also]))
 
 
 def check_task(task: str, supported: tuple[str, ...]) -> None:
@@ -36,17 +52,24 @@ async def pooling(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, PoolingRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
-    check_task(body.task, served.runtime.tasks)
+    tasks = body.tasks()
+    if not tasks:
+        raise InvalidRequest("task is an empty list: name at least one pooling task", "task")
+    for task in tasks:
+        check_task(task, served.runtime.tasks)
+    if len(tasks) > 1 and body.encoding_format.startswith("bytes"):
+        raise InvalidRequest("several tasks in one request come as JSON: use float or base64", "encoding_format")
     check_priority(ctx, body.priority)
     body.check_template(ctx.settings.trust_request_chat_template)
     inputs = None if body.input is None else as_inputs(body.input)
     if inputs is not None:
         check_batch_size(ctx, inputs)
-    runtime_request = body.embed_request(
-        inputs,
-        served.variant,
-        auto_truncate=ctx.settings.auto_truncate,
-        task=body.task,  # type: ignore[arg-type]
+    runtime_request = dataclasses.replace(
+        body.embed_request(inputs, served.variant, auto_truncate=ctx.settings.auto_truncate, task=tasks[0]),  # type: ignore[arg-type]
+        also=tuple(tasks[1:]),  # type: ignore[arg-type]
+        prompt_name=body.prompt_name,
+        top_k=body.top_k,
+        return_tokens=body.return_tokens,
     )
     result = await answered(request, served.runtime.arun(runtime_request))
     headers = {**timing_headers(result.timing, request.state.request_id), **ignored_headers(body)}
