@@ -111,6 +111,10 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
 
             manifest = export_two_tower(out, model, model_dir, st, config, entry, opts)
             manifest.write(out)
+        elif entry.family == "vlm":  # vision-language embedders: a vision graph and a decoder graph
+            from trt_embed.exporter.vlm import export_vlm
+
+            manifest = export_vlm(out, model, st.transformer_dir, config, entry, opts)
         else:
             manifest = _export_into(out, model, model_dir, st, config, entry, opts)
     except BaseException:

@@ -35,6 +35,7 @@ from trt_embed.runtime.types import (
     Truncate,
     Vectors,
 )
+from trt_embed.runtime.vlm import VlmPreparer
 
 
 class Runtime:
@@ -72,6 +73,7 @@ class Runtime:
             mixed=MixedRun(ImagePreparer(self.manifest, options), self.preparer.prepare)
             if self.manifest.vision
             else None,
+            vlm=VlmPreparer(self.preparer, options) if self.manifest.vlm else None,
         )
 
     @classmethod
@@ -232,8 +234,9 @@ class Runtime:
         priority: int = 0,
     ) -> Vectors:
         """Embed texts (or token-id lists) into float32 [N, dimensions or embedding_dim], L2-normalized
-        unless `normalize=False` (the default follows the model's sentence-transformers config). CLIP/SigLIP:
-        `images` (paths, bytes, Pillow images, NumPy arrays, data: URIs), or images mixed with texts in `inputs`."""
+        unless `normalize=False` (the default follows the model's sentence-transformers config). CLIP/SigLIP and
+        vision-language models: `images` (paths, bytes, Pillow images, NumPy arrays, data: URIs), or images mixed
+        with texts in `inputs` (VLMs also take `Interleaved` inputs: a text and its images as one input)."""
         request = EmbedRequest(
             inputs=inputs,
             images=images,
