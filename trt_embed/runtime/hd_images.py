@@ -15,12 +15,14 @@ patches per crop, each grid row ended by a line separator), the global separator
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from trt_embed.runtime.images import CLIP_MEAN, CLIP_STD, to_rgb
+from trt_embed.runtime.vlm_families import Array, ImageInput, ProcessorBase
 
 CROP = 336
 MERGED = 12  # merged patches per crop side (24 CLIP patches of 14, merged 2x2)
@@ -131,3 +133,29 @@ def token_index(height: int, width: int, first_crop: int, separators: int) -> np
     g = first_crop * MERGED * MERGED + np.arange(MERGED * MERGED).reshape(MERGED, MERGED)
     glob = np.concatenate([g, np.full((MERGED, 1), line)], axis=1).reshape(-1)
     return np.concatenate([sub, [glb], glob]).astype(np.int64)
+
+
+class Phi3VProcessor(ProcessorBase):
+    """HD crops and their token layout for Phi-3-V (vision inputs `pixel_values` [crops, 3, 336, 336] and
+    `token_index` [tokens]: rows of the graph's table, the separators after all crops' patches)."""
+
+    def image(self, image: Any) -> ImageInput:
+        crops, (height, width) = preprocess(image, int(self.recipe["num_crops"]))
+        local = token_index(height, width, 0, -2)  # separators as -2 (line) and -1 (global) until the call is known
+        return ImageInput({"pixel_values": crops, "token_index": local}, tokens=len(local), grid=(height, width))
+
+    def placeholder_image(self) -> Any:
+        from PIL import Image
+
+        return Image.new("RGB", (CROP, CROP), (255, 255, 255))
+
+    def vision_feeds(self, images: Sequence[ImageInput]) -> dict[str, Array]:
+        crops = [len(i.feeds["pixel_values"]) for i in images]
+        separators = sum(crops) * MERGED * MERGED
+        offsets = np.cumsum([0, *crops[:-1]]) * MERGED * MERGED
+        index = [
+            np.where(i.feeds["token_index"] >= 0, i.feeds["token_index"] + offset, separators + 2 + i.feeds["token_index"])
+            for i, offset in zip(images, offsets, strict=True)
+        ]
+        pixels = np.concatenate([i.feeds["pixel_values"] for i in images])
+        return {"pixel_values": np.ascontiguousarray(pixels), "token_index": np.concatenate(index).astype(np.int64)}

@@ -15,6 +15,7 @@ Two graphs' worth of modules, loading the hub checkpoint's weight names:
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -89,12 +90,17 @@ class Phi3VVision(torch.nn.Module):
         self.sub_GN = torch.nn.Parameter(torch.zeros(1, 1, 1, 4 * self.image_dim))
         self.glb_GN = torch.nn.Parameter(torch.zeros(1, 1, 4 * self.image_dim))
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def table(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values [N, 3, 336, 336] (each image's global crop, then its sub-crops) -> [N * 144 + 2, H]."""
         patches = self.clip(pixel_values=pixel_values).last_hidden_state[:, 1:]  # layer `layer_idx`, no CLS
         merged = merge_2x2(patches, self.grid).reshape(-1, 4 * self.image_dim)
         separators = torch.cat([self.sub_GN.reshape(1, -1), self.glb_GN.reshape(1, -1)])
-        return self.projection(torch.cat([merged, separators]))
+        table: torch.Tensor = self.projection(torch.cat([merged, separators]))
+        return table
+
+    def forward(self, pixel_values: torch.Tensor, token_index: torch.Tensor) -> torch.Tensor:
+        """-> image_features [tokens, H]: the table's rows in the HD layout `token_index` gives."""
+        return self.table(pixel_values)[token_index]
 
 
 class LongRopeTables(torch.nn.Module):
@@ -196,6 +202,80 @@ def _rename(key: str) -> str:
     return key
 
 
+class Phi3VDecoder(torch.nn.Module):
+    """The framework's decoder signature; positions come from the mask (the runtime's are the same, 0..n-1)."""
+
+    def __init__(self, text: Phi3VText) -> None:
+        super().__init__()
+        self.text = text
+
+    def forward(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor:
+        return self.text(inputs_embeds, attention_mask).last_hidden_state
+
+
+class Phi3VFamily:
+    """`loader` of the Phi3VForCausalLM zoo row (VLM2Vec: last token, normalized)."""
+
+    def parameters(self, model_dir: Path, config: dict[str, Any]) -> int:
+        from trt_embed.exporter.source import weight_files
+
+        total = 0
+        for path in weight_files(model_dir):
+            if path.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(path), "np") as f:
+                    total += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
+        return total
+
+    def load(self, model_dir: Path, entry: ZooEntry, config: dict[str, Any]) -> Any:
+        from trt_embed.exporter.models.qwen2_vl import token_of
+        from trt_embed.exporter.vlm import VlmParts
+
+        model = Phi3V(model_dir).eval()
+        placeholder_id = _token_id(model_dir, str(entry.recipe.get("image_token", "<|image|>")))
+        bos = token_of(model_dir, int(config.get("bos_token_id", 1)))
+        processor = json.loads((model_dir / "preprocessor_config.json").read_text()) if (
+            model_dir / "preprocessor_config.json"
+        ).is_file() else {}
+        record = {
+            "family": "phi3_v",
+            "processor": {"num_crops": int(processor.get("num_crops", entry.recipe.get("num_crops", 4)))},
+            "image_token_id": placeholder_id,
+            # the original tokenizes the text around each image on its own, with BOS: image tokens, then BOS
+            "image_placeholder": token_of(model_dir, placeholder_id) + bos,
+            "templates": dict(entry.recipe.get("templates") or {}),
+            "suffix": "",
+        }
+        return VlmParts(
+            vision=model.vision,
+            vision_inputs=["pixel_values", "token_index"],
+            vision_axes={"pixel_values": {0: "crops"}, "token_index": {0: "image_tokens"}},
+            decoder=Phi3VDecoder(model.text).eval(),
+            embeddings=model.embed_tokens.weight,
+            record=record,
+            pooling=entry.default_pooling,
+            max_positions=int(config["max_position_embeddings"]),
+            prompts=dict(entry.recipe.get("prompts") or {}),
+        )
+
+
+def _token_id(model_dir: Path, token: str) -> int:
+    from tokenizers import Tokenizer
+
+    found = Tokenizer.from_file(str(model_dir / "tokenizer.json")).token_to_id(token)
+    if found is None:
+        from trt_embed.errors import ExportError
+
+        raise ExportError(f"{model_dir}: the tokenizer has no {token!r} token, Phi-3-V's image placeholder")
+    return int(found)
+
+
 def phi3_v_model(model_dir: Path, entry: ZooEntry | None = None, trust_remote_code: bool = False) -> Phi3V:
-    """Zoo family builder: the checkpoint's modules, eval mode, fp32."""
+    """The checkpoint's modules, eval mode, fp32."""
     return Phi3V(model_dir).eval()
+
+
+FAMILY = Phi3VFamily()

@@ -141,7 +141,11 @@ OUT.mkdir(parents=True, exist_ok=True)
 from safetensors.torch import save_file
 (OUT / "model").mkdir(parents=True, exist_ok=True)
 state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "model.vision_embed_tokens.wte.weight"}
-save_file(state, str(OUT / "model" / "model.safetensors"), metadata={"format": "pt"})
+# CLIP's weights under the names the hub checkpoints have (transformers 4.x CLIPVisionModel nests `vision_model.`;
+# 5.x flattened it)
+def hub_name(k):
+    return k.replace("img_processor.", "img_processor.vision_model.", 1)
+save_file({hub_name(k): v for k, v in state.items()}, str(OUT / "model" / "model.safetensors"), metadata={"format": "pt"})
 cfg = config.to_dict()
 rp = cfg.pop("rope_parameters")
 cfg["rope_theta"] = rp["rope_theta"]
