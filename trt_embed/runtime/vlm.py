@@ -12,7 +12,6 @@ Each image placeholder token is then repeated as many times as the image has fea
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,17 +25,10 @@ from trt_embed.runtime.multimodal import part_item
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.prepare import Preparer
 from trt_embed.runtime.tokenizer import too_long
-from trt_embed.runtime.types import BatchKey, EmbedRequest, Prepared, PreparedInput
+from trt_embed.runtime.types import BatchKey, EmbedRequest, Interleaved, Prepared, PreparedInput
 from trt_embed.runtime.vlm_families import ImageInput, VisionProcessor, processor_for
 
 _FIELD = re.compile(r"\{(text|image|content)\}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Interleaved:
-    """One input made of texts and images in order (a text with its image), for vision-language models."""
-
-    parts: tuple[Any, ...]
 
 
 def fill(template: str, **values: str) -> str:
