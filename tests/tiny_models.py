@@ -245,5 +245,6 @@ def save_tiny_tokenizer(config: dict[str, Any], directory: Path, tok: dict[str, 
         "mask_token": names["mask"],
         **({"padding_side": tok["padding_side"]} if "padding_side" in tok else {}),
         **({"model_input_names": tok["model_input_names"]} if "model_input_names" in tok else {}),
+        **({"chat_template": tok["chat_template"]} if "chat_template" in tok else {}),
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(tok_config))

@@ -35,8 +35,8 @@ from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, sha256_file
 from trt_embed.poolers.torch_pooling import Pooling as PoolingHead
 from trt_embed.runtime.prepare import Preparer
-from trt_embed.runtime.types import EmbedRequest, PreparedInput
-from trt_embed.runtime.vlm import Interleaved, VlmPreparer
+from trt_embed.runtime.types import EmbedRequest, Interleaved, PreparedInput
+from trt_embed.runtime.vlm import VlmPreparer
 from trt_embed.runtime.vlm_batch import VlmBatcher
 from trt_embed.zoo import ZooEntry
 

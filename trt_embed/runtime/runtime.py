@@ -130,8 +130,8 @@ class Runtime:
 
     @property
     def image_tokens(self) -> int | None:
-        """What one image costs (the vision tower's patch tokens); None for text-only models."""
-        return int(self.manifest.vision["image_tokens"]) if self.manifest.vision else None
+        """One image's cost in tokens; None: text only; 0: a VLM (image tokens vary, counted among input tokens)."""
+        return int(self.manifest.vision["image_tokens"]) if self.manifest.vision else (0 if self.manifest.vlm else None)
 
     @property
     def kind(self) -> str:

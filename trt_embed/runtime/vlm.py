@@ -12,7 +12,6 @@ Each image placeholder token is then repeated as many times as the image has fea
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,21 +21,14 @@ import numpy as np
 
 from trt_embed.errors import InputTooLong, InvalidRequest
 from trt_embed.runtime.image_sources import ImagePolicy, ImageURL, is_image, load
-from trt_embed.runtime.multimodal import part_item
+from trt_embed.runtime.multimodal import IMAGE_PARTS, part_item
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.prepare import Preparer
 from trt_embed.runtime.tokenizer import too_long
-from trt_embed.runtime.types import BatchKey, EmbedRequest, Prepared, PreparedInput
+from trt_embed.runtime.types import BatchKey, EmbedRequest, Interleaved, Prepared, PreparedInput
 from trt_embed.runtime.vlm_families import ImageInput, VisionProcessor, processor_for
 
 _FIELD = re.compile(r"\{(text|image|content)\}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Interleaved:
-    """One input made of texts and images in order (a text with its image), for vision-language models."""
-
-    parts: tuple[Any, ...]
 
 
 def fill(template: str, **values: str) -> str:
@@ -107,7 +99,11 @@ class VlmPreparer:
                 images += 1
             elif isinstance(item, str):
                 check_texts([item])
-            elif request.messages is None:
+            elif request.messages is not None:
+                contents = [m.get("content") for m in item if isinstance(m, Mapping)]
+                parts = [p for c in contents if isinstance(c, list) for p in c if isinstance(p, Mapping)]
+                images += sum(1 for p in parts if p.get("type") in IMAGE_PARTS)
+            else:
                 raise InvalidRequest(
                     f"input[{n}] is a {type(item).__name__}: a vision-language model takes texts and images "
                     "(token-id lists are not accepted: image placeholders are expanded from text)",

@@ -105,7 +105,12 @@ class Qwen2VLFamily:
     def parameters(self, model_dir: Path, config: dict[str, Any]) -> int:
         import transformers
 
-        loaded = transformers.AutoConfig.from_pretrained(str(model_dir))
+        try:
+            loaded = transformers.AutoConfig.from_pretrained(str(model_dir))
+        except Exception as exc:
+            raise ExportError(
+                f"{model_dir}: config.json cannot be read as a {self.model_class} config ({exc})"
+            ) from exc
         return meta_parameters(getattr(transformers, self.model_class), loaded)
 
     def load_model(self, model_dir: Path) -> Any:
