@@ -1,12 +1,10 @@
 """Phi-3-V (VLM2Vec) and Llama-Nemotron-VL: our modules and our NumPy/Pillow preprocessing against outputs of the
 ORIGINAL remote code (tests/golden/phi3_v, tests/golden/llama_nemotron_vl and their READMEs), then the exported
 artifact against the golden batches (text only, image only, mixed, different image sizes in one batch), batched
-equals single through the runtime, and one image request per family through the HTTP server."""
+equals single through the runtime (the HTTP server: tests/server/test_server_vlm_remote.py)."""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -217,41 +215,3 @@ def test_batched_equals_single_with_mixed_inputs(folder: str, tiny_artifact: Cal
         alone = np.concatenate([runtime.embed([item]) for item in inputs])
     assert cosine(together, alone).min() >= MIN_COSINE
     assert cosine(together[1], together[2]) < 0.9999, "different images give different vectors"
-
-
-def data_uri(image: Any) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-@pytest.mark.parametrize("folder", sorted(FOLDERS))
-def test_server_embeds_an_image_request(folder: str, tiny_artifact: Callable[[str], Path]) -> None:
-    import httpx
-    from conftest import API_KEY, LiveServer
-
-    from trt_embed.runtime import Runtime
-    from trt_embed.server.app import create_app
-    from trt_embed.server.registry import Registry, Settings
-
-    artifact = tiny_artifact(FOLDERS[folder])
-    image = photo("rocket")
-
-    def load() -> Registry:
-        registry = Registry()
-        registry.add(Runtime.load(artifact, workers=1, max_images=4), "vlm")
-        return registry
-
-    app = create_app(load, Settings(api_key=API_KEY, max_client_batch_size=16, max_body_bytes=4_000_000))
-    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=120) as http:
-        part = {"type": "image_url", "image_url": {"url": data_uri(image)}}
-        response = http.post(
-            "/v2/embed",
-            headers={"Authorization": f"Bearer {API_KEY}"},
-            json={"model": "vlm", "images": [part["image_url"]["url"]], "input_type": "image", "embedding_types": ["float"]},
-        )
-        assert response.status_code == 200, response.text
-        got = np.asarray(response.json()["embeddings"]["float"])
-    with Runtime.load(artifact, backend="onnxruntime-cpu") as runtime:
-        want = runtime.embed([Image.open(io.BytesIO(base64.b64decode(data_uri(image).split(",", 1)[1])))])
-    assert cosine(got, want).min() >= MIN_COSINE

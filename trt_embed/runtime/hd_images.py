@@ -154,7 +154,9 @@ class Phi3VProcessor(ProcessorBase):
         separators = sum(crops) * MERGED * MERGED
         offsets = np.cumsum([0, *crops[:-1]]) * MERGED * MERGED
         index = [
-            np.where(i.feeds["token_index"] >= 0, i.feeds["token_index"] + offset, separators + 2 + i.feeds["token_index"])
+            np.where(
+                i.feeds["token_index"] >= 0, i.feeds["token_index"] + offset, separators + 2 + i.feeds["token_index"]
+            )
             for i, offset in zip(images, offsets, strict=True)
         ]
         pixels = np.concatenate([i.feeds["pixel_values"] for i in images])

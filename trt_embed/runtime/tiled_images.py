@@ -85,7 +85,9 @@ class NemotronVLProcessor(ProcessorBase):
             return [image.resize((size, size), bicubic)]
         cols, rows = best_grid(image.width, image.height, size, self.choices)
         resized = image.resize((cols * size, rows * size), bicubic)
-        out = [resized.crop((c * size, r * size, (c + 1) * size, (r + 1) * size)) for r in range(rows) for c in range(cols)]
+        out = [
+            resized.crop((c * size, r * size, (c + 1) * size, (r + 1) * size)) for r in range(rows) for c in range(cols)
+        ]
         if self.recipe["use_thumbnail"] and len(out) > 1:
             out.append(image.resize((size, size), bicubic))
         return out

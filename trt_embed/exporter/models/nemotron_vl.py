@@ -47,7 +47,7 @@ class NemotronVision(torch.nn.Module):
         vision_config.vision_use_head = False  # the attention-pooling head is not used (its weights are skipped)
         self.vision_model = SiglipVisionModel(vision_config)
         self.grid = int(vision_config.image_size) // int(vision_config.patch_size)
-        channels = int(vision_config.hidden_size) * int(round(1 / ratio)) ** 2
+        channels = int(vision_config.hidden_size) * round(1 / ratio) ** 2
         self.mlp1 = torch.nn.Sequential(
             torch.nn.LayerNorm(channels),
             torch.nn.Linear(channels, hidden),

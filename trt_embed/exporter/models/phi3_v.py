@@ -173,8 +173,10 @@ class Phi3V(torch.nn.Module):
         super().__init__()
         config = read_config(model_dir)
         nested = _VISION + "img_processor.vision_model."  # transformers 4.x CLIP names (hub checkpoints); 5.x: flat
-        state = {_VISION + "img_processor." + k[len(nested) :] if k.startswith(nested) else k: v
-                 for k, v in load_weights(model_dir).items()}
+        state = {
+            _VISION + "img_processor." + k[len(nested) :] if k.startswith(nested) else k: v
+            for k, v in load_weights(model_dir).items()
+        }
         words = next((state.pop(k) for k in _WORDS if k in state), None)
         require(words is not None, model_dir, f"checkpoint has no word embeddings ({' or '.join(_WORDS)})")
         state.pop("model.vision_embed_tokens.wte.weight", None)
@@ -237,9 +239,11 @@ class Phi3VFamily:
         model = Phi3V(model_dir).eval()
         placeholder_id = _token_id(model_dir, str(entry.recipe.get("image_token", "<|image|>")))
         bos = token_of(model_dir, int(config.get("bos_token_id", 1)))
-        processor = json.loads((model_dir / "preprocessor_config.json").read_text()) if (
-            model_dir / "preprocessor_config.json"
-        ).is_file() else {}
+        processor = (
+            json.loads((model_dir / "preprocessor_config.json").read_text())
+            if (model_dir / "preprocessor_config.json").is_file()
+            else {}
+        )
         record = {
             "family": "phi3_v",
             "processor": {"num_crops": int(processor.get("num_crops", entry.recipe.get("num_crops", 4)))},
