@@ -29,13 +29,26 @@ def _normalized(vector: Any) -> np.ndarray:
     return array / np.linalg.norm(array)
 
 
-def qwen2_vl(model_dir: Path) -> Reference:
+# Qwen3-VL-Embedding's usage: the default instruction as the system turn, the user content, the generation prompt
+QWEN3_VL_EMBEDDING_TURN = (
+    "<|im_start|>system\nRepresent the user's input.<|im_end|>\n<|im_start|>user\n{content}<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+
+
+def qwen3_vl(model_dir: Path) -> Reference:
+    return qwen2_vl(model_dir, "Qwen3VLForConditionalGeneration")
+
+
+def qwen2_vl(model_dir: Path, model_class: str = "Qwen2VLForConditionalGeneration") -> Reference:
     import torch
     import transformers
     from PIL import Image
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-    model = transformers.Qwen2VLForConditionalGeneration.from_pretrained(str(model_dir)).eval()
+    model = getattr(transformers, model_class).from_pretrained(str(model_dir)).eval()
+    dse = model_class == "Qwen2VLForConditionalGeneration"
     config = json.loads((model_dir / "preprocessor_config.json").read_text())
     config.pop("image_processor_type", None)
     processor = transformers.Qwen2VLImageProcessorPil(**config)
@@ -46,30 +59,34 @@ def qwen2_vl(model_dir: Path) -> Reference:
     token = model.config.image_token_id
 
     def embed(kind: str, text: str | None, image: Any) -> np.ndarray:
-        if kind == "text":
+        if not dse:  # Qwen3-VL-Embedding: no placeholder image for texts
+            content = {"text": text, "image": IMAGE, "mixed": f"{IMAGE}{text}"}[kind]
+            prompt = QWEN3_VL_EMBEDDING_TURN.format(content=content)
+        elif kind == "text":
             prompt, image = DSE_TURN.format(text=f"Query: {text}"), Image.new("RGB", (side[1], side[0]))
         elif kind == "image":
             prompt = DSE_TURN.format(text="What is shown in this image?")
         else:
             prompt = DSE_TURN.format(text=text)
-        pixels = processor(images=[image], return_tensors="pt")
-        count = int(pixels["image_grid_thw"][0].prod()) // processor.merge_size**2  # Qwen2VLProcessor's expansion
-        ids = tokenizer(prompt.replace("<|image_pad|>", "<|image_pad|>" * count), return_tensors="pt")["input_ids"]
+        vision: dict[str, Any] = {}
+        if image is not None:
+            pixels = processor(images=[image], return_tensors="pt")
+            count = int(pixels["image_grid_thw"][0].prod()) // processor.merge_size**2  # the processor's expansion
+            prompt = prompt.replace("<|image_pad|>", "<|image_pad|>" * count)
+            vision = {"pixel_values": pixels["pixel_values"], "image_grid_thw": pixels["image_grid_thw"]}
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
         with torch.no_grad():
             out = model.model(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                pixel_values=pixels["pixel_values"],
-                image_grid_thw=pixels["image_grid_thw"],
-                mm_token_type_ids=(ids == token).int(),
+                input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=(ids == token).int(), **vision
             )
-        return _normalized(out.last_hidden_state[0, -1])  # DSE: the last token (<|endoftext|>)
+        return _normalized(out.last_hidden_state[0, -1])  # the last token (DSE: <|endoftext|>)
 
     return embed
 
 
 REFERENCES: dict[str, Callable[[Path], Reference]] = {
     "Qwen2VLForConditionalGeneration": qwen2_vl,
+    "Qwen3VLForConditionalGeneration": qwen3_vl,
 }
 
 

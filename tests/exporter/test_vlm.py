@@ -69,10 +69,12 @@ def test_chat_messages_with_image_parts(vlm: Any) -> None:
     template = runtime.manifest.vlm["templates"]
     image_text = template["image"].replace("{image}", "")
     parts = [{"type": "image", "image": picture}, {"type": "text", "text": image_text}]
-    result = runtime.run(EmbedRequest(messages=[{"role": "user", "content": _as_url(parts)}], chat=chat))
+    system = [{"role": "system", "content": template["instruction"]}] if "instruction" in template else []
+    result = runtime.run(EmbedRequest(messages=[*system, {"role": "user", "content": _as_url(parts)}], chat=chat))
     assert isinstance(result.output, Dense)
     assert float(result.output.vectors[0] @ embed("image", None, picture)) >= EXACT
-    text_only = [{"role": "user", "content": template["text"].replace("{image}", "").replace("{text}", "a query")}]
+    query = template["text"].replace("{image}", "").replace("{text}", "a query")
+    text_only = [*system, {"role": "user", "content": query}]
     result = runtime.run(EmbedRequest(messages=text_only, chat=chat))
     assert isinstance(result.output, Dense)
     assert float(result.output.vectors[0] @ embed("text", "a query", None)) >= EXACT

@@ -1,6 +1,6 @@
-"""Qwen2-VL's NumPy preprocessing against transformers: the image processor (PIL backend) on real photographs
+"""Qwen2-VL and Qwen3-VL NumPy preprocessing against transformers: the image processor (PIL backend) on photographs
 with the checkpoint defaults of Qwen2-VL-2B (DSE's base), the resize rule, the vision tower's patch positions and
-`get_rope_index`'s multimodal positions."""
+`get_rope_index`'s multimodal positions, Qwen3-VL's resampled position table."""
 
 from __future__ import annotations
 
@@ -86,3 +86,17 @@ def test_positions_match_get_rope_index() -> None:
     want, _ = model.get_rope_index(tensor, mm_token_type_ids=(tensor == 9).int(), image_grid_thw=grids)
     got = ours.positions(np.asarray(ids), images, 9)
     np.testing.assert_array_equal(got, want[:, 0].numpy())
+
+
+def test_qwen3_position_table_interpolation_matches_the_vision_tower() -> None:
+    from transformers.vision_utils import get_vision_interpolation_indices_and_weights
+
+    from trt_embed.runtime.qwen_vl import interpolation
+
+    for grid, side in [((1, 4, 6), 6), ((1, 36, 20), 48), ((1, 2, 2), 48)]:
+        want_idx, want_w = get_vision_interpolation_indices_and_weights(
+            torch.tensor([grid]), side, mode="bilinear", align_corners=True, spatial_merge_size=2
+        )
+        got_idx, got_w = interpolation(grid[1], grid[2], 2, side)
+        np.testing.assert_array_equal(got_idx, want_idx.numpy())
+        np.testing.assert_allclose(got_w, want_w.numpy(), atol=1e-6)

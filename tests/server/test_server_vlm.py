@@ -32,7 +32,9 @@ def png(image: Any) -> tuple[str, Any]:
 
 
 @pytest.fixture(scope="module", params=sorted(REFERENCES))
-def served(request: pytest.FixtureRequest, tiny_artifact: Callable[[str], Path]) -> Iterator[tuple[LiveServer, Runtime]]:
+def served(
+    request: pytest.FixtureRequest, tiny_artifact: Callable[[str], Path]
+) -> Iterator[tuple[LiveServer, Runtime]]:
     artifact = tiny_artifact(request.param)
 
     def load() -> Registry:
@@ -47,7 +49,7 @@ def served(request: pytest.FixtureRequest, tiny_artifact: Callable[[str], Path])
 
 def test_messages_with_images_on_embeddings_and_pooling(served: tuple[LiveServer, Runtime]) -> None:
     live, runtime = served
-    url, image = png(Image.fromarray(data.coffee()).resize((60, 40)))
+    url, _ = png(Image.fromarray(data.coffee()).resize((60, 40)))
     messages = [
         {
             "role": "user",
@@ -67,7 +69,9 @@ def test_messages_with_images_on_embeddings_and_pooling(served: tuple[LiveServer
         np.testing.assert_allclose(pooled.json()["data"][0]["data"], expected.output.vectors[0], atol=1e-5)
         too_many = http.post("/v1/embeddings", json={"model": "vlm", "messages": messages * 5})
         assert too_many.status_code == 400 and "images" in too_many.text
-        broken = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}]
+        broken = [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}
+        ]
         bad = http.post("/v1/embeddings", json={"model": "vlm", "messages": broken})
         assert bad.status_code == 400, bad.text
     assert ChatOptions().add_generation_prompt is False  # the server renders messages as the request says

@@ -138,3 +138,34 @@ class Qwen2VLProcessor(ProcessorBase):
             start += max(rows, cols)
             index += count
         return out
+
+
+def interpolation(grid_h: int, grid_w: int, merge: int, side: int) -> tuple[Array, Array]:
+    """Qwen3-VL's learned position table (side x side) resampled bilinearly (corners aligned) to an image's patch
+    grid, as 4 table rows and weights per patch in the flattened patch order: ([P, 4] int64, [P, 4] float32)."""
+    positions = patch_positions(grid_h, grid_w, merge)
+    offsets = np.arange(2)
+
+    def axis(index: Array, size: int) -> tuple[Array, Array]:
+        source = index.astype(np.float32) * np.float32(side - 1) / np.float32(max(size - 1, 1))
+        floor = np.floor(source)
+        taps = np.clip(floor.astype(np.int64)[:, None] + offsets, 0, side - 1)
+        weights = np.clip(1 - np.abs(source[:, None] - floor[:, None] - offsets), 0, None)
+        return taps, weights.astype(np.float32)
+
+    row_taps, row_weights = axis(positions[:, 0], grid_h)
+    col_taps, col_weights = axis(positions[:, 1], grid_w)
+    indices = (row_taps[:, :, None] * side + col_taps[:, None, :]).reshape(-1, 4)
+    weights = (row_weights[:, :, None] * col_weights[:, None, :]).reshape(-1, 4)
+    return np.ascontiguousarray(indices), np.ascontiguousarray(weights)
+
+
+class Qwen3VLProcessor(Qwen2VLProcessor):
+    """Qwen3-VL (Qwen3-VL-Embedding): Qwen2-VL's processing and positions, plus each patch's interpolated learned
+    position embedding (`pos_indices`, `pos_weights`; the recipe's `position_grid` is the table's side)."""
+
+    def image(self, image: Any) -> ImageInput:
+        found = super().image(image)
+        _, grid_h, grid_w = found.grid
+        indices, weights = interpolation(grid_h, grid_w, self.merge, int(self.recipe["position_grid"]))
+        return ImageInput({**found.feeds, "pos_indices": indices, "pos_weights": weights}, found.tokens, found.grid)

@@ -6,7 +6,9 @@ an `Interleaved` input (texts and images in one input: Cohere `inputs` content, 
 of the wrapper in order, and chat `messages` through the tokenizer's chat template (image parts written as the
 placeholder) followed by the model's `suffix`. Templates are the manifest's (`vlm.templates`), written by the
 exporter from the model's reference usage: `{text}` is the text, `{image}` an image's placeholder (in a text
-template it stands for the model's smallest image: DSE's rule for text queries), `{content}` the filled template.
+template it stands for the model's smallest image: DSE's rule for text queries), `{content}` the filled template,
+`{instruction}` the request's prompt (else the template's default `instruction`; a wrapper without it gets the
+prompt before each text instead).
 Each image placeholder token is then repeated as many times as the image has feature rows.
 """
 
@@ -28,7 +30,7 @@ from trt_embed.runtime.tokenizer import too_long
 from trt_embed.runtime.types import BatchKey, EmbedRequest, Interleaved, Prepared, PreparedInput
 from trt_embed.runtime.vlm_families import ImageInput, VisionProcessor, processor_for
 
-_FIELD = re.compile(r"\{(text|image|content)\}")
+_FIELD = re.compile(r"\{(text|image|content|instruction)\}")
 
 
 def fill(template: str, **values: str) -> str:
@@ -136,6 +138,9 @@ class VlmPreparer:
             return self._conversation(item, request)
         parts = list(item.parts) if isinstance(item, Interleaved) else [item]
         pictures = [self._image(part, where) for part in parts if is_image(part)]
+        instruction = prompt or self.templates.get("instruction", "")
+        if "{instruction}" in self.templates["wrapper"]:  # the request's prompt is the template's instruction
+            prompt = ""
         if isinstance(item, str):
             content = fill(self.templates["text"], text=prompt + item, image=self.placeholder)
             pictures = [self._placeholder() for _ in range(self.templates["text"].count("{image}"))]
@@ -146,7 +151,7 @@ class VlmPreparer:
             if bad is not None:
                 raise InvalidRequest(f"{where} holds a {type(bad).__name__}: not a text or an image", "input")
             content = "".join(self.placeholder if is_image(p) else prompt + p for p in parts)
-        return fill(self.templates["wrapper"], content=content), pictures
+        return fill(self.templates["wrapper"], content=content, instruction=instruction), pictures
 
     def _conversation(self, messages: list[Any], request: EmbedRequest) -> tuple[str, list[ImageInput]]:
         """Chat messages with their image parts written as placeholders, through the chat template."""

@@ -34,6 +34,7 @@ Array = npt.NDArray[Any]
 # manifest `vlm.family` -> "module:Class" of its VisionProcessor (imported on first use)
 FAMILIES: dict[str, str] = {
     "qwen2_vl": "trt_embed.runtime.qwen_vl:Qwen2VLProcessor",
+    "qwen3_vl": "trt_embed.runtime.qwen_vl:Qwen3VLProcessor",
     "phi3_v": "trt_embed.runtime.hd_images:Phi3VProcessor",
     "nemotron_vl": "trt_embed.runtime.tiled_images:NemotronVLProcessor",
 }
