@@ -111,11 +111,15 @@ def _special_ids(config: dict[str, Any]) -> dict[str, int]:
     return ids
 
 
-def tiny_tokenizer(config: dict[str, Any], vocab_size: int, template: str | None = None) -> Tokenizer:
+def tiny_tokenizer(
+    config: dict[str, Any], vocab_size: int, template: str | None = None, added: dict[str, int] | None = None
+) -> Tokenizer:
     """A WordPiece tokenizer whose special-token ids match the model config; `template` overrides the
-    single-input template (decoders: e.g. "[CLS] $A" for BOS only, "$A [SEP]" for EOS only)."""
+    single-input template (decoders: e.g. "[CLS] $A" for BOS only, "$A [SEP]" for EOS only); `added` are more
+    special tokens with their ids (a VLM's image placeholder and chat markers)."""
     names, ids = _special_names(config), _special_ids(config)
     vocab: dict[str, int] = {names[k]: ids[k] for k in names}
+    vocab.update(added or {})
     pieces = [*WORDS, *"abcdefghijklmnopqrstuvwxyz0123456789", *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz")]
     pieces += [".", ",", "?", "!", "-", "'"]
     next_id = 0
@@ -134,6 +138,8 @@ def tiny_tokenizer(config: dict[str, Any], vocab_size: int, template: str | None
         pair=f"{cls} $A {sep} $B:1 {sep}:1",
         special_tokens=[(cls, ids["cls"]), (sep, ids["sep"])],
     )
+    if added:
+        tokenizer.add_special_tokens(list(added))
     return tokenizer
 
 
@@ -263,7 +269,7 @@ def golden_tiny_model(tiny: dict[str, Any], directory: Path) -> Path:
 
 def save_tiny_tokenizer(config: dict[str, Any], directory: Path, tok: dict[str, Any]) -> None:
     """`tok`: optional `template` (single-input template) and `padding_side` of the saved tokenizer."""
-    tokenizer = tiny_tokenizer(config, config["vocab_size"], tok.get("template"))
+    tokenizer = tiny_tokenizer(config, config["vocab_size"], tok.get("template"), tok.get("added"))
     tokenizer.save(str(directory / "tokenizer.json"))
     names = _special_names(config)
     tok_config = {
@@ -276,5 +282,6 @@ def save_tiny_tokenizer(config: dict[str, Any], directory: Path, tok: dict[str, 
         "mask_token": names["mask"],
         **({"padding_side": tok["padding_side"]} if "padding_side" in tok else {}),
         **({"model_input_names": tok["model_input_names"]} if "model_input_names" in tok else {}),
+        **({"chat_template": tok["chat_template"]} if "chat_template" in tok else {}),
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(tok_config))

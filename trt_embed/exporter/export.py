@@ -121,6 +121,10 @@ def export_model(model: str, output: str | Path, options: ExportOptions | None =
                     dataclasses.replace(plans, precisions=tuple(p for p in plans.precisions if p in have)),
                 )
             manifest.write(out)
+        elif entry.family == "vlm":  # vision-language embedders: a vision graph and a decoder graph
+            from trt_embed.exporter.vlm import export_vlm
+
+            manifest = export_vlm(out, model, st.transformer_dir, config, entry, opts)
         else:
             manifest = _export_into(out, model, model_dir, st, config, entry, opts)
     except BaseException:

@@ -9,7 +9,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from trt_embed.runtime.batch import make_batch, rows_of
 from trt_embed.runtime.images import stack
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.types import BatchKey, PreparedInput, Row, text_input
+from trt_embed.runtime.vlm import load_arrays
+from trt_embed.runtime.vlm_batch import VlmBatcher
+from trt_embed.runtime.vlm_families import processor_for
 
 log = logging.getLogger("trt_embed")
 
@@ -68,17 +71,22 @@ class EnginePool:
         self._turn = itertools.count()
         self.workers = options.workers or (cpu_workers if cpu else BACKENDS[self.backend].calls_in_flight)
         self.alone: Engine | None = None
-        choose = cpu and self.workers > 1 and options.threads is None and options.workers is None
+        vlm = artifact.manifest.vlm
+        choose = cpu and self.workers > 1 and options.threads is None and options.workers is None and vlm is None
         if cpu and self.workers > 1 and options.threads is None and (options.latency_engine or choose):
             whole = Want(precision=options.precision, variant=options.variant, threads=None, verify=options.verify)
             self.alone = open_engine(artifact, backend=self.backend, want=whole).engine
         facts = BACKENDS[self.backend]
         if choose and self.alone is not None and options.cpu_layout != "per-core":
             self._choose_cpu_layout(options, facts.max_batch_tokens)
-        self.images: Engine | None = None  # two-tower models: the image graph, on the same backend
-        if artifact.manifest.vision is not None:
+        self.images: Engine | None = None  # two-tower and vision-language models: the image graph, same backend
+        if artifact.manifest.vision is not None or vlm is not None:
             want = dataclasses.replace(self._want, modality="image")
             self.images = open_engine(artifact, backend=self.backend, want=want).engine
+        self.vlm: VlmBatcher | None = None
+        if vlm is not None:
+            processor = processor_for(vlm, load_arrays(artifact.directory, vlm))
+            self.vlm = VlmBatcher(artifact.directory, artifact.manifest, processor)
         engine = self.engine
         self.workers *= len(self.devices)
         batch_size = options.max_batch_size or facts.max_batch_size
@@ -208,6 +216,8 @@ class EnginePool:
         if key.modality == "image" and self.images is not None:
             batch = Batch.images(stack([i.features["pixel_values"] for i in items]), [i.cost for i in items])
             return list(self.images.infer(batch, [key.output])[key.output])
+        if self.vlm is not None:
+            return self._run_vlm(engine, key, items)
         info = self.artifact.manifest.tokenizer
         vision = self.artifact.manifest.vision
         batch = make_batch(
@@ -225,6 +235,17 @@ class EnginePool:
             return list(rows_of(batch, names[0], out[names[0]], info.padding_side))
         per_output = {name: rows_of(batch, name, out[name], info.padding_side) for name in names}
         return [{name: rows[n] for name, rows in per_output.items()} for n in range(batch.size)]
+
+    def _run_vlm(self, engine: Engine, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
+        """A vision-language batch: its images through the vision graph, then the decoder."""
+        assert self.vlm is not None and self.images is not None
+        vision = self.images
+
+        def run_vision(feeds: dict[str, Any], costs: list[int]) -> dict[str, Any]:
+            return vision.infer(Batch("padded", feeds, costs), vision.output_names)
+
+        batch = self.vlm.batch(items, run_vision)
+        return list(engine.infer(batch, [key.output])[key.output])
 
     def health(self) -> bool:
         return all(engine.health() for engine in self.engines)

@@ -23,7 +23,7 @@ from trt_embed.manifest import Manifest
 from trt_embed.runtime.image_sources import ImagePolicy, ImageURL, is_image, load
 from trt_embed.runtime.images import ImageRecipe, preprocess
 from trt_embed.runtime.options import RuntimeOptions
-from trt_embed.runtime.types import BatchKey, EmbedRequest, Prepared, PreparedInput, Timing, Vectors
+from trt_embed.runtime.types import BatchKey, EmbedRequest, Interleaved, Prepared, PreparedInput, Timing, Vectors
 from trt_embed.runtime.work import Result
 
 IMAGE_PARTS = ("image_url", "image")
@@ -129,6 +129,12 @@ class ImagePreparer:
         if request.task != "embed":
             raise InvalidRequest("images can be embedded with the embed task only", "task")
         bad = next((n for n, item in enumerate(items) if not is_image(item) and not isinstance(item, str)), None)
+        if bad is not None and isinstance(items[bad], Interleaved):
+            raise InvalidRequest(
+                f"input[{bad}] mixes texts and images: this model embeds one text or one image per input; send them "
+                "as separate inputs",
+                "input",
+            )
         if bad is not None:
             raise InvalidRequest(f"input[{bad}] is a {type(items[bad]).__name__}: not a text or an image", "input")
         return items

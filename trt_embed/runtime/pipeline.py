@@ -42,6 +42,7 @@ from trt_embed.runtime.types import (
     Timing,
     Vectors,
 )
+from trt_embed.runtime.vlm import VlmPreparer
 from trt_embed.runtime.work import Result
 
 STREAM_CHUNK = 1024  # inputs prepared per step of a large synchronous request
@@ -65,9 +66,11 @@ class Pipeline:
         max_output_values: int,
         mixed: MixedRun | None = None,
         queries: QueryTable | None = None,
+        vlm: VlmPreparer | None = None,
     ) -> None:
         self.mixed = mixed  # two-tower models: requests with images
         self.queries = queries  # inference-free SPLADE: queries by a weight table
+        self.vlm = vlm  # vision-language models: every request (texts, images, both) is prepared by it
         self.max_input_chars = max_input_chars
         self.max_output_values = max_output_values
         self.manifest = manifest
@@ -122,6 +125,9 @@ class Pipeline:
         if isinstance(request.priority, bool) or not isinstance(request.priority, int):
             raise InvalidRequest(f"priority must be an integer, got {request.priority!r}", "priority")
         self.preparer.resolve_prompt(request.prompt_name, request.prompt)
+        if self.vlm is not None:
+            self.scheduler.admit(self.vlm.check(request, self._check_sizes))
+            return Plan(request=request, variant=variant, dimensions=dims, normalize=bool(normalize), ranges=ranges)
         if has_images(request):
             self.scheduler.admit(check_images(self.mixed, request, self._check_sizes))
             return Plan(request=request, variant=variant, dimensions=dims, normalize=bool(normalize), ranges=ranges)
@@ -163,7 +169,7 @@ class Pipeline:
             return self._result(plan, list(mixed), [()] * len(mixed), count, took)
         started = time.perf_counter()
         inputs = request.inputs
-        if request.messages is not None or inputs is None or len(inputs) <= STREAM_CHUNK:
+        if request.messages is not None or inputs is None or len(inputs) <= STREAM_CHUNK or self.vlm is not None:
             prepared = self._prepare(request, plan.variant)
             self._check_output(request, prepared)
             timing = Timing(prepare=time.perf_counter() - started)
@@ -208,7 +214,7 @@ class Pipeline:
             return self._result(plan, list(mixed), [()] * len(mixed), count, took)
         started = time.perf_counter()
         inputs = request.inputs
-        small = request.messages is None and inputs is not None and len(inputs) <= 8
+        small = request.messages is None and inputs is not None and len(inputs) <= 8 and self.vlm is None
         if small and sum(len(t) for t in inputs or []) <= INLINE_CHARS:
             prepared = self._prepare(request, plan.variant)
         else:
@@ -249,6 +255,8 @@ class Pipeline:
 
     def _prepare(self, request: EmbedRequest, variant: str) -> Prepared:
         """Tokenize, and read the graph outputs the request's tasks need in this model kind."""
+        if self.vlm is not None:
+            return self.vlm.prepare(request, variant, self.preparer.resolve_prompt(request.prompt_name, request.prompt))
         if self.manifest.kind == "multi_vector":
             request = kinds.multi_vector_request(self.manifest.head_config, request)
         prepared = kinds.expand_query(self.manifest.head_config, request, self.preparer.prepare(request, variant))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from trt_embed.artifact import Artifact
@@ -36,6 +35,7 @@ from trt_embed.runtime.types import (
     Truncate,
     Vectors,
 )
+from trt_embed.runtime.vlm import VlmPreparer
 
 
 class Runtime:
@@ -61,6 +61,7 @@ class Runtime:
         )
         chunking = Chunking(options.chunked_processing, options.max_embed_len)
         self.preparer = Preparer(artifact.directory, self.manifest, chunking)
+        mixed = MixedRun(ImagePreparer(self.manifest, options), self.preparer.prepare) if self.manifest.vision else None
         self.pipeline = Pipeline(
             self.manifest,
             self.preparer,
@@ -71,10 +72,9 @@ class Runtime:
             observers=self._observers,
             max_input_chars=options.max_input_chars or max(100_000, 20 * self.manifest.max_seq_length),
             max_output_values=options.max_output_values,
-            mixed=MixedRun(ImagePreparer(self.manifest, options), self.preparer.prepare)
-            if self.manifest.vision
-            else None,
+            mixed=mixed,
             queries=QueryTable.load(artifact.directory, self.manifest),
+            vlm=VlmPreparer(self.preparer, options) if self.manifest.vlm else None,
         )
 
     @classmethod
@@ -131,8 +131,8 @@ class Runtime:
 
     @property
     def image_tokens(self) -> int | None:
-        """What one image costs (the vision tower's patch tokens); None for text-only models."""
-        return int(self.manifest.vision["image_tokens"]) if self.manifest.vision else None
+        """One image's cost in tokens; None: text only; 0: a VLM (image tokens vary, counted among input tokens)."""
+        return int(self.manifest.vision["image_tokens"]) if self.manifest.vision else (0 if self.manifest.vlm else None)
 
     @property
     def kind(self) -> str:
@@ -235,8 +235,9 @@ class Runtime:
         priority: int = 0,
     ) -> Vectors:
         """Embed texts (or token-id lists) into float32 [N, dimensions or embedding_dim], L2-normalized
-        unless `normalize=False` (the default follows the model's sentence-transformers config). CLIP/SigLIP:
-        `images` (paths, bytes, Pillow images, NumPy arrays, data: URIs), or images mixed with texts in `inputs`."""
+        unless `normalize=False` (the default follows the model's sentence-transformers config). CLIP/SigLIP and
+        vision-language models: `images` (paths, bytes, Pillow images, NumPy arrays, data: URIs), or images mixed
+        with texts in `inputs` (VLMs also take `Interleaved` inputs: a text and its images as one input)."""
         request = EmbedRequest(
             inputs=inputs,
             images=images,
@@ -294,7 +295,5 @@ class Runtime:
     def __enter__(self) -> Runtime:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -8,10 +8,7 @@ request gets exactly one result or one error; a request whose caller gave up is 
 
 from __future__ import annotations
 
-import bisect
 import contextlib
-import heapq
-import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,11 +16,11 @@ from concurrent.futures import Future, InvalidStateError
 
 from trt_embed.engines.base import EngineSpec
 from trt_embed.errors import EngineError, Overloaded, TooLarge, TrtEmbedError
+from trt_embed.runtime.queue import BatchQueue
 from trt_embed.runtime.types import BatchKey, PreparedInput, Row
 from trt_embed.runtime.work import Item, Pending, Result, SchedulerStats
 
 RunBatch = Callable[[BatchKey, list[PreparedInput]], list[Row]]
-SPREAD_FLOOR = 512  # tokens: below this a CPU engine call's fixed cost starts to show
 OnBatch = Callable[[int, int, float], None]  # (batch size, engine tokens, seconds)
 
 
@@ -52,18 +49,11 @@ class Scheduler:
         self.spec = spec
         self.max_queue = max_queue
         self._on_batch = on_batch
-        # The queue: a heap in queue order (priority, then age) that picks each batch's anchor, and per
-        # (priority, key) a list sorted longest first (ties oldest first) that fills it. An input taken by a
-        # batch leaves its group list at once and the heap lazily (`Item.taken`).
-        self._heap: list[tuple[int, int, Item]] = []
-        self._groups: dict[tuple[int, BatchKey], list[tuple[int, int, Item]]] = {}
-        self._queued = 0  # inputs waiting
-        self._queued_cost = 0  # their summed cost (tokens)
+        self._queue = BatchQueue()
         # CPU engines run batches at a flat cost per token, so a queue too short to give every worker a full
         # budget is split evenly over the workers instead of leaving some idle (GPUs want full batches).
         self._spread = spread
         self._workers = workers
-        self._seq = itertools.count()
         self._cond = threading.Condition()
         self._book = threading.Lock()  # request completion and stats, shared by the workers
         self._closing = False
@@ -86,7 +76,7 @@ class Scheduler:
 
     @property
     def queue_size(self) -> int:
-        return self._queued
+        return self._queue.count
 
     def admit(self, count: int) -> None:
         """Refuse early, before any preparation: `TooLarge` for a request that can never fit the queue,
@@ -99,8 +89,8 @@ class Scheduler:
             )
         if self._closing:
             raise Overloaded("the runtime is shutting down and accepts no new work")
-        if self.max_queue is not None and self._queued + count > self.max_queue:
-            raise Overloaded(f"the queue is full ({self._queued} of {self.max_queue} inputs waiting); retry later")
+        if self.max_queue is not None and self._queue.count + count > self.max_queue:
+            raise Overloaded(f"the queue is full ({self._queue.count} of {self.max_queue} inputs waiting); retry later")
 
     def healthy(self) -> bool:
         """Every worker alive and no engine call running past the timeout."""
@@ -127,18 +117,9 @@ class Scheduler:
         if not items:
             future.set_result(Result([], 0.0, 0.0, 0))
             return future
-        costs = [item.cost for item in items]
         with self._cond:
             self.admit(len(items))
-            group = self._groups.setdefault((priority, key), [])
-            # Longest first inside a request (consecutive items then pad little when batched together).
-            for index in sorted(range(len(items)), key=costs.__getitem__, reverse=True):
-                item = Item(priority, next(self._seq), request, index, length=costs[index])
-                heapq.heappush(self._heap, (priority, item.seq, item))
-                group.append((-item.length, item.seq, item))
-            group.sort(key=_group_order)
-            self._queued += len(items)
-            self._queued_cost += sum(costs)
+            self._queue.push(request, priority)
             self._cond.notify()
         return future
 
@@ -156,52 +137,22 @@ class Scheduler:
     # -- worker ---------------------------------------------------------------------------------------
 
     def _take_batch(self) -> list[Item]:
-        """Pop the next batch. The first input in queue order (priority, then age) anchors it and sets its
-        width; it is filled with queued inputs of the same key and priority that are no longer than the anchor,
-        longest first, so padding stays small even when concurrent requests have mixed lengths. Costs
-        O(log n) plus the batch, not a scan of the queue."""
-        while True:
-            first = heapq.heappop(self._heap)[2]
-            if not first.taken:
-                break
-        group = self._groups[first.priority, first.request.key]
-        del group[bisect.bisect_left(group, (-first.length, first.seq), key=_group_order)]
-        width = first.length
-        spec = self.spec
-        budget = spec.max_batch_tokens
-        if self._spread and self._workers > 1:
-            budget = min(budget, max(SPREAD_FLOOR, -(-self._queued_cost // self._workers)))
-        batch = [first]
-        real = width  # running sum of real tokens: the cost of a ragged batch (a padded one costs size x width)
-        start = end = bisect.bisect_left(group, (-width, -1), key=_group_order)
-        for _, _, item in itertools.islice(group, start, None):
-            size = len(batch) + 1
-            cost = size * width if spec.layout == "padded" else real + item.length
-            if size > spec.max_batch_size or cost > budget or not spec.fits(size, width):
-                break
-            batch.append(item)
-            real += item.length
-            end += 1
-        del group[start:end]
-        if not group:
-            del self._groups[first.priority, first.request.key]
-        for item in batch:
-            item.taken = True
-        self._queued -= len(batch)
-        self._queued_cost -= real
-        return batch
+        """Pop the next batch (see `BatchQueue.take`); CPU engines split a short queue over their workers."""
+        spread = self._spread and self._workers > 1
+        budget = self._queue.fair_share(self.spec, self._workers) if spread else self.spec.max_batch_tokens
+        return self._queue.take(self.spec, budget)
 
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._queued and not self._closing:
+                while not self._queue.count and not self._closing:
                     self._cond.wait()
-                if not self._queued:
+                if not self._queue.count:
                     return
                 batch = self._take_batch()
-                if self._queued:  # more work queued: wake another worker (one submit of many inputs notifies one)
+                if self._queue.count:  # more work queued: wake another worker (one submit of many inputs notifies one)
                     self._cond.notify()
-                alone = self._run_alone is not None and not self._queued and self._busy == 0
+                alone = self._run_alone is not None and not self._queue.count and self._busy == 0
                 live = [item for item in batch if not item.abandoned]
                 started = time.perf_counter()
                 for item in live:
@@ -312,8 +263,3 @@ class Scheduler:
             )
             with contextlib.suppress(InvalidStateError):  # the caller gave up (cancelled) meanwhile
                 request.future.set_result(result)
-
-
-def _group_order(entry: tuple[int, int, Item]) -> tuple[int, int]:
-    """Sort key of a group list: longest first, then oldest first."""
-    return entry[0], entry[1]

@@ -73,6 +73,14 @@ class EmbedRequest:
 
 
 @dataclasses.dataclass(frozen=True)
+class Interleaved:
+    """One input made of texts and images in order (a text with its image): vision-language models embed it as
+    one input; two-tower models refuse it."""
+
+    parts: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class ScoreRequest:
     """Similarity of text pairs with vLLM's pairing: 1:1, 1:N (one first, many second) and N:N (pairwise)."""
 

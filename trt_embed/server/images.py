@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime import ImageURL, part_item
+from trt_embed.runtime import ImageURL, Interleaved, part_item
 
 
 class MultiModal(BaseModel):
@@ -23,24 +23,19 @@ class MultiModal(BaseModel):
     content: list[dict[str, Any]]
 
 
-def single_item(parts: list[Any], where: str) -> str | ImageURL:
-    """A multi-part input as one item: CLIP/SigLIP embed a text OR an image per input."""
+def single_item(parts: list[Any], where: str) -> str | ImageURL | Interleaved:
+    """A multi-part input as one item: a text, an image, or texts and images together (which vision-language
+    models embed as one input and two-tower models refuse)."""
     items = [part_item(p, f"{where}.content[{n}]") for n, p in enumerate(parts)]
     images = [i for i in items if isinstance(i, ImageURL)]
     if not images:
         return " ".join(str(i) for i in items)
-    if len(items) != 1:
-        raise InvalidRequest(
-            f"{where} mixes {len(images)} image(s) with other content: this model embeds one text or one image per "
-            "input; send them as separate inputs",
-            where,
-        )
-    return images[0]
+    return images[0] if len(items) == 1 else Interleaved(tuple(items))
 
 
 def cohere_items(
     texts: list[str] | None, images: list[str] | None, inputs: list[Any] | None
-) -> list[str | ImageURL] | None:
+) -> list[str | ImageURL | Interleaved] | None:
     """Cohere v2 `images` (data URIs) or `inputs` (content lists) as runtime inputs; None when there is no image
     (the text path then handles the request as before)."""
     if sum(v is not None for v in (texts, images, inputs)) > 1:
@@ -52,7 +47,7 @@ def cohere_items(
     if inputs is None:
         return None
     items = [single_item(list(i.content), f"inputs[{n}]") for n, i in enumerate(inputs)]
-    return items if any(isinstance(i, ImageURL) for i in items) else None
+    return items if any(isinstance(i, ImageURL | Interleaved) for i in items) else None
 
 
 def score_side(value: Any, name: str) -> Any:
@@ -75,4 +70,5 @@ def document_of(item: Any) -> dict[str, Any]:
 
 
 def image_count(items: list[Any]) -> int:
-    return sum(1 for i in items if isinstance(i, ImageURL))
+    parts = [p for i in items for p in (i.parts if isinstance(i, Interleaved) else (i,))]
+    return sum(1 for p in parts if isinstance(p, ImageURL))

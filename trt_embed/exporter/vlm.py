@@ -1,0 +1,312 @@
+"""Vision-language embedders (DSE / Qwen2-VL, Qwen3-VL-Embedding, e5-v / LLaVA-NeXT, VLM2Vec, Nemotron-VL):
+the vision tower with its projector or merger and the decoder with its pooling, as two graphs of one artifact,
+plus the token embedding table. The graph contract and the runtime half: trt_embed/runtime/vlm_families.py.
+
+How a family plugs in, export side:
+- a zoo row with `family: vlm` and `loader: "package.module:NAME"`, NAME an object with the `VlmFamily` methods:
+  `parameters(model_dir, config)` counts the parameters without loading weights (the memory check runs before any
+  weight is read), and `load(model_dir, entry, config)` returns `VlmParts`: the torch modules (our own code where
+  the hub ships remote code: no trust_remote_code) and the runtime record;
+- a runtime `VisionProcessor` registered in runtime/vlm_families.py under `record["family"]`.
+Everything else is shared: the exporter saves the table and arrays, prepares check inputs with the family's own
+runtime processor (export and serving share one preprocessing), traces both graphs with dynamic image-token and
+batch axes, checks each against the torch modules (fp32: cosine >= 0.99999) and keeps fp16 copies that pass the
+accuracy rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from trt_embed.engines.base import Batch
+from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
+from trt_embed.errors import ExportError
+from trt_embed.exporter import onnx_graph
+from trt_embed.exporter.checks import quality
+from trt_embed.exporter.source import weight_files
+from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
+from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, sha256_file
+from trt_embed.poolers.torch_pooling import Pooling as PoolingHead
+from trt_embed.runtime.prepare import Preparer
+from trt_embed.runtime.types import EmbedRequest, Interleaved, PreparedInput
+from trt_embed.runtime.vlm import VlmPreparer
+from trt_embed.runtime.vlm_batch import VlmBatcher
+from trt_embed.zoo import ZooEntry
+
+log = logging.getLogger("trt_embed.export")
+EXACT_MIN_COSINE = 0.99999
+EXPORT_BYTES_PER_PARAMETER = 12  # fp32 weights in torch + the traced ONNX copy + the onnxruntime check session
+
+
+@dataclasses.dataclass
+class VlmParts:
+    """What a family's `load` returns."""
+
+    vision: torch.nn.Module  # forward(*vision_inputs) -> image_features [N, H] (, deepstack_features [L, N, H])
+    vision_inputs: list[str]  # in forward order: the keys of the runtime processor's `vision_feeds`
+    vision_axes: dict[str, dict[int, str]]  # the dynamic axes of each vision input
+    decoder: torch.nn.Module  # forward(inputs_embeds, attention_mask, position_ids[, deepstack_embeds]) -> [B, S, H]
+    embeddings: torch.Tensor  # [V, H], the token embedding table
+    # the manifest `vlm` fields the runtime reads: family, processor (the recipe), image_token_id,
+    # image_placeholder, templates, suffix, position_rows (3 for multimodal RoPE), deepstack_layers
+    record: dict[str, Any]
+    pooling: str  # "last" | "mean", pooled in the decoder graph over the attention mask
+    max_positions: int
+    arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # extra arrays for the processor
+    prompts: dict[str, str] = dataclasses.field(default_factory=dict)  # instructions for `prompt_name`
+    matryoshka: list[int] | None = None  # None: not Matryoshka; []: any dimension
+
+
+class VlmFamily(Protocol):
+    def parameters(self, model_dir: Path, config: dict[str, Any]) -> int: ...
+
+    def load(self, model_dir: Path, entry: ZooEntry, config: dict[str, Any]) -> VlmParts: ...
+
+
+class PooledDecoder(torch.nn.Module):
+    """The family's decoder followed by the model's pooling over the attention mask."""
+
+    def __init__(self, decoder: torch.nn.Module, mode: str) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.pool = PoolingHead(mode)
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.decoder(inputs_embeds, attention_mask, *rest), attention_mask)
+
+
+def meta_parameters(model_class: Any, config: Any) -> int:
+    """Parameters of `model_class(config)`, built on the meta device (no memory, no weights read)."""
+    with torch.device("meta"):
+        model = model_class(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def machine_memory() -> int:
+    """Physical memory in bytes (TRT_EMBED_EXPORT_MEMORY_GB overrides it, e.g. for a container's limit)."""
+    override = os.environ.get("TRT_EMBED_EXPORT_MEMORY_GB")
+    if override:
+        return int(float(override) * 2**30)
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def check_export_memory(parameters: int, architecture: str) -> None:
+    """Refuse, before any weight is read, a model whose fp32 export cannot fit this machine's memory."""
+    need, have = parameters * EXPORT_BYTES_PER_PARAMETER, machine_memory()
+    if need > have:
+        raise ExportError(
+            f"{architecture} has {parameters / 1e9:.2f}B parameters: exporting it needs about {need / 2**30:.0f} GiB "
+            f"of memory ({EXPORT_BYTES_PER_PARAMETER} bytes per parameter: fp32 weights, the traced ONNX graph and "
+            f"the onnxruntime check), and this machine has {have / 2**30:.0f} GiB. Export on a machine with more "
+            "memory (the artifact is portable), or set TRT_EMBED_EXPORT_MEMORY_GB if the limit is wrong."
+        )
+
+
+def export_vlm(out: Path, model: str, model_dir: Path, config: dict[str, Any], entry: ZooEntry, opts: Any) -> Manifest:
+    from trt_embed.exporter.export import precisions, tool_versions
+    from trt_embed.exporter.models.decoder import resolve_class
+
+    if opts.lora:
+        raise ExportError(f"{entry.architecture}: LoRA variants are not supported for vision-language models yet")
+    if opts.engine != "onnx":
+        raise ExportError(f"{entry.architecture}: TensorRT plans are not built for vision-language models yet")
+    wanted = precisions(opts.precision)
+    family: VlmFamily = resolve_class(entry.loader)
+    check_export_memory(family.parameters(model_dir, config), entry.architecture)
+    log.info("loading the %s weights into PyTorch", entry.architecture)
+    parts = family.load(model_dir, entry, config)
+    max_len = int(opts.max_seq_len or parts.max_positions)
+    if max_len > parts.max_positions:
+        raise ExportError(f"max sequence length {max_len} exceeds the model's {parts.max_positions} positions")
+    info = tokenizer_to_artifact(
+        model_dir, out, model_config=config, padding_side=entry.padding_side, do_lower_case=False
+    )
+    np.save(out / "embeddings.npy", parts.embeddings.detach().float().numpy())
+    arrays = {name: f"{name}.npy" for name in parts.arrays}
+    for name, value in parts.arrays.items():
+        np.save(out / arrays[name], np.asarray(value, dtype=np.float32))
+    record = {**parts.record, "vision_graph": "vision.onnx", "embeddings": "embeddings.npy", "arrays": arrays}
+    hidden = int(parts.embeddings.shape[1])
+    manifest = Manifest(
+        architecture=entry.architecture,
+        family=entry.family,
+        hidden_size=hidden,
+        embedding_dim=hidden,
+        pooling=Pooling(mode=opts.pooling or parts.pooling),
+        max_seq_length=max_len,
+        tokenizer=info,
+        source={
+            "model": str(model),
+            "path_name": model_dir.name,
+            "revision": opts.revision,
+            "weights_sha256": {p.name: sha256_file(p) for p in weight_files(model_dir)},
+        },
+        normalize=True if opts.normalize is None else bool(opts.normalize),
+        matryoshka_dimensions=sorted(opts.matryoshka_dims) if opts.matryoshka_dims is not None else parts.matryoshka,
+        prompts=parts.prompts,
+        vocab_size=int(parts.embeddings.shape[0]),
+        vlm=record,
+    )
+    preparer = VlmPreparer(Preparer(out, manifest))
+    items = check_inputs(preparer, opts.calibration_texts)
+    tools = tool_versions()
+    vision = parts.vision.eval()
+    images = [image for item in items for image in item.features["images"]]
+    manifest.engines += _vision_graphs(out, vision, parts, preparer, images, wanted, tools)
+    decoder = PooledDecoder(parts.decoder, manifest.pooling.mode).eval()
+    manifest.engines += _decoder_graphs(out, decoder, vision, parts, manifest, preparer, items, wanted, tools)
+    manifest.files = {
+        **tokenizer_hashes(out, info),
+        **{name: sha256_file(out / name) for name in ("embeddings.npy", *arrays.values())},
+    }
+    manifest.write(out)
+    return manifest
+
+
+def check_inputs(preparer: VlmPreparer, texts: list[str] | None) -> list[PreparedInput]:
+    """Texts, images of several sizes and shapes, and a text with its image, prepared as the runtime does."""
+    from trt_embed.exporter.two_tower import _check_images
+
+    words = texts or ["a short query", "what is shown in this picture of a river and a city at night?", "hello"]
+    pictures = _check_images()[:4]
+    inputs: list[Any] = [*words[:3], *pictures, Interleaved((pictures[1], words[0]))]
+    return preparer.prepare(EmbedRequest(inputs=inputs), "base").items
+
+
+def _torch_vision(vision: torch.nn.Module, names: list[str]) -> Any:
+    def run(feeds: dict[str, np.ndarray], costs: list[int]) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            out = vision(*(torch.from_numpy(feeds[n]) for n in names))
+        out = out if isinstance(out, tuple) else (out,)
+        return dict(zip(("image_features", "deepstack_features"), (t.numpy() for t in out), strict=False))
+
+    return run
+
+
+def _checked(
+    out: Path, file: str, names: list[str], feeds: dict[str, np.ndarray], want: np.ndarray, **entry_fields: Any
+) -> tuple[EngineEntry, np.ndarray]:
+    """The manifest entry of a graph just written, its first output run on CPU against `want`."""
+    entry = EngineEntry(file=file, kind="onnx", target="any", sha256=sha256_file(out / file), **entry_fields)
+    engine = OnnxRuntimeEngine(out / file, entry, threads=2)
+    try:
+        got = engine.infer(Batch("padded", feeds, [1] * len(want)), [names[0]])[names[0]]
+    finally:
+        engine.close()
+    entry.quality, cos = quality(got.reshape(len(want), -1), want.reshape(len(want), -1))
+    return entry, cos
+
+
+def _graphs(
+    out: Path,
+    module: torch.nn.Module,
+    file: str,
+    trace: dict[str, np.ndarray],
+    check: dict[str, np.ndarray],
+    axes: dict[str, dict[int, str]],
+    outputs: list[TensorSpec],
+    wanted: dict[str, bool],
+    **fields: Any,
+) -> list[EngineEntry]:
+    """Trace `module` on `trace`, check it (and its fp16 copy) on `check` against torch."""
+    from trt_embed.exporter.two_tower import _reduced
+
+    names = list(check)
+    with torch.no_grad():
+        result = module(*(torch.from_numpy(check[n]) for n in names))
+    want = (result[0] if isinstance(result, tuple) else result).numpy()
+    example = tuple(torch.from_numpy(trace[n]) for n in names)
+    onnx_graph.onnx_from_module(module, example, out / file, names, [o.name for o in outputs], axes)
+    inputs = [
+        TensorSpec(n, str(v.dtype), [axes.get(n, {}).get(d, s) for d, s in enumerate(v.shape)])
+        for n, v in check.items()
+    ]
+    output_names = [o.name for o in outputs]
+
+    def measured(name: str, precision: str) -> tuple[EngineEntry, np.ndarray]:
+        return _checked(
+            out, name, output_names, check, want, precision=precision, inputs=inputs, outputs=outputs, **fields
+        )
+
+    base, cos = measured(file, "fp32")
+    if cos.min() < EXACT_MIN_COSINE:
+        raise ExportError(f"the exported {file} does not match PyTorch (min cosine {cos.min():.6f}); please report it")
+    engines = [base]
+    if "fp16" in wanted:
+        reduced = _reduced(out, file, "fp16", measured)
+        if reduced is not None:
+            engines.append(reduced)
+        elif wanted["fp16"]:
+            raise ExportError(f"the fp16 copy of {file} is not accurate enough; export with fp32")
+    return engines
+
+
+def _vision_graphs(
+    out: Path,
+    vision: torch.nn.Module,
+    parts: VlmParts,
+    preparer: VlmPreparer,
+    images: list[Any],
+    wanted: Any,
+    tools: Any,
+) -> list[EngineEntry]:
+    log.info("exporting the vision tower and checking it against PyTorch")
+    processor = preparer.processor
+    trace = processor.vision_feeds(images[1:3])
+    check = processor.vision_feeds(images)
+    deep = int(parts.record.get("deepstack_layers", 0))
+    outputs = [TensorSpec("image_features", "float32", ["image_tokens", "hidden"])]
+    axes = {**parts.vision_axes, "image_features": {0: "image_tokens"}}
+    if deep:
+        outputs.append(TensorSpec("deepstack_features", "float32", [deep, "image_tokens", "hidden"]))
+        axes["deepstack_features"] = {1: "image_tokens"}
+    feeds = {n: check[n] for n in parts.vision_inputs}
+    return _graphs(
+        out,
+        vision,
+        "vision.onnx",
+        {n: trace[n] for n in feeds},
+        feeds,
+        axes,
+        outputs,
+        wanted,
+        tools=tools,
+        modality="image",
+    )
+
+
+def _decoder_graphs(
+    out: Path,
+    decoder: PooledDecoder,
+    vision: torch.nn.Module,
+    parts: VlmParts,
+    manifest: Manifest,
+    preparer: VlmPreparer,
+    items: list[PreparedInput],
+    wanted: Any,
+    tools: Any,
+) -> list[EngineEntry]:
+    log.info("exporting the decoder and checking it against PyTorch")
+    batcher = VlmBatcher(out, manifest, preparer.processor)
+    run = _torch_vision(vision, parts.vision_inputs)
+    check = batcher.batch(items, run).arrays
+    by_length = sorted(items, key=lambda i: len(i.features["input_ids"]))
+    trace = batcher.batch([by_length[0], by_length[-1]], run).arrays  # two rows of different lengths: padding
+    rows = "position_rows" in parts.record and int(parts.record["position_rows"]) > 1
+    axes = {
+        "inputs_embeds": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+        "position_ids": {1: "batch", 2: "sequence"} if rows else {0: "batch", 1: "sequence"},
+        "deepstack_embeds": {1: "batch", 2: "sequence"},
+        "sentence_embedding": {0: "batch"},
+    }
+    axes = {k: v for k, v in axes.items() if k in check or k == "sentence_embedding"}
+    outputs = [TensorSpec("sentence_embedding", "float32", ["batch", manifest.embedding_dim])]
+    return _graphs(out, decoder, "model.onnx", dict(trace), dict(check), axes, outputs, wanted, tools=tools)
