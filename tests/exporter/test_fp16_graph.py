@@ -51,7 +51,15 @@ def test_fp16_graph_matches_fp32(architecture: str, tiny_artifact: Callable[[str
     mask = np.ones((3, seq), dtype=np.int64)
     mask[1, seq // 3 :] = 0
     feeds = {"input_ids": rng.integers(5, 1000, (3, seq)), "attention_mask": mask}
-    feeds |= {i.name: np.zeros((3, seq), np.int64) for i in session32.get_inputs() if i.name not in feeds}
+    for i in session32.get_inputs():
+        if i.name not in feeds:  # VLM decoders take embeddings and positions (Qwen: three rows of them)
+            shape = [{"batch": 3, "sequence": seq}.get(d, d) if isinstance(d, str) else d for d in i.shape]
+            if i.name == "inputs_embeds" or i.name == "deepstack_embeds":
+                feeds[i.name] = rng.normal(0, 0.5, shape).astype(np.float32)
+            elif i.name == "position_ids":
+                feeds[i.name] = np.broadcast_to(np.arange(seq), shape).astype(np.int64).copy()
+            else:
+                feeds[i.name] = np.zeros(shape, np.int64)
     if "pooling_mask" in feeds:
         feeds["pooling_mask"] = mask
     feeds = {k: v for k, v in feeds.items() if k in {i.name for i in session32.get_inputs()}}  # SigLIP: no mask
