@@ -137,3 +137,16 @@ def test_export_refuses_a_model_too_large_for_memory(
     monkeypatch.setenv("TRT_EMBED_EXPORT_MEMORY_GB", "24")
     with pytest.raises(ExportError, match=r"needs about \d+ GiB of memory .* this machine has 24 GiB"):
         export_model(str(big), tmp_path / "out", ExportOptions(precision="fp32"))
+
+
+def test_tensorrt_plans_are_refused_clearly(vlm: Any, tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
+    """No TensorRT plans for VLMs yet: export and build-engine say so instead of building something wrong."""
+    from trt_embed.exporter import ExportOptions, export_model
+    from trt_embed.exporter.plans import PlanOptions, build_engine
+
+    architecture, runtime, _ = vlm
+    with pytest.raises(ExportError, match="TensorRT plans are not built for vision-language models"):
+        options = ExportOptions(precision="fp32", engine="tensorrt")
+        export_model(str(tiny_model(architecture)), tmp_path / "out", options)
+    with pytest.raises(ExportError, match="TensorRT plans are not built for vision-language models"):
+        build_engine(runtime.artifact.directory, PlanOptions(precisions=("fp32",)))

@@ -127,6 +127,11 @@ def build_engine(directory: Path, options: PlanOptions, texts: list[str] | None 
     """`trt-embed build-engine`: add plans to an existing artifact (and its fp16 graph if fp16 is asked for;
     a two-tower model's fp16 graphs come from its export)."""
     manifest = Manifest.read(directory)
+    if manifest.vlm is not None:
+        raise ExportError(
+            f"{manifest.architecture}: TensorRT plans are not built for vision-language models yet (their decoder "
+            "takes inputs_embeds and their vision graph dynamic image sizes); serve it with onnxruntime"
+        )
     if "fp16" in options.precisions and manifest.vision is None:
         ensure_fp16_graph(directory, manifest, texts or default_calibration_texts(), variant=options.variant)
     if manifest.vision is not None:  # two towers: the precisions whose graphs the export checked and kept

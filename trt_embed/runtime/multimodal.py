@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,6 +28,16 @@ from trt_embed.runtime.types import BatchKey, EmbedRequest, Interleaved, Prepare
 from trt_embed.runtime.work import Result
 
 IMAGE_PARTS = ("image_url", "image")
+
+
+@functools.cache
+def decode_pool() -> ThreadPoolExecutor:
+    """Threads that decode and preprocess the images of a request side by side: Pillow's decoders and resampling
+    and NumPy's arithmetic release the GIL, so one request's images use every core (one thread per core; on the
+    16-core GPU host one thread held CLIP to ~210 images/s, the rate of its preprocessing alone)."""
+    from trt_embed.engines.onnxruntime import default_threads
+
+    return ThreadPoolExecutor(max_workers=default_threads(), thread_name_prefix="trt-embed-images")
 
 
 def part_item(part: Any, where: str) -> str | ImageURL:
@@ -142,10 +153,10 @@ class ImagePreparer:
     def prepare(self, images: Sequence[Any], variant: str, first_index: Sequence[int]) -> Prepared:
         """Decode, check and preprocess images (CPU work, on a preparation thread)."""
         key = BatchKey(variant=variant, output="sentence_embedding", skip=0, modality="image")
-        items = [
-            PreparedInput({"pixel_values": self._pixels(image, f"input[{n}]")}, self.cost)
-            for image, n in zip(images, first_index, strict=True)
-        ]
+        where = [f"input[{n}]" for n in first_index]
+        # In input order; the first bad image (in order) is the error raised.
+        pixels = decode_pool().map(self._pixels, images, where) if len(images) > 1 else map(self._pixels, images, where)
+        items = [PreparedInput({"pixel_values": p}, self.cost) for p in pixels]
         return Prepared(key=key, items=items)
 
     def _pixels(self, image: Any, where: str) -> Any:
