@@ -6,8 +6,8 @@ Each ```python / ```bash block follows an HTML comment `<!-- test: KIND [ARTIFAC
   cli            run by bash in an empty folder, `trt-embed` being this checkout's CLI
   default        Python, with the default model's artifact in the cache
   serve-default  run against `trt-embed serve` (the README's command) on a free port instead of 8000
-  matryoshka-prompts NAME / lora NAME / clip NAME   Python, in a folder where NAME is a tiny artifact with what
-                 it needs
+  matryoshka-prompts NAME / lora NAME / clip NAME / vlm NAME   Python, in a folder where NAME is a tiny artifact
+                 with what it needs
   sparse NAME    Python, in a folder where NAME is a tiny SPLADE (`splade`) or bge-m3-shaped (`m3`) artifact
   layout         the package tree: every module it names exists where it says
 The Install block is checked against pyproject.toml instead (its commands build and install).
@@ -213,6 +213,14 @@ def test_python_api_on_a_clip_model(
 
     for block in blocks_of("clip"):
         export_model(str(tiny_model("CLIPModel")), tmp_path / block.argument, ExportOptions(precision="fp32"))
+        run_python(block.body, tmp_path, monkeypatch)
+
+
+def test_python_api_on_a_vision_language_model(
+    tiny_artifact: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for block in blocks_of("vlm"):
+        (tmp_path / block.argument).symlink_to(tiny_artifact("Qwen2VLForConditionalGeneration"))
         run_python(block.body, tmp_path, monkeypatch)
 
 

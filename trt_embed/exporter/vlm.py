@@ -42,7 +42,9 @@ from trt_embed.zoo import ZooEntry
 
 log = logging.getLogger("trt_embed.export")
 EXACT_MIN_COSINE = 0.99999
-EXPORT_BYTES_PER_PARAMETER = 12  # fp32 weights in torch + the traced ONNX copy + the onnxruntime check session
+# fp32 weights in torch + the traced ONNX copy; each graph's torch weights are freed once it is traced, before the
+# onnxruntime check loads it (an estimate from the steps' copies, not measured on a multi-billion model)
+EXPORT_BYTES_PER_PARAMETER = 8
 
 
 @dataclasses.dataclass
@@ -103,8 +105,8 @@ def check_export_memory(parameters: int, architecture: str) -> None:
     if need > have:
         raise ExportError(
             f"{architecture} has {parameters / 1e9:.2f}B parameters: exporting it needs about {need / 2**30:.0f} GiB "
-            f"of memory ({EXPORT_BYTES_PER_PARAMETER} bytes per parameter: fp32 weights, the traced ONNX graph and "
-            f"the onnxruntime check), and this machine has {have / 2**30:.0f} GiB. Export on a machine with more "
+            f"of memory ({EXPORT_BYTES_PER_PARAMETER} bytes per parameter: the fp32 weights and the traced ONNX "
+            f"graph), and this machine has {have / 2**30:.0f} GiB. Export on a machine with more "
             "memory (the artifact is portable), or set TRT_EMBED_EXPORT_MEMORY_GB if the limit is wrong."
         )
 
@@ -159,9 +161,10 @@ def export_vlm(out: Path, model: str, model_dir: Path, config: dict[str, Any], e
     tools = tool_versions()
     vision = parts.vision.eval()
     images = [image for item in items for image in item.features["images"]]
+    batches = _decoder_batches(out, vision, parts, manifest, preparer, items)  # torch vision, before it is freed
     manifest.engines += _vision_graphs(out, vision, parts, preparer, images, wanted, tools)
     decoder = PooledDecoder(parts.decoder, manifest.pooling.mode).eval()
-    manifest.engines += _decoder_graphs(out, decoder, vision, parts, manifest, preparer, items, wanted, tools)
+    manifest.engines += _decoder_graphs(out, decoder, parts, manifest, batches, wanted, tools)
     manifest.files = {
         **tokenizer_hashes(out, info),
         **{name: sha256_file(out / name) for name in ("embeddings.npy", *arrays.values())},
@@ -224,6 +227,7 @@ def _graphs(
     want = (result[0] if isinstance(result, tuple) else result).numpy()
     example = tuple(torch.from_numpy(trace[n]) for n in names)
     onnx_graph.onnx_from_module(module, example, out / file, names, [o.name for o in outputs], axes)
+    module.to("meta")  # the torch weights are done with: free them before onnxruntime loads the graph
     inputs = [
         TensorSpec(n, str(v.dtype), [axes.get(n, {}).get(d, s) for d, s in enumerate(v.shape)])
         for n, v in check.items()
@@ -282,23 +286,32 @@ def _vision_graphs(
     )
 
 
-def _decoder_graphs(
+def _decoder_batches(
     out: Path,
-    decoder: PooledDecoder,
     vision: torch.nn.Module,
     parts: VlmParts,
     manifest: Manifest,
     preparer: VlmPreparer,
     items: list[PreparedInput],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The decoder's check batch (every input) and trace batch (two rows of different lengths: padding)."""
+    batcher = VlmBatcher(out, manifest, preparer.processor)
+    run = _torch_vision(vision, parts.vision_inputs)
+    by_length = sorted(items, key=lambda i: len(i.features["input_ids"]))
+    return batcher.batch(items, run).arrays, batcher.batch([by_length[0], by_length[-1]], run).arrays
+
+
+def _decoder_graphs(
+    out: Path,
+    decoder: PooledDecoder,
+    parts: VlmParts,
+    manifest: Manifest,
+    batches: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
     wanted: Any,
     tools: Any,
 ) -> list[EngineEntry]:
     log.info("exporting the decoder and checking it against PyTorch")
-    batcher = VlmBatcher(out, manifest, preparer.processor)
-    run = _torch_vision(vision, parts.vision_inputs)
-    check = batcher.batch(items, run).arrays
-    by_length = sorted(items, key=lambda i: len(i.features["input_ids"]))
-    trace = batcher.batch([by_length[0], by_length[-1]], run).arrays  # two rows of different lengths: padding
+    check, trace = batches
     rows = "position_rows" in parts.record and int(parts.record["position_rows"]) > 1
     axes = {
         "inputs_embeds": {0: "batch", 1: "sequence"},

@@ -80,7 +80,7 @@ def message_image(messages: Any) -> ImageURL | None:
 
 
 def has_images(request: EmbedRequest) -> bool:
-    if request.images is not None or any(is_image(item) for item in request.inputs or ()):
+    if request.images is not None or any(is_image(i) or isinstance(i, Interleaved) for i in request.inputs or ()):
         return True
     return request.messages is not None and message_image(request.messages) is not None
 
