@@ -16,13 +16,14 @@ from trt_embed.zoo import load_zoo
 # Encoder families with a transformers class to compare with. Remote-code entries are compared with outputs of
 # their original code in test_golden.py; decoder LLMs (causal or bidirectional masks, padding sides) in
 # test_decoders.py; two-tower models (CLIP, SigLIP) against get_text_features / get_image_features in
-# tests/runtime/test_multimodal.py.
+# tests/runtime/test_multimodal.py; vision-language models (inputs_embeds decoders) in test_vlm.py and
+# test_vlm_remote.py.
 # Sparse and multi-vector heads (recipe `head`, or a SPLADE module in the tiny checkpoint) are checked against
 # their own references in test_heads.py / test_multi_vector.py.
 ARCHITECTURES = sorted(
     name
     for name, entry in load_zoo().items()
-    if entry.family not in ("decoder", "two_tower") and not entry.recipe.get("head") and "st_modules" not in entry.tiny
+    if entry.family not in ("decoder", "two_tower", "vlm") and not entry.recipe.get("head") and "st_modules" not in entry.tiny
 )
 WITH_TRANSFORMERS_CLASS = [name for name in ARCHITECTURES if "golden" not in load_zoo()[name].tiny]
 TEXTS = [
