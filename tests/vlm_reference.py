@@ -87,7 +87,9 @@ def qwen2_vl(model_dir: Path, model_class: str = "Qwen2VLForConditionalGeneratio
 # e5-v's model card (royokong/e5-v; vLLM's example writes the same): the prompt inside a llama3 user turn, the
 # assistant header and " \n" after it; the tokenizer adds BOS. The card has no text-with-image prompt: ours puts
 # the image on its own line before the text, as LLaVA does.
-E5V_TURN = "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n \n"
+E5V_TURN = (
+    "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n \n"
+)
 E5V_PROMPTS = {
     "text": "{text}\nSummary above sentence in one word: ",
     "image": "<image>\nSummary above image in one word: ",

@@ -73,7 +73,9 @@ def hf_processor(processor_config: dict[str, Any], vision: dict[str, int]) -> An
 
 
 @pytest.mark.parametrize(("processor_config", "vision"), [(E5V_PROCESSOR, E5V_VISION), (TINY_PROCESSOR, TINY_VISION)])
-def test_pixels_sizes_and_token_counts_match_transformers(processor_config: dict[str, Any], vision: dict[str, int]) -> None:
+def test_pixels_sizes_and_token_counts_match_transformers(
+    processor_config: dict[str, Any], vision: dict[str, int]
+) -> None:
     hf = hf_processor(processor_config, vision)
     ours = LlavaNextProcessor(recipe_from_configs({"vision_config": vision}, processor_config), {})
     crop = processor_config["crop_size"]["height"]
@@ -99,10 +101,22 @@ def test_token_layout_matches_pack_image_features() -> None:
     for several images in one vision call."""
     config = transformers.LlavaNextConfig(
         image_grid_pinpoints=TINY_PINPOINTS,
-        vision_config={"model_type": "clip_vision_model", **TINY_VISION, "hidden_size": 8, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "intermediate_size": 8},
-        text_config={"model_type": "llama", "vocab_size": 8, "hidden_size": 8, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "intermediate_size": 8},
+        vision_config={
+            "model_type": "clip_vision_model",
+            **TINY_VISION,
+            "hidden_size": 8,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 8,
+        },
+        text_config={
+            "model_type": "llama",
+            "vocab_size": 8,
+            "hidden_size": 8,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 8,
+        },
     )
     model = transformers.LlavaNextModel(config).eval()
     ours = LlavaNextProcessor(recipe_from_configs({"vision_config": TINY_VISION}, TINY_PROCESSOR), {})

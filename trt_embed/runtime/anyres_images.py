@@ -116,7 +116,9 @@ class LlavaNextProcessor(ProcessorBase):
         target_h, target_w = best_resolution(image.height, image.width, self.pinpoints)
         new_h, new_w = fitted_size(image.height, image.width, target_h, target_w)
         canvas = Image.new("RGB", (target_w, target_h))
-        canvas.paste(image.resize((new_w, new_h), self.pixels.resample), ((target_w - new_w) // 2, (target_h - new_h) // 2))
+        canvas.paste(
+            image.resize((new_w, new_h), self.pixels.resample), ((target_w - new_w) // 2, (target_h - new_h) // 2)
+        )
         side = self.crop
         tiles = [
             canvas.crop((x, y, x + side, y + side)) for y in range(0, target_h, side) for x in range(0, target_w, side)
@@ -129,7 +131,9 @@ class LlavaNextProcessor(ProcessorBase):
         crops, (target_h, target_w) = self.crops(rgb)
         pixels = np.ascontiguousarray(np.stack([preprocess(c, self.pixels) for c in crops]), dtype=np.float32)
         index = token_index(rgb.height, rgb.width, target_h // self.crop, target_w // self.crop, self.grid)
-        return ImageInput({"pixel_values": pixels, "token_index": index}, tokens=len(index), grid=(rgb.height, rgb.width))
+        return ImageInput(
+            {"pixel_values": pixels, "token_index": index}, tokens=len(index), grid=(rgb.height, rgb.width)
+        )
 
     def placeholder_image(self) -> Any:
         from PIL import Image

@@ -70,7 +70,9 @@ class LlavaNextDecoder(torch.nn.Module):
         self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
     ) -> torch.Tensor:
         mask = self.text.masks(attention_mask, inputs_embeds.dtype)
-        out = self.text.model(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=position_ids, use_cache=False)
+        out = self.text.model(
+            inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=position_ids, use_cache=False
+        )
         hidden: torch.Tensor = out.last_hidden_state
         return hidden
 
