@@ -70,3 +70,23 @@ def test_unsupported_checkpoints_are_refused(
     (model_dir / "config.json").write_text(json.dumps({**config, **change}))
     with pytest.raises(ExportError, match=message):
         export_model(str(model_dir), tmp_path / "out", ExportOptions(precision="fp32"))
+
+
+def test_hub_weight_names_load(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
+    """e5-v's checkpoint was saved by transformers 4.x (`vision_tower.vision_model.*`): the family loads those names
+    into the same modules as the tiny checkpoint's own."""
+    from safetensors.torch import load_file, save_file
+
+    from trt_embed.exporter.models.llava_next import FAMILY
+
+    source = tiny_model(ARCHITECTURE)
+    hub = tmp_path / "hub"
+    shutil.copytree(source, hub)
+    state = load_file(str(source / "model.safetensors"))
+    nested = "vision_tower.vision_model."
+    renamed = {nested + k[len("vision_tower.") :] if k.startswith("vision_tower.") else k: v for k, v in state.items()}
+    assert renamed.keys() != state.keys()
+    save_file(renamed, str(hub / "model.safetensors"), metadata={"format": "pt"})
+    want, got = FAMILY.load_model(source).state_dict(), FAMILY.load_model(hub).state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
