@@ -50,6 +50,7 @@ EXAMPLES: dict[str, str] = {
     "SiglipModel": "google/siglip-base-patch16-224 (and the fixed-resolution google/siglip2-base-patch16-224)",
     "Qwen2VLForConditionalGeneration": "MrLight/dse-qwen2-2b-mrl-v1",
     "Qwen3VLForConditionalGeneration": "Qwen/Qwen3-VL-Embedding-2B",
+    "LlavaNextForConditionalGeneration": "royokong/e5-v",
     "Phi3VForCausalLM": "TIGER-Lab/VLM2Vec-Full",
     "LlamaNemotronVLModel": "nvidia/llama-nemotron-embed-vl-1b-v2",
 }

@@ -283,5 +283,6 @@ def save_tiny_tokenizer(config: dict[str, Any], directory: Path, tok: dict[str, 
         **({"padding_side": tok["padding_side"]} if "padding_side" in tok else {}),
         **({"model_input_names": tok["model_input_names"]} if "model_input_names" in tok else {}),
         **({"chat_template": tok["chat_template"]} if "chat_template" in tok else {}),
+        **tok.get("config", {}),  # more tokenizer_config.json keys (e.g. the bos_token a chat template writes)
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(tok_config))

@@ -84,9 +84,50 @@ def qwen2_vl(model_dir: Path, model_class: str = "Qwen2VLForConditionalGeneratio
     return embed
 
 
+# e5-v's model card (royokong/e5-v; vLLM's example writes the same): the prompt inside a llama3 user turn, the
+# assistant header and " \n" after it; the tokenizer adds BOS. The card has no text-with-image prompt: ours puts
+# the image on its own line before the text, as LLaVA does.
+E5V_TURN = (
+    "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n \n"
+)
+E5V_PROMPTS = {
+    "text": "{text}\nSummary above sentence in one word: ",
+    "image": "<image>\nSummary above image in one word: ",
+    "mixed": "<image>\n{text}",
+}
+
+
+def e5_v(model_dir: Path) -> Reference:
+    """The model card's code: LlavaNextProcessor on the prompt and image, the model's forward with
+    output_hidden_states, the last position of the last hidden state, normalized."""
+    import torch
+    import transformers
+
+    model = transformers.LlavaNextForConditionalGeneration.from_pretrained(str(model_dir)).eval()
+    config = json.loads((model_dir / "preprocessor_config.json").read_text())
+    config.pop("image_processor_type", None)
+    processor = transformers.LlavaNextProcessor(
+        image_processor=transformers.LlavaNextImageProcessorPil(**config),
+        tokenizer=transformers.PreTrainedTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json")),
+        patch_size=model.config.vision_config.patch_size,
+        vision_feature_select_strategy=model.config.vision_feature_select_strategy,
+        num_additional_image_tokens=1,  # CLIP's CLS
+    )
+
+    def embed(kind: str, text: str | None, image: Any) -> np.ndarray:
+        prompt = E5V_TURN.format(E5V_PROMPTS[kind].format(text=text))
+        inputs = processor(text=[prompt], images=None if image is None else [image], return_tensors="pt")
+        with torch.no_grad():
+            out = model(**inputs, output_hidden_states=True, return_dict=True)
+        return _normalized(out.hidden_states[-1][0, -1])
+
+    return embed
+
+
 REFERENCES: dict[str, Callable[[Path], Reference]] = {
     "Qwen2VLForConditionalGeneration": qwen2_vl,
     "Qwen3VLForConditionalGeneration": qwen3_vl,
+    "LlavaNextForConditionalGeneration": e5_v,
 }
 
 

@@ -127,7 +127,8 @@ class VlmPreparer:
             text, pictures = self._prompt(item, request, f"input[{n}]", prompt or "")
             prompts.append(text)
             images.append(pictures)
-        tokens = self.tokenizer.encode(prompts, truncate="none", check_length=False)
+        specials = request.add_special_tokens  # as for text models: the server turns it off for chat messages
+        tokens = self.tokenizer.encode(prompts, truncate="none", check_length=False, add_special_tokens=specials)
         items = [
             self._expanded(n, ids, pictures) for n, (ids, pictures) in enumerate(zip(tokens.ids, images, strict=True))
         ]

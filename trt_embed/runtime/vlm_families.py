@@ -37,6 +37,7 @@ FAMILIES: dict[str, str] = {
     "qwen3_vl": "trt_embed.runtime.qwen_vl:Qwen3VLProcessor",
     "phi3_v": "trt_embed.runtime.hd_images:Phi3VProcessor",
     "nemotron_vl": "trt_embed.runtime.tiled_images:NemotronVLProcessor",
+    "llava_next": "trt_embed.runtime.anyres_images:LlavaNextProcessor",
 }
 
 
