@@ -23,7 +23,9 @@ from trt_embed.zoo import load_zoo
 ARCHITECTURES = sorted(
     name
     for name, entry in load_zoo().items()
-    if entry.family not in ("decoder", "two_tower", "vlm") and not entry.recipe.get("head") and "st_modules" not in entry.tiny
+    if entry.family not in ("decoder", "two_tower", "vlm")
+    and not entry.recipe.get("head")
+    and "st_modules" not in entry.tiny
 )
 WITH_TRANSFORMERS_CLASS = [name for name in ARCHITECTURES if "golden" not in load_zoo()[name].tiny]
 TEXTS = [
