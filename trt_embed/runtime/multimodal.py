@@ -1,8 +1,9 @@
-"""Requests with images (two-tower models: CLIP, SigLIP): checks, image preparation and the mixed text/image run.
+"""Requests with images (two-tower models: CLIP, SigLIP, SigLIP 2 NaFlex): checks, image preparation and the mixed
+text/image run.
 
-An image becomes one prepared input of the image graph (`pixel_values` [3, H, W]) that costs the vision tower's
-patch tokens (CLIP ViT-B/32 at 224: 50; SigLIP B/16 at 224: 196), so the scheduler budgets images against the
-same token budget as texts. Texts and images of one request go to the scheduler as two groups (two batch keys)
+An image becomes one prepared input of the image graph (`pixel_values` [3, H, W], or NaFlex's patches with their
+mask and grid shape) that costs the vision tower's patch tokens (CLIP ViT-B/32 at 224: 50; SigLIP B/16 at 224:
+196; NaFlex: the image's own patch count), so the scheduler budgets images against the same token budget as texts. Texts and images of one request go to the scheduler as two groups (two batch keys)
 at once, so they run concurrently, and their rows are put back in input order. Decoding and preprocessing run
 on the pipeline's preparation threads, never on the event loop.
 """
@@ -21,7 +22,7 @@ from typing import Any, cast
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.image_sources import ImagePolicy, ImageURL, is_image, load
-from trt_embed.runtime.images import ImageRecipe, preprocess
+from trt_embed.runtime.images import ImageRecipe, patch_inputs, preprocess
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.types import BatchKey, EmbedRequest, Interleaved, Prepared, PreparedInput, Timing, Vectors
 from trt_embed.runtime.work import Result
@@ -142,18 +143,19 @@ class ImagePreparer:
     def prepare(self, images: Sequence[Any], variant: str, first_index: Sequence[int]) -> Prepared:
         """Decode, check and preprocess images (CPU work, on a preparation thread)."""
         key = BatchKey(variant=variant, output="sentence_embedding", skip=0, modality="image")
-        items = [
-            PreparedInput({"pixel_values": self._pixels(image, f"input[{n}]")}, self.cost)
-            for image, n in zip(images, first_index, strict=True)
-        ]
+        items = [self._prepared(image, f"input[{n}]") for image, n in zip(images, first_index, strict=True)]
         return Prepared(key=key, items=items)
 
-    def _pixels(self, image: Any, where: str) -> Any:
+    def _prepared(self, image: Any, where: str) -> PreparedInput:
+        """One image's graph inputs and its cost: the vision tower's patch tokens (NaFlex: this image's own)."""
         loaded = load(image, self.policy, where)
         try:
-            return preprocess(loaded, self.recipe)
+            if self.recipe.patches is None:
+                return PreparedInput({"pixel_values": preprocess(loaded, self.recipe)}, self.cost)
+            inputs = patch_inputs(loaded, self.recipe)
         except Exception as exc:  # an image Pillow decoded but cannot resize is the client's image, not a crash
             raise InvalidRequest(f"{where} could not be preprocessed ({exc})", "input") from None
+        return PreparedInput(inputs, int(inputs["pixel_attention_mask"].sum()))
 
 
 Submit = Callable[[Prepared], "Future[Result]"]
