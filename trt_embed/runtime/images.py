@@ -232,6 +232,11 @@ def patch_inputs(image: Any, recipe: ImageRecipe) -> dict[str, npt.NDArray[Any]]
     return {"pixel_values": values, "pixel_attention_mask": mask, "spatial_shapes": np.array([rows, cols], np.int64)}
 
 
+def image_inputs(image: Any, recipe: ImageRecipe) -> dict[str, npt.NDArray[Any]]:
+    """One image's inputs for the image graph: `pixel_values` [3, H, W], or NaFlex's patches (`patch_inputs`)."""
+    return {"pixel_values": preprocess(image, recipe)} if recipe.patches is None else patch_inputs(image, recipe)
+
+
 def stack(items: Sequence[Mapping[str, npt.NDArray[Any]]]) -> dict[str, npt.NDArray[Any]]:
     """The image inputs of one batch, each stacked on a new batch axis (`pixel_values` [B, 3, H, W] or NaFlex's
     [B, max patches, patch * patch * 3] with its mask and shapes)."""

@@ -22,7 +22,7 @@ from typing import Any, cast
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.image_sources import ImagePolicy, ImageURL, is_image, load
-from trt_embed.runtime.images import ImageRecipe, patch_inputs, preprocess
+from trt_embed.runtime.images import ImageRecipe, image_inputs
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.types import BatchKey, EmbedRequest, Interleaved, Prepared, PreparedInput, Timing, Vectors
 from trt_embed.runtime.work import Result
@@ -150,12 +150,11 @@ class ImagePreparer:
         """One image's graph inputs and its cost: the vision tower's patch tokens (NaFlex: this image's own)."""
         loaded = load(image, self.policy, where)
         try:
-            if self.recipe.patches is None:
-                return PreparedInput({"pixel_values": preprocess(loaded, self.recipe)}, self.cost)
-            inputs = patch_inputs(loaded, self.recipe)
+            inputs = image_inputs(loaded, self.recipe)
         except Exception as exc:  # an image Pillow decoded but cannot resize is the client's image, not a crash
             raise InvalidRequest(f"{where} could not be preprocessed ({exc})", "input") from None
-        return PreparedInput(inputs, int(inputs["pixel_attention_mask"].sum()))
+        mask = inputs.get("pixel_attention_mask")
+        return PreparedInput(inputs, self.cost if mask is None else int(mask.sum()))
 
 
 Submit = Callable[[Prepared], "Future[Result]"]
