@@ -152,6 +152,20 @@ def test_image_cost_is_the_patch_tokens(artifacts: Callable[[str], Path]) -> Non
     assert vision is not None and vision["image_tokens"] == 17  # (32 / 8)^2 patches + the class token
 
 
+def test_naflex_image_cost_is_its_own_patches(artifacts: Callable[[str], Path]) -> None:
+    """Each NaFlex image costs the patches it really has (at most max_num_patches = 48), as the processor cuts it."""
+    from trt_embed.manifest import Manifest
+    from trt_embed.runtime.images import max_patches_size
+    from trt_embed.runtime.multimodal import ImagePreparer
+    from trt_embed.runtime.options import RuntimeOptions
+
+    preparer = ImagePreparer(Manifest.read(artifacts("Siglip2Model")), RuntimeOptions())
+    prepared = preparer.prepare(images(), "base", range(4))
+    expected = [(h // 4) * (w // 4) for h, w in (max_patches_size(p.height, p.width, 4, 48) for p in images())]
+    assert [item.cost for item in prepared.items] == expected
+    assert len(set(expected)) > 1 and max(expected) <= 48
+
+
 def test_image_sources_and_async(artifacts: Callable[[str], Path], tmp_path: Path) -> None:
     import asyncio
     import base64

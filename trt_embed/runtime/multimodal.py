@@ -70,7 +70,9 @@ def message_image(messages: Any) -> ImageURL | None:
 
 
 def has_images(request: EmbedRequest) -> bool:
-    if request.images is not None or any(is_image(item) for item in request.inputs or ()):
+    """Whether a request holds images (an input mixing text and images counts: it is refused with its reason)."""
+    items = request.inputs or ()
+    if request.images is not None or any(is_image(item) or isinstance(item, Interleaved) for item in items):
         return True
     return request.messages is not None and message_image(request.messages) is not None
 
