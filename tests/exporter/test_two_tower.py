@@ -87,3 +87,20 @@ def test_naflex_manifest_and_graph_inputs(tiny_model: Callable[[str], Path], tmp
     text = next(e for e in manifest.engines if e.modality == "text")
     assert [t.name for t in text.inputs] == ["input_ids", "attention_mask"]
     assert manifest.tokenizer.padding_side == "left" and manifest.tokenizer.do_lower_case
+
+
+def test_naflex_position_resize_is_antialiased_bilinear() -> None:
+    """The position-embedding resize the NaFlex image graph carries (transformers' matrix form, traced into
+    vision.onnx and checked against get_image_features in tests/runtime/test_multimodal.py) equals
+    F.interpolate(bilinear, antialias=True) of the position grid, shrinking and growing, for each image's grid."""
+    torch = pytest.importorskip("torch")
+    from transformers.models.siglip2.modeling_siglip2 import Siglip2VisionEmbeddings
+
+    grid = torch.randn(16, 16, 8)
+    shapes = [(16, 16), (4, 58), (23, 11), (1, 1), (1, 256), (32, 8)]
+    resized = Siglip2VisionEmbeddings.resize_positional_embeddings(grid, torch.tensor(shapes), max_length=256)
+    for row, (height, width) in enumerate(shapes):
+        expected = torch.nn.functional.interpolate(
+            grid.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", align_corners=False, antialias=True
+        )[0].permute(1, 2, 0)
+        np.testing.assert_allclose(resized[row, : height * width].reshape(height, width, -1), expected, atol=1e-5)

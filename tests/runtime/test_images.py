@@ -200,7 +200,11 @@ def naflex_processors() -> list[tuple[Any, ImageRecipe]]:
     from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
 
     out = []
-    for overrides in ({}, {"max_num_patches": 64, "patch_size": 8}, {"patch_size": 14, "max_num_patches": 100, "resample": 3}):
+    for overrides in (
+        {},
+        {"max_num_patches": 64, "patch_size": 8},
+        {"patch_size": 14, "max_num_patches": 100, "resample": 3},
+    ):
         hf = Siglip2ImageProcessorPil(**overrides)
         out.append((hf, ImageRecipe.from_processor_config(hf.to_dict(), {})))
         hf.do_convert_rgb = True

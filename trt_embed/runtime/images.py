@@ -3,9 +3,10 @@
 The recipe is recorded in the manifest at export (from the checkpoint's `preprocessor_config.json`) and reproduces
 the HF image processors' PIL path step by step: convert to RGB (alpha composited onto white), resize (shortest
 edge kept in proportion, to an exact height x width, or NaFlex's aspect-kept size of at most N patches) with the
-recorded Pillow filter, center crop, rescale in float64 then float32, normalize with float32 mean/std. Before that, images are made plain 8-bit RGB-able: EXIF
-orientation applied (as `transformers.image_utils.load_image` does), 16-bit and 32-bit grayscale scaled to 8 bits
-(Pillow's own conversion would clip them), CMYK, palette and grayscale converted by Pillow.
+recorded Pillow filter, center crop, rescale in float64 then float32, normalize with float32 mean/std (NaFlex:
+then cut into patches). Before that, images are made plain 8-bit RGB-able: EXIF orientation applied (as
+`transformers.image_utils.load_image` does), 16-bit and 32-bit grayscale scaled to 8 bits (Pillow's own
+conversion would clip them), CMYK, palette and grayscale converted by Pillow.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@ text/image run.
 
 An image becomes one prepared input of the image graph (`pixel_values` [3, H, W], or NaFlex's patches with their
 mask and grid shape) that costs the vision tower's patch tokens (CLIP ViT-B/32 at 224: 50; SigLIP B/16 at 224:
-196; NaFlex: the image's own patch count), so the scheduler budgets images against the same token budget as texts. Texts and images of one request go to the scheduler as two groups (two batch keys)
-at once, so they run concurrently, and their rows are put back in input order. Decoding and preprocessing run
-on the pipeline's preparation threads, never on the event loop.
+196; NaFlex: the image's own patch count), so the scheduler budgets images against the same token budget as
+texts. Texts and images of one request go to the scheduler as two groups (two batch keys) at once, so they run
+concurrently, and their rows are put back in input order. Decoding and preprocessing run on the pipeline's
+preparation threads, never on the event loop.
 """
 
 from __future__ import annotations
