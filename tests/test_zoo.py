@@ -48,6 +48,7 @@ EXAMPLES: dict[str, str] = {
     "VoyageQwen3BidirectionalEmbedModel": "voyageai/voyage-4-nano",
     "CLIPModel": "openai/clip-vit-base-patch32",
     "SiglipModel": "google/siglip-base-patch16-224 (and the fixed-resolution google/siglip2-base-patch16-224)",
+    "Siglip2Model": "google/siglip2-base-patch16-naflex",
     "Qwen2VLForConditionalGeneration": "MrLight/dse-qwen2-2b-mrl-v1",
     "Qwen3VLForConditionalGeneration": "Qwen/Qwen3-VL-Embedding-2B",
     "LlavaNextForConditionalGeneration": "royokong/e5-v",

@@ -1,5 +1,6 @@
 """Two-tower export: the manifest's record of both graphs, a sentence-transformers CLIP folder against
-sentence-transformers itself, and the refusals (SigLIP 2 NaFlex, TensorRT, a size mismatch)."""
+sentence-transformers itself, SigLIP 2 NaFlex's patch-input image graph, and the refusals (a size or patch
+size mismatch)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trt_embed.errors import ExportError, UnsupportedArchitecture
+from trt_embed.errors import ExportError
 from trt_embed.exporter import ExportOptions, export_model
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import Runtime
@@ -61,9 +62,45 @@ def test_refusals(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="48x48"):
         export_model(str(odd), tmp_path / "c", ExportOptions(precision="fp32"))
     naflex = tmp_path / "naflex"
-    shutil.copytree(clip, naflex)
-    (naflex / "config.json").write_text(
-        json.dumps({**json.loads((clip / "config.json").read_text()), "architectures": ["Siglip2Model"]})
-    )
-    with pytest.raises(UnsupportedArchitecture, match="SiglipModel"):
+    shutil.copytree(tiny_model("Siglip2Model"), naflex)
+    config = json.loads((naflex / "preprocessor_config.json").read_text())
+    (naflex / "preprocessor_config.json").write_text(json.dumps({**config, "patch_size": 8}))
+    with pytest.raises(ExportError, match="patch_size 8 but the NaFlex vision tower takes 4x4"):
         export_model(str(naflex), tmp_path / "d", ExportOptions(precision="fp32"))
+
+
+def test_naflex_manifest_and_graph_inputs(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
+    """SigLIP 2 NaFlex: the image graph takes patches [batch, max patches, patch * patch * 3], their mask and the
+    patch grid; the manifest records patch size and max patches (from preprocessor_config.json, not the
+    position grid's 64), and the text graph takes the Gemma-style attention mask and pads on the left."""
+    manifest = export_model(str(tiny_model("Siglip2Model")), tmp_path / "a", ExportOptions(precision="fp32"))
+    vision = manifest.vision
+    assert vision is not None and "image_size" not in vision
+    assert (vision["patch_size"], vision["max_num_patches"], vision["image_tokens"]) == (4, 48, 48)
+    assert vision["preprocess"]["resize"] == "max_patches" and vision["text_padding"] == 64
+    image = next(e for e in manifest.engines if e.modality == "image")
+    assert [(t.name, t.dtype, t.shape) for t in image.inputs] == [
+        ("pixel_values", "float32", ["batch", 48, 48]),
+        ("pixel_attention_mask", "int64", ["batch", 48]),
+        ("spatial_shapes", "int64", ["batch", 2]),
+    ]
+    text = next(e for e in manifest.engines if e.modality == "text")
+    assert [t.name for t in text.inputs] == ["input_ids", "attention_mask"]
+    assert manifest.tokenizer.padding_side == "left" and manifest.tokenizer.do_lower_case
+
+
+def test_naflex_position_resize_is_antialiased_bilinear() -> None:
+    """The position-embedding resize the NaFlex image graph carries (transformers' matrix form, traced into
+    vision.onnx and checked against get_image_features in tests/runtime/test_multimodal.py) equals
+    F.interpolate(bilinear, antialias=True) of the position grid, shrinking and growing, for each image's grid."""
+    torch = pytest.importorskip("torch")
+    from transformers.models.siglip2.modeling_siglip2 import Siglip2VisionEmbeddings
+
+    grid = torch.randn(16, 16, 8)
+    shapes = [(16, 16), (4, 58), (23, 11), (1, 1), (1, 256), (32, 8)]
+    resized = Siglip2VisionEmbeddings.resize_positional_embeddings(grid, torch.tensor(shapes), max_length=256)
+    for row, (height, width) in enumerate(shapes):
+        expected = torch.nn.functional.interpolate(
+            grid.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", align_corners=False, antialias=True
+        )[0].permute(1, 2, 0)
+        np.testing.assert_allclose(resized[row, : height * width].reshape(height, width, -1), expected, atol=1e-5)

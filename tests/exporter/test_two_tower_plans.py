@@ -21,7 +21,7 @@ trt = pytest.importorskip(
 from trt_embed.exporter.plans import PlanOptions, build_engine  # noqa: E402
 from trt_embed.exporter.tensorrt import BuildOptions, config_for, network_from_onnx, plan_from_network  # noqa: E402
 
-TOWERS = ["CLIPModel", "SiglipModel"]
+TOWERS = ["CLIPModel", "SiglipModel"]  # (+ SigLIP 2 NaFlex: test_naflex_image_tower_plan)
 PROFILES = [ShapeProfile(min=(1, 1), opt=(4, 16), max=(8, 16))]  # the tiny SigLIP has 16 positions
 
 
@@ -105,3 +105,29 @@ def test_export_with_tensorrt_builds_both_towers(tiny_model: Callable[[str], Pat
     )
     built = sorted((e.modality, e.file) for e in manifest.engines if e.kind == "tensorrt")
     assert built == [("image", "engines/vision.fp32.sm89.plan"), ("text", "engines/model.fp32.sm89.plan")]
+
+
+def test_naflex_image_tower_plan(towers: Callable[[str], Path], tmp_path: Path) -> None:
+    """SigLIP 2 NaFlex: the image graph's three inputs keep the graph's patch and grid sizes at every profile
+    point, only the batch follows the profile; fp32 and fp16 plans of both towers are built and recorded."""
+    artifact = tmp_path / "artifact"
+    shutil.copytree(towers("Siglip2Model"), artifact)
+    vision = Manifest.read(artifact).vision
+    assert vision is not None
+    patches, width = vision["max_num_patches"], 3 * vision["patch_size"] ** 2
+    options = BuildOptions(profiles=PROFILES, targets=["86"], optimization_level=0, progress=False)
+    build = config_for(network_from_onnx(artifact / "vision.fp16.onnx", "tensorrt-rtx"), options)
+    inputs = [build.network.get_input(i) for i in range(build.network.num_inputs)]
+    assert [(t.name, tuple(t.shape)) for t in inputs] == [
+        ("pixel_values", (-1, patches, width)),
+        ("pixel_attention_mask", (-1, patches)),
+        ("spatial_shapes", (-1, 2)),
+    ]
+    expected = {"pixel_values": (patches, width), "pixel_attention_mask": (patches,), "spatial_shapes": (2,)}
+    for name, rest in expected.items():
+        assert [tuple(s) for s in build.profiles[0].get_shape(name)] == [(b, *rest) for b in (1, 4, 8)]
+    assert len(plan_from_network(build)) > 100_000
+    text_profiles = [ShapeProfile(min=(1, 64), opt=(4, 64), max=(8, 64))]  # SigLIP 2 pads texts to 64
+    build_engine(artifact, PlanOptions(targets=["86"], profiles=text_profiles, optimization_level=0))
+    recorded = {(e.modality, e.precision) for e in Manifest.read(artifact).engines if e.kind == "tensorrt"}
+    assert recorded == {(m, p) for m in ("text", "image") for p in ("fp32", "fp16")}

@@ -11,7 +11,7 @@ import pytest
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime.image_sources import ImagePolicy, ImageURL, load
-from trt_embed.runtime.images import CLIP_MEAN, CLIP_STD, ImageRecipe, preprocess
+from trt_embed.runtime.images import CLIP_MEAN, CLIP_STD, ImageRecipe, max_patches_size, patch_inputs, preprocess
 
 Image = pytest.importorskip("PIL.Image")
 transformers = pytest.importorskip("transformers")
@@ -190,3 +190,53 @@ def test_bad_images_are_refused_clearly(tmp_path: Any) -> None:
         load(ImageURL("https://example.com/cat.png"), policy, "input[0]")
     with pytest.raises(InvalidRequest, match="scheme"):
         load(ImageURL("ftp://example.com/cat.png"), policy, "input[0]")
+
+
+def naflex_processors() -> list[tuple[Any, ImageRecipe]]:
+    """(HF Siglip2ImageProcessorPil, our recipe from its saved config): the naflex checkpoints' defaults (patch 16,
+    256 patches), a small budget, and patch 14 with bicubic resampling. Unlike CLIP's and SigLIP's, this processor
+    does not convert to RGB unless told (grayscale and RGBA images fail in it); we always do, so the reference
+    is the processor with `do_convert_rgb=True`."""
+    from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
+
+    out = []
+    for overrides in (
+        {},
+        {"max_num_patches": 64, "patch_size": 8},
+        {"patch_size": 14, "max_num_patches": 100, "resample": 3},
+    ):
+        hf = Siglip2ImageProcessorPil(**overrides)
+        out.append((hf, ImageRecipe.from_processor_config(hf.to_dict(), {})))
+        hf.do_convert_rgb = True
+    return out
+
+
+def assert_same_patches(image: Any) -> None:
+    for processor, recipe in naflex_processors():
+        ours = patch_inputs(image, recipe)
+        theirs = processor(images=image, return_tensors="np")
+        assert ours["pixel_values"].shape == theirs["pixel_values"][0].shape
+        np.testing.assert_allclose(ours["pixel_values"], theirs["pixel_values"][0], rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(ours["pixel_attention_mask"], theirs["pixel_attention_mask"][0])
+        np.testing.assert_array_equal(ours["spatial_shapes"], theirs["spatial_shapes"][0])
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_naflex_photographs_match_siglip2_processor(photo: str) -> None:
+    assert_same_patches(Image.fromarray(getattr(skimage_data, photo)()))
+
+
+@pytest.mark.parametrize("case", sorted(synthetic()))
+def test_naflex_edge_cases_match_siglip2_processor(case: str) -> None:
+    assert_same_patches(synthetic()[case])
+
+
+def test_naflex_sizes_match_transformers_search() -> None:
+    """The resize target of every small size and several extreme ones equals transformers' bisection."""
+    from transformers.models.siglip2.image_processing_pil_siglip2 import get_image_size_for_max_num_patches
+
+    sizes = [(h, w) for h in range(1, 70, 3) for w in range(1, 70, 5)] + [(300, 4000), (4000, 300), (1, 10000)]
+    for patch, budget in ((16, 256), (14, 729), (8, 64), (16, 1024)):
+        for height, width in sizes:
+            expected = get_image_size_for_max_num_patches(height, width, patch, budget)
+            assert max_patches_size(height, width, patch, budget) == expected, (height, width, patch, budget)

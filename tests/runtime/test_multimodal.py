@@ -1,5 +1,5 @@
-"""Tiny random CLIP, SigLIP and SigLIP 2 (fixed resolution): text and image embeddings from the runtime against
-PyTorch `get_text_features` / `get_image_features` fed by the HF tokenizer and image processor."""
+"""Tiny random CLIP, SigLIP, SigLIP 2 (fixed resolution) and SigLIP 2 NaFlex: text and image embeddings from the
+runtime against PyTorch `get_text_features` / `get_image_features` fed by the HF tokenizer and image processor."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ transformers = pytest.importorskip("transformers")
 Image = pytest.importorskip("PIL.Image")
 
 TEXTS = ["a cat on the river", "hello world", "the blue house", "two dogs", "what time is it"]
-MODELS = ["CLIPModel", "SiglipModel", "Siglip2"]
+MODELS = ["CLIPModel", "SiglipModel", "Siglip2", "Siglip2Model"]
 
 
 def images() -> list[Any]:
@@ -75,15 +75,22 @@ def reference(model_dir: Path, texts: list[str], pictures: list[Any]) -> tuple[n
     config = json.loads((model_dir / "config.json").read_text())
     model = getattr(transformers, config["architectures"][0]).from_pretrained(str(model_dir)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    if config["model_type"] == "siglip2":
+        # transformers' Siglip2Tokenizer rebuilds a Gemma-style BPE around the vocabulary (right for the real
+        # checkpoints' Gemma tokenizer.json only): the tiny WordPiece tokenizer is loaded as it is, with that
+        # class's left padding (its lowercasing is the tiny tokenizer's own)
+        tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(str(model_dir), padding_side="left")
     siglip = "siglip" in config["model_type"]
+    positions = config["text_config"]["max_position_embeddings"]
     tokens = tokenizer(
-        texts, padding="max_length" if siglip else True, max_length=16 if siglip else None, return_tensors="pt"
+        texts, padding="max_length" if siglip else True, max_length=positions if siglip else None, return_tensors="pt"
     )
     processor = AutoImageProcessor.from_pretrained(str(model_dir), backend="pil")
-    pixels = processor(images=pictures, return_tensors="pt")["pixel_values"]
+    processor.do_convert_rgb = True  # Siglip2's processor leaves grayscale and RGBA as they are, and fails on them
+    pixels = processor(images=pictures, return_tensors="pt")  # NaFlex: with pixel_attention_mask, spatial_shapes
     with torch.no_grad():
         text = model.get_text_features(**tokens)
-        image = model.get_image_features(pixel_values=pixels)
+        image = model.get_image_features(**pixels)
     as_array = [(o if isinstance(o, torch.Tensor) else o.pooler_output).numpy() for o in (text, image)]
     return as_array[0], as_array[1]
 
@@ -143,6 +150,20 @@ def test_image_cost_is_the_patch_tokens(artifacts: Callable[[str], Path]) -> Non
 
     vision = Manifest.read(artifacts("CLIPModel")).vision
     assert vision is not None and vision["image_tokens"] == 17  # (32 / 8)^2 patches + the class token
+
+
+def test_naflex_image_cost_is_its_own_patches(artifacts: Callable[[str], Path]) -> None:
+    """Each NaFlex image costs the patches it really has (at most max_num_patches = 48), as the processor cuts it."""
+    from trt_embed.manifest import Manifest
+    from trt_embed.runtime.images import max_patches_size
+    from trt_embed.runtime.multimodal import ImagePreparer
+    from trt_embed.runtime.options import RuntimeOptions
+
+    preparer = ImagePreparer(Manifest.read(artifacts("Siglip2Model")), RuntimeOptions())
+    prepared = preparer.prepare(images(), "base", range(4))
+    expected = [(h // 4) * (w // 4) for h, w in (max_patches_size(p.height, p.width, 4, 48) for p in images())]
+    assert [item.cost for item in prepared.items] == expected
+    assert len(set(expected)) > 1 and max(expected) <= 48
 
 
 def test_image_sources_and_async(artifacts: Callable[[str], Path], tmp_path: Path) -> None:

@@ -360,7 +360,7 @@ def test_image_plans_take_pixel_batches(monkeypatch: pytest.MonkeyPatch, tmp_pat
     (tmp_path / "plan").write_bytes(b"plan")
     runner = backend.TensorRTEngine(tmp_path / "plan", entry)
     rng = np.random.default_rng(1)
-    batches = [Batch.images(rng.random((n, 3, 2, 2), dtype=np.float32), [5] * n) for n in (3, 8, 1)]
+    batches = [Batch.images({"pixel_values": rng.random((n, 3, 2, 2), dtype=np.float32)}, [5] * n) for n in (3, 8, 1)]
     results = runner.infer_batches(batches, ["sentence_embedding"])
     runner.close()
     for batch, out in zip(batches, results, strict=True):

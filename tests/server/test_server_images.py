@@ -1,6 +1,7 @@
 """Images through the HTTP APIs against a live server serving a tiny CLIP: the official cohere client (images and
 mixed inputs), the openai client with chat messages holding an image_url part, /pooling, /score, /rerank, and the
-400s for bad images. Answers are compared with Runtime.embed on the same images decoded here."""
+400s for bad images; and a tiny SigLIP 2 NaFlex through the same routes. Answers are compared with Runtime.embed
+on the same images decoded here."""
 
 from __future__ import annotations
 
@@ -43,6 +44,15 @@ def clip_artifact(tiny_model: Callable[[str], Path], tmp_path_factory: pytest.Te
 
 
 @pytest.fixture(scope="module")
+def naflex_artifact(tiny_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from trt_embed.exporter import ExportOptions, export_model
+
+    out = tmp_path_factory.mktemp("naflex") / "artifact"
+    export_model(str(tiny_model("Siglip2Model")), out, ExportOptions(precision="fp32"))
+    return out
+
+
+@pytest.fixture(scope="module")
 def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("images")
     picture(7).save(directory / "seven.png")
@@ -56,10 +66,11 @@ def clip(clip_artifact: Path) -> Iterator[Runtime]:
 
 
 @pytest.fixture(scope="module")
-def server(clip_artifact: Path, prompt_artifact: Path, image_dir: Path) -> Iterator[LiveServer]:
+def server(clip_artifact: Path, naflex_artifact: Path, prompt_artifact: Path, image_dir: Path) -> Iterator[LiveServer]:
     def load() -> Registry:
         registry = Registry()
         registry.add(Runtime.load(clip_artifact, workers=1, max_images=4, image_dir=str(image_dir)), "clip")
+        registry.add(Runtime.load(naflex_artifact, workers=1), "siglip2")
         registry.add(Runtime.load(prompt_artifact, workers=1), "tiny")
         return registry
 
@@ -179,3 +190,25 @@ def test_limits_and_truncated_images(http: httpx.Client) -> None:
     both = {"content": [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": full}}]}
     response = http.post("/v2/embed", json={"model": "clip", "inputs": [both], "input_type": "image"})
     assert response.status_code == 400 and "separate inputs" in response.text
+
+
+def test_naflex_images_through_every_route(http: httpx.Client, naflex_artifact: Path) -> None:
+    """SigLIP 2 NaFlex: images of several aspect ratios in one Cohere request, an OpenAI image message, and a
+    text-image /score; billed per image at the graph's max patches (48)."""
+    images = [picture(1), picture(2, (300, 20)), picture(3, (9, 9))]
+    with Runtime.load(naflex_artifact, workers=1) as naflex:
+        expected = naflex.embed(images=images)
+        text = naflex.embed(["a cat"])[0]
+    body = {"model": "siglip2", "images": [data_uri(i) for i in images], "input_type": "image"}
+    embedded = http.post("/v2/embed", json=body)
+    assert embedded.status_code == 200, embedded.text
+    np.testing.assert_allclose(embedded.json()["embeddings"]["float"], expected, atol=1e-6)
+    assert embedded.json()["meta"]["billed_units"]["image_tokens"] == 3 * 48
+    message = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_uri(images[1])}}]}]
+    openai = http.post("/v1/embeddings", json={"model": "siglip2", "messages": message})
+    assert openai.status_code == 200, openai.text
+    np.testing.assert_allclose(openai.json()["data"][0]["embedding"], expected[1], atol=1e-6)
+    parts = [{"type": "image_url", "image_url": {"url": data_uri(i)}} for i in images]
+    scores = http.post("/score", json={"model": "siglip2", "text_1": "a cat", "text_2": {"content": parts}})
+    assert scores.status_code == 200, scores.text
+    np.testing.assert_allclose([d["score"] for d in scores.json()["data"]], expected @ text, atol=1e-5)

@@ -53,7 +53,7 @@ class Batch:
 
     padded: `input_ids`, `attention_mask`, `token_type_ids` of shape [B, S] (and `pooling_mask` for graphs
     that take one); ragged: `input_ids`, `token_type_ids` of shape [T] and `cu_seqlens` [B + 1]; image graphs:
-    `pixel_values` [B, 3, H, W] (float32), with each image's cost in `lengths`.
+    `pixel_values` [B, 3, H, W] (float32; NaFlex: patches, mask and shapes), with each image's cost in `lengths`.
     `lengths` are the real token counts per row, in row order.
     """
 
@@ -61,10 +61,11 @@ class Batch:
     arrays: dict[str, npt.NDArray[np.int64]]
 
     @classmethod
-    def images(cls, pixels: npt.NDArray[np.float32], costs: list[int]) -> Batch:
-        """An image graph's batch: `pixel_values` [B, 3, H, W] float32; `lengths` holds each image's cost."""
-        arrays: dict[str, npt.NDArray[Any]] = {"pixel_values": pixels}
-        return cls("padded", arrays, costs)
+    def images(cls, arrays: Mapping[str, npt.NDArray[Any]], costs: list[int]) -> Batch:
+        """An image graph's batch: `pixel_values` [B, 3, H, W] float32 (NaFlex: [B, max patches, patch * patch
+        * 3] with `pixel_attention_mask` [B, max patches] and `spatial_shapes` [B, 2]); `lengths` holds each
+        image's cost."""
+        return cls("padded", dict(arrays), costs)
 
     lengths: list[int]
 

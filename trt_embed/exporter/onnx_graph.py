@@ -170,8 +170,10 @@ def fp16_from_onnx(src: Path, dst: Path) -> list[str]:
     """Mixed-precision copy of an fp32 graph: fp16 weights and matmuls, fp32 where fp16 is not safe.
 
     Kept in fp32: the ops in `FP32_OPS`, the rotary position path (everything feeding Cos/Sin: positions
-    above 2048 are not exact in fp16) and the pooling tail (everything after a ReduceSum/ReduceMax: sums over
-    long sequences overflow fp16). Inputs and outputs keep their dtypes. Returns the op types kept in fp32.
+    above 2048 are not exact in fp16), index math on ranges (what feeds a Range, and a reduction of range-derived
+    values with no matmul above it, such as NaFlex's position-resize weights, with its inputs) and the pooling
+    tail (everything after any other ReduceSum/ReduceMax: sums over long sequences overflow fp16). Inputs and
+    outputs keep their dtypes. Returns the op types kept in fp32.
     TensorRT-RTX networks are strongly typed, so this graph *is* the fp16 engine's precision plan.
     """
     import onnx
@@ -181,8 +183,13 @@ def fp16_from_onnx(src: Path, dst: Path) -> list[str]:
     nodes = list(model.graph.node)
     keep = {n.name for n in nodes if n.op_type in FP32_OPS}
     keep |= _ancestors(nodes, {n.name for n in nodes if n.op_type in ("Cos", "Sin")})
+    ranges = _ancestors(nodes, {n.name for n in nodes if n.op_type == "Range"}, values_only=True)
+    reductions = {n.name for n in nodes if n.op_type in ("ReduceSum", "ReduceMax")}
+    weights = {n.name for n in nodes if n.op_type in ("MatMul", "Gemm")}
+    index_math = {r for r in reductions if (above := _ancestors(nodes, {r})) & ranges and not above & weights}
+    keep |= ranges | _ancestors(nodes, index_math)
     # Pooling reduces with ReduceSum (mean) or ReduceMax (max); RMSNorm's ReduceMean is not a pooling tail.
-    keep |= _descendants(nodes, {n.name for n in nodes if n.op_type in ("ReduceSum", "ReduceMax")})
+    keep |= _descendants(nodes, reductions - index_math)
     try:
         converted = convert_float_to_float16(
             model, keep_io_types=True, op_block_list=list(FP32_OPS), node_block_list=sorted(keep)
@@ -193,12 +200,17 @@ def fp16_from_onnx(src: Path, dst: Path) -> list[str]:
     return sorted({n.op_type for n in nodes if n.name in keep})
 
 
-def _ancestors(nodes: list[Any], names: set[str]) -> set[str]:
+def _ancestors(nodes: list[Any], names: set[str], *, values_only: bool = False) -> set[str]:
+    """The nodes `names` depend on (and themselves); `values_only`: not through a Shape node, which reads only
+    its input's shape."""
     producer = {out: n for n in nodes for out in n.output}
     by_name = {n.name: n for n in nodes}
     found, stack = set(names), [by_name[n] for n in names]
     while stack:
-        for tensor in stack.pop().input:
+        node = stack.pop()
+        if values_only and node.op_type == "Shape":
+            continue
+        for tensor in node.input:
             parent = producer.get(tensor)
             if parent is not None and parent.name not in found:
                 found.add(parent.name)

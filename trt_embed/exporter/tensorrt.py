@@ -148,12 +148,12 @@ def config_for(build: Build, options: BuildOptions) -> Build:
     for shape in options.profiles:
         profile = build.builder.create_optimization_profile()
         for i in range(network.num_inputs):
+            # token inputs [batch, sequence] take the profile's shapes; image inputs (pixel_values [batch, 3, H,
+            # W]; NaFlex's patches [batch, N, D], mask [batch, N], grid [batch, 2]) its batch sizes and the
+            # graph's fixed sizes for the rest
             tensor = network.get_input(i)
-            if len(tensor.shape) == 2:  # token inputs [batch, sequence]
-                profile.set_shape(tensor.name, shape.min, shape.opt, shape.max)
-            else:  # pixel_values [batch, 3, H, W]: the profile's batch sizes, the graph's fixed image shape
-                fixed = tuple(tensor.shape)[1:]
-                profile.set_shape(tensor.name, *((size[0], *fixed) for size in (shape.min, shape.opt, shape.max)))
+            dims = tuple(tensor.shape)
+            profile.set_shape(tensor.name, *(_dims(dims, size) for size in (shape.min, shape.opt, shape.max)))
         if config.add_optimization_profile(profile) < 0:
             raise ExportError(f"TensorRT rejected profile {shape}; see the log above")
         build.profiles.append(profile)
@@ -172,6 +172,12 @@ def config_for(build: Build, options: BuildOptions) -> Build:
         config.set_timing_cache(build.timing_cache, False)
     build.config = config
     return build
+
+
+def _dims(graph: tuple[int, ...], size: tuple[int, int]) -> tuple[int, ...]:
+    """An input's shape at a profile point (batch, sequence): the batch first, the sequence where the graph's
+    second axis is dynamic, the graph's own sizes elsewhere."""
+    return tuple(size[0] if i == 0 else size[1] if i == 1 and d < 0 else d for i, d in enumerate(graph))
 
 
 def _set_targets(build: Build, config: Any, targets: list[str] | None) -> list[str]:

@@ -1,12 +1,16 @@
-"""Two-tower (CLIP, SigLIP) export: the text tower and the image tower, each with its projection, as two graphs
-of one artifact.
+"""Two-tower (CLIP, SigLIP, SigLIP 2 NaFlex) export: the text tower and the image tower, each with its projection,
+as two graphs of one artifact.
 
 `model.onnx` maps token ids to `sentence_embedding` (`get_text_features`), `vision.onnx` maps `pixel_values`
 [B, 3, H, W] to `sentence_embedding` (`get_image_features`); each engine entry says which modality it serves,
 and the manifest's `vision` records the image size, the per-image cost in patch tokens, the preprocessing recipe
 (see trt_embed/runtime/images.py) and the text padding (SigLIP pads every text to its 64 positions and pools the
-last one; CLIP pools the EOS token and pads to the longest). Both graphs are checked against PyTorch; int8
-copies are kept where they pass the accuracy rule.
+last one; CLIP pools the EOS token and pads to the longest). SigLIP 2 NaFlex (`Siglip2Model`) takes each image
+as its patches instead: `pixel_values` [B, max patches, patch * patch * 3], `pixel_attention_mask` [B, max
+patches] and `spatial_shapes` [B, 2]; the graph resizes the position embeddings to each image's patch grid
+itself (transformers computes that antialiased bilinear resize as a matrix product, which traces), and the
+manifest records the patch size and max patches. Both graphs are checked against PyTorch; int8 copies are kept
+where they pass the accuracy rule.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
 from trt_embed.exporter.variants import calibration_ranges
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, sha256_file
 from trt_embed.runtime.batch import pad
-from trt_embed.runtime.images import ImageRecipe, preprocess
+from trt_embed.runtime.images import ImageRecipe, image_inputs, stack
 from trt_embed.runtime.tokenizer import TextTokenizer
 from trt_embed.zoo import ZooEntry
 
@@ -52,16 +56,16 @@ class TextTower(torch.nn.Module):
 
 
 class ImageTower(torch.nn.Module):
-    """pixel_values [B, 3, H, W] -> projected image features (`get_image_features`)."""
+    """pixel_values [B, 3, H, W] (NaFlex: with pixel_attention_mask and spatial_shapes) -> projected image
+    features (`get_image_features`), the inputs given in the order of `input_names`."""
 
-    input_names = ("pixel_values",)
-
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, input_names: list[str]) -> None:
         super().__init__()
         self.model = model
+        self.input_names = input_names
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return _features(self.model.get_image_features(pixel_values=pixel_values))
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return _features(self.model.get_image_features(**dict(zip(self.input_names, inputs, strict=True))))
 
 
 def _features(out: Any) -> torch.Tensor:
@@ -89,7 +93,9 @@ def export_two_tower(
     max_len = int(opts.max_seq_len or positions)
     if max_len > positions:
         raise ExportError(f"max sequence length {max_len} exceeds the text tower's {positions} positions")
-    info = tokenizer_to_artifact(source, out, model_config=text_cfg, padding_side="right", do_lower_case=False)
+    lower = bool(entry.recipe.get("lower_case"))  # SigLIP 2: transformers' Siglip2Tokenizer lowercases
+    side = entry.padding_side  # the tokenizer class's own side, where tokenizer_config.json names none
+    info = tokenizer_to_artifact(source, out, model_config=text_cfg, padding_side=side, do_lower_case=lower)
     tok_config = _json(source / "tokenizer_config.json")
     fixed_length = bool(entry.recipe.get("pad_to_max_length"))
     use_mask = _uses_attention_mask(tok_config, entry)
@@ -107,22 +113,19 @@ def export_two_tower(
     tokens = tokenizer.encode(texts)
     arrays = pad(tokens.ids, None, pad_id=info.pad_token_id, length=max_len if fixed_length else None)
     text_feeds = {name: arrays[name] for name in TextTower(loaded, use_mask).input_names}
-    pixels = np.stack([preprocess(image, recipe) for image in _check_images()])
+    image_feeds = stack([image_inputs(image, recipe) for image in _check_images()])
     engines: list[EngineEntry] = []
     vectors: dict[str, np.ndarray] = {}
     for modality, tower, feeds, file in (
         ("text", TextTower(loaded, use_mask).eval(), text_feeds, "model.onnx"),
-        ("image", ImageTower(loaded).eval(), {"pixel_values": pixels}, "vision.onnx"),
+        ("image", ImageTower(loaded, list(image_feeds)).eval(), image_feeds, "vision.onnx"),
     ):
         log.info("exporting the %s tower and checking it against PyTorch", modality)
         with torch.no_grad():
             reference = tower(*(torch.from_numpy(v) for v in feeds.values())).numpy()
         vectors[modality] = reference
-        _trace(tower, feeds, out / file)
-        inputs = [
-            TensorSpec(n, str(v.dtype), ["batch", *(["sequence"] if v.ndim == 2 else list(v.shape[1:]))])
-            for n, v in feeds.items()
-        ]
+        _trace(tower, feeds, out / file, modality)
+        inputs = [TensorSpec(n, str(v.dtype), _axes(v, modality)) for n, v in feeds.items()]
         outputs = [TensorSpec("sentence_embedding", "float32", ["batch", int(reference.shape[-1])])]
 
         def measured(
@@ -160,9 +163,6 @@ def export_two_tower(
                 elif wanted[precision]:
                     raise ExportError(f"the {precision} {modality} graph is not accurate enough; export with fp32")
     dim = int(vectors["text"].shape[-1])
-    patch = int(vision_cfg.get("patch_size", 32))
-    height, width = recipe.output_size
-    cls_token = 1 if entry.recipe.get("class_token") else 0
     return Manifest(
         architecture=entry.architecture,
         family=entry.family,
@@ -185,12 +185,30 @@ def export_two_tower(
         vision={
             "text_graph": "model.onnx",
             "image_graph": "vision.onnx",
-            "image_size": [height, width],
-            "image_tokens": (height // patch) * (width // patch) + cls_token,
+            **_image_shape(recipe, entry, vision_cfg),
             "preprocess": recipe.to_dict(),
             "text_padding": max_len if fixed_length else None,
         },
     )
+
+
+def _image_shape(recipe: ImageRecipe, entry: ZooEntry, vision_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's image facts: the fixed image size and its cost in patch tokens (+ CLIP's class token), or
+    NaFlex's patch size and max patches per image (the graph's patch axis; each image costs its own patches)."""
+    if recipe.patches is not None:
+        patch, max_patches = recipe.patches
+        return {"patch_size": patch, "max_num_patches": max_patches, "image_tokens": max_patches}
+    patch = int(vision_cfg.get("patch_size", 32))
+    height, width = recipe.output_size
+    cls_token = 1 if entry.recipe.get("class_token") else 0
+    return {"image_size": [height, width], "image_tokens": (height // patch) * (width // patch) + cls_token}
+
+
+def _axes(value: np.ndarray, modality: str) -> list[str | int]:
+    """A graph input's shape: the batch axis, then the sequence axis of token inputs; image inputs fix the rest."""
+    if modality == "text":
+        return ["batch", "sequence"]
+    return ["batch", *(int(d) for d in value.shape[1:])]
 
 
 def _reduced(out: Path, file: str, precision: str, measured: Any) -> EngineEntry | None:
@@ -229,9 +247,9 @@ def _normalize(st: SentenceTransformerConfig, opts: Any) -> bool:
     return True if st.normalize is None else st.normalize
 
 
-def _trace(tower: torch.nn.Module, feeds: dict[str, np.ndarray], path: Path) -> None:
+def _trace(tower: torch.nn.Module, feeds: dict[str, np.ndarray], path: Path, modality: str) -> None:
     names = list(feeds)
-    axes = {n: ({0: "batch", 1: "sequence"} if feeds[n].ndim == 2 else {0: "batch"}) for n in names}
+    axes = {n: ({0: "batch", 1: "sequence"} if modality == "text" else {0: "batch"}) for n in names}
     axes["sentence_embedding"] = {0: "batch"}
     example = tuple(torch.from_numpy(v[:2]) for v in feeds.values())
     onnx_graph.onnx_from_module(tower, example, path, names, ["sentence_embedding"], axes)
@@ -254,11 +272,26 @@ def _uses_attention_mask(tok_config: dict[str, Any], entry: ZooEntry) -> bool:
 def _recipe(source: Path, entry: ZooEntry, vision_cfg: dict[str, Any]) -> ImageRecipe:
     config = _json(source / "preprocessor_config.json")
     recipe = ImageRecipe.from_processor_config(config, entry.recipe["image_defaults"])
+    if recipe.patches is not None or entry.recipe.get("naflex"):
+        return _patch_recipe(source, recipe, vision_cfg)
     size = int(vision_cfg.get("image_size", 224))
     if recipe.output_size != (size, size):
         raise ExportError(
             f"{source}: preprocessor_config.json makes {recipe.output_size[0]}x{recipe.output_size[1]} images but the "
             f"vision tower takes {size}x{size}"
+        )
+    return recipe
+
+
+def _patch_recipe(source: Path, recipe: ImageRecipe, vision_cfg: dict[str, Any]) -> ImageRecipe:
+    """NaFlex: the processor must cut the tower's patch size (its max patches may differ from the position grid's
+    `num_patches`: the graph resizes the position embeddings to each image's grid)."""
+    patch = int(vision_cfg.get("patch_size", 16))
+    if recipe.patches is None or recipe.patches[0] != patch:
+        made = "no max_num_patches" if recipe.patches is None else f"patch_size {recipe.patches[0]}"
+        raise ExportError(
+            f"{source}: preprocessor_config.json has {made} but the NaFlex vision tower takes {patch}x{patch} "
+            "patches; give it max_num_patches and that patch_size (Siglip2ImageProcessor's keys)"
         )
     return recipe
 

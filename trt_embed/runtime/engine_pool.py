@@ -214,7 +214,7 @@ class EnginePool:
 
     def _run_on(self, engine: Engine, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
         if key.modality == "image" and self.images is not None:
-            batch = Batch.images(stack([i.features["pixel_values"] for i in items]), [i.cost for i in items])
+            batch = Batch.images(stack([i.features for i in items]), [i.cost for i in items])
             return list(self.images.infer(batch, [key.output])[key.output])
         if self.vlm is not None:
             return self._run_vlm(engine, key, items)

@@ -1,16 +1,18 @@
-"""Image preprocessing for two-tower models (CLIP, SigLIP), with Pillow and NumPy only.
+"""Image preprocessing for two-tower models (CLIP, SigLIP, SigLIP 2 NaFlex), with Pillow and NumPy only.
 
 The recipe is recorded in the manifest at export (from the checkpoint's `preprocessor_config.json`) and reproduces
 the HF image processors' PIL path step by step: convert to RGB (alpha composited onto white), resize (shortest
-edge kept in proportion, or to an exact height x width) with the recorded Pillow filter, center crop, rescale in
-float64 then float32, normalize with float32 mean/std. Before that, images are made plain 8-bit RGB-able: EXIF
-orientation applied (as `transformers.image_utils.load_image` does), 16-bit and 32-bit grayscale scaled to 8 bits
-(Pillow's own conversion would clip them), CMYK, palette and grayscale converted by Pillow.
+edge kept in proportion, to an exact height x width, or NaFlex's aspect-kept size of at most N patches) with the
+recorded Pillow filter, center crop, rescale in float64 then float32, normalize with float32 mean/std (NaFlex:
+then cut into patches). Before that, images are made plain 8-bit RGB-able: EXIF orientation applied (as
+`transformers.image_utils.load_image` does), 16-bit and 32-bit grayscale scaled to 8 bits (Pillow's own
+conversion would clip them), CMYK, palette and grayscale converted by Pillow.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +22,7 @@ import numpy.typing as npt
 from trt_embed.errors import InvalidRequest
 
 Pixels = npt.NDArray[np.float32]  # [3, H, W]
-RESIZE_MODES = ("shortest_edge", "exact")
+RESIZE_MODES = ("shortest_edge", "exact", "max_patches")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -29,13 +31,14 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class ImageRecipe:
     """How one image becomes `pixel_values` [3, H, W]."""
 
-    resize: str  # "shortest_edge" (aspect ratio kept, then cropped) | "exact" (height x width)
-    size: tuple[int, int]  # shortest_edge: (edge, edge); exact: (height, width)
+    resize: str  # "shortest_edge" (aspect ratio kept, then cropped) | "exact" (height x width) | "max_patches"
+    size: tuple[int, int]  # shortest_edge: (edge, edge); exact: (height, width); max_patches: (patch, patch)
     resample: int  # Pillow filter number (3 = BICUBIC, 2 = BILINEAR)
     crop: tuple[int, int] | None  # center crop (height, width), or None
     rescale_factor: float
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    patches: tuple[int, int] | None = None  # max_patches (SigLIP 2 NaFlex): (patch size, max patches per image)
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -55,17 +58,22 @@ class ImageRecipe:
             rescale_factor=float(data["rescale_factor"]),
             mean=_triple(data["mean"]),
             std=_triple(data["std"]),
+            patches=None if data.get("patches") is None else _pair(data["patches"]),
         )
 
     @classmethod
     def from_processor_config(cls, config: Mapping[str, Any], defaults: Mapping[str, Any]) -> ImageRecipe:
-        """The recipe of an HF `preprocessor_config.json` (CLIPImageProcessor / SiglipImageProcessor keys), with
-        the processor class's `defaults` for keys the file leaves out."""
+        """The recipe of an HF `preprocessor_config.json` (CLIPImageProcessor / SiglipImageProcessor /
+        Siglip2ImageProcessor keys), with the processor class's `defaults` for keys the file leaves out."""
         merged = {**defaults, **config}
-        size = merged["size"]
+        size = merged.get("size") or {}
         if isinstance(size, int):
             size = {"shortest_edge": size}
-        if "shortest_edge" in size:
+        patches = None
+        if merged.get("max_num_patches"):
+            patch = int(merged["patch_size"])
+            resize, dims, patches = "max_patches", (patch, patch), (patch, int(merged["max_num_patches"]))
+        elif "shortest_edge" in size:
             resize, dims = "shortest_edge", (int(size["shortest_edge"]),) * 2
         else:
             resize, dims = "exact", (int(size["height"]), int(size["width"]))
@@ -85,6 +93,7 @@ class ImageRecipe:
             rescale_factor=float(merged.get("rescale_factor", 1 / 255)) if merged.get("do_rescale", True) else 1.0,
             mean=_triple(merged["image_mean"]) if merged.get("do_normalize", True) else (0.0, 0.0, 0.0),
             std=_triple(merged["image_std"]) if merged.get("do_normalize", True) else (1.0, 1.0, 1.0),
+            patches=patches,
         )
 
 
@@ -150,10 +159,31 @@ def resized_size(height: int, width: int, recipe: ImageRecipe) -> tuple[int, int
     """(height, width) after the resize step: HF's `get_resize_output_image_size(default_to_square=False)`."""
     if recipe.resize == "exact":
         return recipe.size
+    if recipe.resize == "max_patches" and recipe.patches is not None:
+        return max_patches_size(height, width, *recipe.patches)
     edge = recipe.size[0]
     short, long = (width, height) if width <= height else (height, width)
     new_long = int(edge * long / short)
     return (new_long, edge) if width <= height else (edge, new_long)
+
+
+def max_patches_size(height: int, width: int, patch: int, max_patches: int) -> tuple[int, int]:
+    """(height, width) of NaFlex's resize: both multiples of `patch` (at least one patch), the aspect ratio kept
+    as closely as that allows, as many patches as fit in `max_patches`. The same bisection over the scale as
+    transformers' `get_image_size_for_max_num_patches` (eps 1e-5), so that the sizes are equal."""
+
+    def scaled(scale: float, side: int) -> int:
+        return max(patch, math.ceil(side * scale / patch) * patch)
+
+    eps = 1e-5
+    low, high = eps / 10, 100.0
+    while high - low >= eps:
+        middle = (low + high) / 2
+        if (scaled(middle, height) / patch) * (scaled(middle, width) / patch) <= max_patches:
+            low = middle
+        else:
+            high = middle
+    return scaled(low, height), scaled(low, width)
 
 
 def center_crop(pixels: npt.NDArray[np.uint8], height: int, width: int) -> npt.NDArray[np.uint8]:
@@ -185,6 +215,30 @@ def preprocess(image: Any, recipe: ImageRecipe) -> Pixels:
     return np.ascontiguousarray((scaled - mean) / std, dtype=np.float32)
 
 
-def stack(pixels: Sequence[Pixels]) -> Pixels:
-    """Pixel values of one batch [B, 3, H, W]."""
-    return np.ascontiguousarray(np.stack(pixels), dtype=np.float32)
+def patch_inputs(image: Any, recipe: ImageRecipe) -> dict[str, npt.NDArray[Any]]:
+    """NaFlex (SigLIP 2): one image -> its patches as Siglip2ImageProcessor lays them out: `pixel_values`
+    [max patches, patch * patch * 3] (row-major patches, each flattened as (row, column, channel), zero padding
+    after the real ones), `pixel_attention_mask` [max patches] (1 for a real patch) and `spatial_shapes` [2]
+    (patch rows, patch columns)."""
+    assert recipe.patches is not None, "patch_inputs needs a max_patches recipe"
+    patch, max_patches = recipe.patches
+    pixels = preprocess(image, recipe)
+    channels, height, width = pixels.shape
+    rows, cols = height // patch, width // patch
+    grid = pixels.reshape(channels, rows, patch, cols, patch).transpose(1, 3, 2, 4, 0).reshape(rows * cols, -1)
+    values = np.zeros((max_patches, grid.shape[1]), dtype=np.float32)
+    values[: rows * cols] = grid
+    mask = np.zeros(max_patches, dtype=np.int64)
+    mask[: rows * cols] = 1
+    return {"pixel_values": values, "pixel_attention_mask": mask, "spatial_shapes": np.array([rows, cols], np.int64)}
+
+
+def image_inputs(image: Any, recipe: ImageRecipe) -> dict[str, npt.NDArray[Any]]:
+    """One image's inputs for the image graph: `pixel_values` [3, H, W], or NaFlex's patches (`patch_inputs`)."""
+    return {"pixel_values": preprocess(image, recipe)} if recipe.patches is None else patch_inputs(image, recipe)
+
+
+def stack(items: Sequence[Mapping[str, npt.NDArray[Any]]]) -> dict[str, npt.NDArray[Any]]:
+    """The image inputs of one batch, each stacked on a new batch axis (`pixel_values` [B, 3, H, W] or NaFlex's
+    [B, max patches, patch * patch * 3] with its mask and shapes)."""
+    return {name: np.ascontiguousarray(np.stack([item[name] for item in items])) for name in items[0]}

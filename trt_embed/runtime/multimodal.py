@@ -1,10 +1,12 @@
-"""Requests with images (two-tower models: CLIP, SigLIP): checks, image preparation and the mixed text/image run.
+"""Requests with images (two-tower models: CLIP, SigLIP, SigLIP 2 NaFlex): checks, image preparation and the mixed
+text/image run.
 
-An image becomes one prepared input of the image graph (`pixel_values` [3, H, W]) that costs the vision tower's
-patch tokens (CLIP ViT-B/32 at 224: 50; SigLIP B/16 at 224: 196), so the scheduler budgets images against the
-same token budget as texts. Texts and images of one request go to the scheduler as two groups (two batch keys)
-at once, so they run concurrently, and their rows are put back in input order. Decoding and preprocessing run
-on the pipeline's preparation threads, never on the event loop.
+An image becomes one prepared input of the image graph (`pixel_values` [3, H, W], or NaFlex's patches with their
+mask and grid shape) that costs the vision tower's patch tokens (CLIP ViT-B/32 at 224: 50; SigLIP B/16 at 224:
+196; NaFlex: the image's own patch count), so the scheduler budgets images against the same token budget as
+texts. Texts and images of one request go to the scheduler as two groups (two batch keys) at once, so they run
+concurrently, and their rows are put back in input order. Decoding and preprocessing run on the pipeline's
+preparation threads, never on the event loop.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, cast
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.image_sources import ImagePolicy, ImageURL, is_image, load
-from trt_embed.runtime.images import ImageRecipe, preprocess
+from trt_embed.runtime.images import ImageRecipe, image_inputs
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.types import BatchKey, EmbedRequest, Interleaved, Prepared, PreparedInput, Timing, Vectors
 from trt_embed.runtime.work import Result
@@ -80,7 +82,9 @@ def message_image(messages: Any) -> ImageURL | None:
 
 
 def has_images(request: EmbedRequest) -> bool:
-    if request.images is not None or any(is_image(i) or isinstance(i, Interleaved) for i in request.inputs or ()):
+    """Whether a request holds images (an input mixing text and images counts: it is refused with its reason)."""
+    items = request.inputs or ()
+    if request.images is not None or any(is_image(item) or isinstance(item, Interleaved) for item in items):
         return True
     return request.messages is not None and message_image(request.messages) is not None
 
@@ -155,16 +159,19 @@ class ImagePreparer:
         key = BatchKey(variant=variant, output="sentence_embedding", skip=0, modality="image")
         where = [f"input[{n}]" for n in first_index]
         # In input order; the first bad image (in order) is the error raised.
-        pixels = decode_pool().map(self._pixels, images, where) if len(images) > 1 else map(self._pixels, images, where)
-        items = [PreparedInput({"pixel_values": p}, self.cost) for p in pixels]
+        prepare = self._prepared
+        items = list(decode_pool().map(prepare, images, where) if len(images) > 1 else map(prepare, images, where))
         return Prepared(key=key, items=items)
 
-    def _pixels(self, image: Any, where: str) -> Any:
+    def _prepared(self, image: Any, where: str) -> PreparedInput:
+        """One image's graph inputs and its cost: the vision tower's patch tokens (NaFlex: this image's own)."""
         loaded = load(image, self.policy, where)
         try:
-            return preprocess(loaded, self.recipe)
+            inputs = image_inputs(loaded, self.recipe)
         except Exception as exc:  # an image Pillow decoded but cannot resize is the client's image, not a crash
             raise InvalidRequest(f"{where} could not be preprocessed ({exc})", "input") from None
+        mask = inputs.get("pixel_attention_mask")
+        return PreparedInput(inputs, self.cost if mask is None else int(mask.sum()))
 
 
 Submit = Callable[[Prepared], "Future[Result]"]
