@@ -26,6 +26,7 @@ import numpy as np
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime.images import from_array, to_rgb
+from trt_embed.runtime.options import RuntimeOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,17 @@ class ImagePolicy:
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 50_000_000  # width x height; a larger image is refused before it is decoded
     timeout: float = 10.0
+
+    @classmethod
+    def from_options(cls, options: RuntimeOptions) -> ImagePolicy:
+        """The operator's image settings (serve's --image-dir, --image-domain and limits)."""
+        return cls(
+            image_dir=Path(options.image_dir) if options.image_dir else None,
+            image_domains=tuple(options.image_domains),
+            max_bytes=options.max_image_bytes,
+            max_pixels=options.max_image_pixels,
+            timeout=options.image_timeout,
+        )
 
 
 def is_image(item: Any) -> bool:

@@ -18,7 +18,6 @@ import functools
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, cast
 
 from trt_embed.errors import InvalidRequest
@@ -123,13 +122,7 @@ class ImagePreparer:
         self.recipe = ImageRecipe.from_dict(vision["preprocess"])
         self.cost = int(vision["image_tokens"])
         self.max_images = options.max_images
-        self.policy = ImagePolicy(
-            image_dir=Path(options.image_dir) if options.image_dir else None,
-            image_domains=tuple(options.image_domains),
-            max_bytes=options.max_image_bytes,
-            max_pixels=options.max_image_pixels,
-            timeout=options.image_timeout,
-        )
+        self.policy = ImagePolicy.from_options(options)
 
     def check(self, request: EmbedRequest) -> list[Any]:
         """Checks that need no decoding: how many images, and nothing but images and texts in the list."""

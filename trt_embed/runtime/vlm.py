@@ -59,13 +59,7 @@ class VlmPreparer:
         self.templates.update(vlm.get("templates") or {})
         self.suffix = str(vlm.get("suffix") or "")
         self.max_images = options.max_images
-        self.policy = ImagePolicy(
-            image_dir=Path(options.image_dir) if options.image_dir else None,
-            image_domains=tuple(options.image_domains),
-            max_bytes=options.max_image_bytes,
-            max_pixels=options.max_image_pixels,
-            timeout=options.image_timeout,
-        )
+        self.policy = ImagePolicy.from_options(options)
 
     # -- checks that need no decoding ----------------------------------------------------------------------------
 
