@@ -67,3 +67,64 @@ def test_fp16_graph_matches_fp32(architecture: str, tiny_artifact: Callable[[str
     assert got.dtype == np.float32, "inputs and outputs keep their dtypes"
     cosine = (want * got).sum(-1) / np.linalg.norm(want, axis=-1) / np.linalg.norm(got, axis=-1)
     assert cosine.min() >= 0.999
+
+
+def _shape_fed_range_graph() -> object:
+    """x -> MatMul -> y; y's shape (read twice) -> a Range -> ReduceSum added to y @ W: index math over a tensor
+    that the fp16 graph computes in fp16."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    consts = {
+        "W": np.random.default_rng(0).random((8, 8), dtype=np.float32),
+        "i0": np.array(0, np.int64),
+        "i1": np.array(1, np.int64),
+    }
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["y"], name="mm"),
+        helper.make_node("Shape", ["y"], ["sa"], name="shape_a"),
+        helper.make_node("Shape", ["y"], ["sb"], name="shape_b"),
+        helper.make_node("Gather", ["sa", "i1"], ["d1"], name="g1"),
+        helper.make_node("Gather", ["sb", "i0"], ["d0"], name="g0"),
+        helper.make_node("Mul", ["d0", "d1"], ["n"], name="mul"),
+        helper.make_node("Range", ["i0", "n", "i1"], ["r"], name="range"),
+        helper.make_node("Cast", ["r"], ["rf"], name="cast", to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["rf"], ["rs"], name="rsum", keepdims=0),
+        helper.make_node("MatMul", ["y", "W"], ["z"], name="mm2"),
+        helper.make_node("Add", ["z", "rs"], ["out"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["B", 8])],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    return onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+
+
+def test_index_math_stays_fp32_without_keeping_shape_reads(tmp_path: Path) -> None:
+    """The Range's index math stays fp32, but the Shape nodes that only read y's shape are not kept: keeping them
+    made the converter cast y once per Shape (onnxruntime 1.31 names each copy alike: an invalid graph)."""
+    import onnx
+
+    onnx.save(_shape_fed_range_graph(), str(tmp_path / "g.onnx"))
+    kept = fp16_from_onnx(tmp_path / "g.onnx", tmp_path / "g16.onnx")
+    assert {"Range", "Mul", "Gather", "ReduceSum"} <= set(kept) and "Shape" not in kept
+    x = np.random.default_rng(1).random((3, 8), dtype=np.float32)
+    want, got = (ort.InferenceSession(str(tmp_path / f)).run(None, {"x": x})[0] for f in ("g.onnx", "g16.onnx"))
+    np.testing.assert_allclose(got, want, rtol=2e-2)
+
+
+def test_repeated_cast_nodes_are_collapsed() -> None:
+    """A converter that adds one identical Cast per consumer (onnxruntime 1.31) still yields a loadable graph."""
+    from onnx import helper
+
+    from trt_embed.exporter.onnx_graph import _unique_nodes
+
+    model = _shape_fed_range_graph()
+    cast = helper.make_node("Cast", ["y"], ["y_cast_to_fp32"], name="y_cast_to_fp32_node", to=1)
+    model.graph.node.extend([cast, cast])  # type: ignore[attr-defined]
+    _unique_nodes(model)
+    names = [n.name for n in model.graph.node]  # type: ignore[attr-defined]
+    assert names.count("y_cast_to_fp32_node") == 1 and len(names) == len(set(names))

@@ -196,26 +196,41 @@ def fp16_from_onnx(src: Path, dst: Path) -> list[str]:
         )
     except Exception as exc:
         raise ExportError(f"fp16 conversion of {src.name} failed: {exc}") from exc
+    _unique_nodes(converted)
     onnx.save(converted, str(dst))
     return sorted({n.op_type for n in nodes if n.name in keep})
 
 
 def _ancestors(nodes: list[Any], names: set[str], *, values_only: bool = False) -> set[str]:
-    """The nodes `names` depend on (and themselves); `values_only`: not through a Shape node, which reads only
-    its input's shape."""
+    """The nodes `names` depend on (and themselves); `values_only`: neither through nor including a Shape node,
+    which reads only its input's shape (keeping it fp32 would only make the converter cast its input)."""
     producer = {out: n for n in nodes for out in n.output}
     by_name = {n.name: n for n in nodes}
     found, stack = set(names), [by_name[n] for n in names]
     while stack:
-        node = stack.pop()
-        if values_only and node.op_type == "Shape":
-            continue
-        for tensor in node.input:
+        for tensor in stack.pop().input:
             parent = producer.get(tensor)
-            if parent is not None and parent.name not in found:
-                found.add(parent.name)
-                stack.append(parent)
+            if parent is None or parent.name in found or (values_only and parent.op_type == "Shape"):
+                continue
+            found.add(parent.name)
+            stack.append(parent)
     return found
+
+
+def _unique_nodes(model: Any) -> None:
+    """Drop repeated copies of one node. onnxruntime 1.31's converter adds a Cast (same name, same output) for
+    every fp32 consumer of an fp16 tensor; two consumers made the graph invalid ("two nodes with same node
+    name"). Later versions share one Cast; this makes either converter's output valid."""
+    seen: dict[str, bytes] = {}
+    kept = []
+    for node in model.graph.node:
+        body = node.SerializeToString()
+        if seen.get(node.name) == body:
+            continue
+        seen.setdefault(node.name, body)
+        kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
 
 
 def _descendants(nodes: list[Any], names: set[str]) -> set[str]:
