@@ -81,9 +81,6 @@ class Pipeline:
         self.outputs = outputs
         self.observers = observers
         self._prepare_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="trt-embed-prepare")
-        # Chunks of a large request queued ahead of the one being collected: enough that every scheduler worker
-        # has a batch while the caller's thread prepares the next chunk and collects a finished one.
-        self._depth = scheduler.workers + 1
 
     # -- validate ---------------------------------------------------------------------------------------------
 
@@ -196,7 +193,7 @@ class Pipeline:
             future = self.scheduler.submit(prepared.key, prepared.items, priority=request.priority)
             pending.append((prepared, future))
             ids.extend(input_ids(prepared))
-            if len(pending) > self._depth:
+            if len(pending) > 1:
                 done, result = pending.popleft()
                 rows.extend(self._rows(done, result.result(), timing))
         while pending:

@@ -75,11 +75,6 @@ class Scheduler:
             thread.start()
 
     @property
-    def workers(self) -> int:
-        """Worker threads: how many engine calls may run at once."""
-        return self._workers
-
-    @property
     def queue_size(self) -> int:
         return self._queue.count
 
