@@ -87,7 +87,7 @@ class TextTokenizer:
                 "truncate_prompt_tokens",
             )
         if limit == self.max_length and add_special_tokens:
-            encodings = self._by_side[truncate].encode_batch(prepared, add_special_tokens=True)
+            encodings = _encode_batch(self._by_side[truncate], prepared, add_special_tokens=True)
         else:
             encodings = self._encode_custom(prepared, truncate, limit, add_special_tokens)
         if truncate == "none" and check_length:
@@ -95,7 +95,7 @@ class TextTokenizer:
         return Tokenized(ids=[e.ids for e in encodings], type_ids=[e.type_ids for e in encodings])
 
     def _encode_custom(self, texts: list[str], truncate: Truncate, limit: int, specials: bool) -> list[Encoding]:
-        encodings = self._plain.encode_batch(texts, add_special_tokens=False)
+        encodings = _encode_batch(self._plain, texts, add_special_tokens=False)
         budget = limit - (self.num_special_tokens if specials else 0)
         if budget < 1:
             raise InvalidRequest(f"max tokens {limit} leaves no room for text after special tokens", "max_tokens")
@@ -138,3 +138,12 @@ class TextTokenizer:
     @property
     def vocab_size(self) -> int:
         return self._plain.get_vocab_size(with_added_tokens=True)
+
+
+def _encode_batch(tokenizer: Tokenizer, texts: list[str], *, add_special_tokens: bool) -> list[Encoding]:
+    """`encode_batch` without character offsets (nothing here reads them; about 20% less tokenizer time), on
+    tokenizers versions that have it."""
+    fast = getattr(tokenizer, "encode_batch_fast", None)
+    encode = fast if fast is not None else tokenizer.encode_batch
+    encodings: list[Encoding] = encode(texts, add_special_tokens=add_special_tokens)
+    return encodings
