@@ -152,3 +152,20 @@ def test_tensorrt_plans_are_refused_clearly(vlm: Any, tiny_model: Callable[[str]
         export_model(str(tiny_model(architecture)), tmp_path / "out", options)
     with pytest.raises(ExportError, match="TensorRT plans are not built for vision-language models"):
         build_engine(runtime.artifact.directory, PlanOptions(precisions=("fp32",)))
+
+
+def test_fp16_copies_pass_the_accuracy_rule(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
+    """An fp32+fp16 export keeps fp16 copies of both graphs (each checked against PyTorch at export), and the
+    fp16 runtime embeds texts and images within the fp16 rule of the fp32 runtime."""
+    from trt_embed.exporter import ExportOptions, export_model
+
+    out = tmp_path / "artifact"
+    export_model(str(tiny_model("Qwen2VLForConditionalGeneration")), out, ExportOptions(precision="fp32,fp16"))
+    with Runtime.load(out, workers=1) as fp32, Runtime.load(out, workers=1, precision="fp16") as fp16:
+        files = {e.file for e in fp16.manifest.engines if e.precision == "fp16"}
+        assert {"model.fp16.onnx", "vision.fp16.onnx"} <= files
+        assert fp16.engine.entry.precision == "fp16" and fp16.pool.images is not None
+        assert fp16.pool.images.entry.file == "vision.fp16.onnx"
+        inputs: list[Any] = ["a cat on the river", *photos()[:2]]
+        cosines = np.sum(fp32.embed(inputs) * fp16.embed(inputs), axis=1)
+    assert cosines.min() >= 0.999, cosines
