@@ -30,12 +30,12 @@ from trt_embed.exporter.source import (
     check_model_dir,
     read_sentence_transformers,
     resolve_model_dir,
-    weight_files,
+    source_record,
 )
 from trt_embed.exporter.sparse_query import save_query_table
 from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
 from trt_embed.exporter.variants import calibration_ranges, check_adapter, merged_lora_graph
-from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, TokenizerInfo, sha256_file
+from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, TokenizerInfo
 from trt_embed.poolers import POOLING_MODES
 from trt_embed.runtime.batch import pad
 from trt_embed.runtime.tokenizer import TextTokenizer
@@ -208,12 +208,7 @@ def _export_into(
         pooling=pooling,
         max_seq_length=max_len,
         tokenizer=tokenizer_info,
-        source={
-            "model": str(model),
-            "path_name": model_dir.name,
-            "revision": opts.revision,
-            "weights_sha256": {p.name: sha256_file(p) for p in weight_files(st.transformer_dir)},
-        },
+        source=source_record(model, model_dir, opts.revision, st.transformer_dir),
         normalize=bool(opts.normalize) if head == "splade" else _normalize(st, opts),  # SPLADE weights are raw
         matryoshka_dimensions=matryoshka,
         matryoshka_transform=entry.matryoshka_transform,

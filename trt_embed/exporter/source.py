@@ -9,6 +9,7 @@ from typing import Any
 
 from trt_embed.defaults import cached_hub_model, looks_like_hub_id, missing_model
 from trt_embed.errors import ExportError
+from trt_embed.manifest import sha256_file
 
 WEIGHT_PATTERNS = ("model.safetensors", "model-*.safetensors", "pytorch_model.bin", "pytorch_model-*.bin")
 
@@ -105,6 +106,17 @@ def weight_files(directory: Path) -> list[Path]:
         if found:
             return found
     return []
+
+
+def source_record(model: str | Path, model_dir: Path, revision: str | None, weights_dir: Path) -> dict[str, Any]:
+    """The manifest's `source`: the model as asked for, its folder's name, the revision and the sha256 of each
+    weight file (in `weights_dir`: the transformer's folder of a sentence-transformers model)."""
+    return {
+        "model": str(model),
+        "path_name": model_dir.name,
+        "revision": revision,
+        "weights_sha256": {p.name: sha256_file(p) for p in weight_files(weights_dir)},
+    }
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -29,10 +29,10 @@ from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.calibration import default_calibration_texts
 from trt_embed.exporter.checks import FP16_MIN_COSINE, checked_onnx_entry
 from trt_embed.exporter.int8 import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE
-from trt_embed.exporter.source import SentenceTransformerConfig, weight_files
+from trt_embed.exporter.source import SentenceTransformerConfig, source_record
 from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
 from trt_embed.exporter.variants import calibration_ranges
-from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, sha256_file
+from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec
 from trt_embed.runtime.batch import pad
 from trt_embed.runtime.images import ImageRecipe, image_inputs, stack
 from trt_embed.runtime.tokenizer import TextTokenizer
@@ -171,12 +171,7 @@ def export_two_tower(
         pooling=Pooling(mode=entry.default_pooling),
         max_seq_length=max_len,
         tokenizer=info,
-        source={
-            "model": str(model),
-            "path_name": model_dir.name,
-            "revision": opts.revision,
-            "weights_sha256": {p.name: sha256_file(p) for p in weight_files(source)},
-        },
+        source=source_record(model, model_dir, opts.revision, source),
         normalize=_normalize(st, opts),
         vocab_size=int(text_cfg["vocab_size"]) if text_cfg.get("vocab_size") else None,
         calibration=calibration_ranges(np.concatenate([vectors["text"], vectors["image"]]), None),

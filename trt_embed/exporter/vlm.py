@@ -30,7 +30,7 @@ from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.checks import quality
-from trt_embed.exporter.source import weight_files
+from trt_embed.exporter.source import source_record
 from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, sha256_file
 from trt_embed.poolers.torch_pooling import Pooling as PoolingHead
@@ -144,12 +144,7 @@ def export_vlm(out: Path, model: str, model_dir: Path, config: dict[str, Any], e
         pooling=Pooling(mode=opts.pooling or parts.pooling),
         max_seq_length=max_len,
         tokenizer=info,
-        source={
-            "model": str(model),
-            "path_name": model_dir.name,
-            "revision": opts.revision,
-            "weights_sha256": {p.name: sha256_file(p) for p in weight_files(model_dir)},
-        },
+        source=source_record(model, model_dir, opts.revision, model_dir),
         normalize=True if opts.normalize is None else bool(opts.normalize),
         matryoshka_dimensions=sorted(opts.matryoshka_dims) if opts.matryoshka_dims is not None else parts.matryoshka,
         prompts=parts.prompts,
