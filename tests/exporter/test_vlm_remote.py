@@ -96,10 +96,11 @@ def test_pytorch_modules_match_original_code(folder: str) -> None:
         def decode(embeds: np.ndarray, mask: np.ndarray) -> np.ndarray:
             return np.asarray(model.text(torch.from_numpy(embeds), torch.from_numpy(mask)).last_hidden_state.numpy())
     else:
-        from trt_embed.exporter.models.nemotron_vl import NemotronDecoder, NemotronVL
+        from trt_embed.exporter.models.decoder import EmbedsDecoder
+        from trt_embed.exporter.models.nemotron_vl import NemotronVL
 
         model = NemotronVL(GOLDEN / folder / "model").eval()
-        decoder = NemotronDecoder(model.language_model).eval()
+        decoder = EmbedsDecoder(model.language_model, bidirectional=True).eval()
         table, mode = model.language_model.embed_tokens.weight.detach().numpy(), "mean"
 
         def decode(embeds: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -90,6 +90,25 @@ class DecoderEncoder(torch.nn.Module):
         return BaseModelOutput(last_hidden_state=out.last_hidden_state)
 
 
+class EmbedsDecoder(torch.nn.Module):
+    """A VLM's language model as the decoder graph: (inputs_embeds, attention_mask, position_ids) -> last hidden
+    states [B, S, H]; causal or bidirectional, sliding windows and per-layer-type masks as its config says."""
+
+    def __init__(self, language_model: torch.nn.Module, *, bidirectional: bool) -> None:
+        super().__init__()
+        self.text = DecoderEncoder(language_model, bidirectional=bidirectional)
+
+    def forward(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor:
+        mask = self.text.masks(attention_mask, inputs_embeds.dtype)
+        out = self.text.model(
+            inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=position_ids, use_cache=False
+        )
+        hidden: torch.Tensor = out.last_hidden_state
+        return hidden
+
+
 def _layer_windows(config: Any) -> dict[str, int | None]:
     """Attention window per layer type (None: full attention)."""
     window = getattr(config, "sliding_window", None)

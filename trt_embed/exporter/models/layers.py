@@ -27,6 +27,12 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     return config
 
 
+def optional_json(path: Path) -> dict[str, Any]:
+    """A checkpoint's optional JSON file (a processor config), or {} when it has none."""
+    data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    return data
+
+
 def load_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     """All checkpoint tensors by name, as float32 (bf16/fp16 checkpoints are exported in fp32)."""
     files = weight_files(model_dir)

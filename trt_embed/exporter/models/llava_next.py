@@ -12,14 +12,14 @@ Decoder graph: the config's text model (Llama for e5-v, Mistral or others for ot
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from trt_embed.errors import ExportError
-from trt_embed.exporter.models.decoder import DecoderEncoder
+from trt_embed.exporter.models.decoder import EmbedsDecoder
+from trt_embed.exporter.models.layers import optional_json
 from trt_embed.exporter.models.qwen2_vl import Qwen2VLFamily, token_of
 from trt_embed.exporter.vlm import VlmParts
 from trt_embed.runtime.anyres_images import recipe_from_configs
@@ -58,30 +58,6 @@ class LlavaNextVision(torch.nn.Module):
         return table[token_index]
 
 
-class LlavaNextDecoder(torch.nn.Module):
-    """(inputs_embeds, attention_mask, position_ids) -> last hidden states [B, S, H], causal (sliding windows and
-    per-layer-type masks as the text model's config says)."""
-
-    def __init__(self, language_model: Any) -> None:
-        super().__init__()
-        self.text = DecoderEncoder(language_model, bidirectional=False)
-
-    def forward(
-        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
-    ) -> torch.Tensor:
-        mask = self.text.masks(attention_mask, inputs_embeds.dtype)
-        out = self.text.model(
-            inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=position_ids, use_cache=False
-        )
-        hidden: torch.Tensor = out.last_hidden_state
-        return hidden
-
-
-def _json(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    return data
-
-
 def check_config(model_dir: Path, config: Any, recipe: dict[str, Any]) -> None:
     """What the anyres layout assumes, checked against the checkpoint (transformers assumes it too)."""
     vision = config.vision_config
@@ -108,7 +84,7 @@ class LlavaNextFamily(Qwen2VLFamily):
     def load(self, model_dir: Path, entry: ZooEntry, config: dict[str, Any]) -> VlmParts:
         model = self.load_model(model_dir)
         inner, cfg = model.model, model.config
-        recipe = recipe_from_configs(config, _json(model_dir / "preprocessor_config.json"))
+        recipe = recipe_from_configs(config, optional_json(model_dir / "preprocessor_config.json"))
         check_config(model_dir, cfg, recipe)
         record = {
             "family": "llava_next",
@@ -123,7 +99,7 @@ class LlavaNextFamily(Qwen2VLFamily):
             vision=LlavaNextVision(inner).eval(),
             vision_inputs=list(AXES),
             vision_axes=AXES,
-            decoder=LlavaNextDecoder(inner.language_model).eval(),
+            decoder=EmbedsDecoder(inner.language_model, bidirectional=False).eval(),
             embeddings=inner.get_input_embeddings().weight,
             record=record,
             pooling=entry.default_pooling,

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from trt_embed.exporter.models.decoder import DecoderEncoder
-from trt_embed.exporter.models.layers import load_exact, load_weights, read_config, require
+from trt_embed.exporter.models.decoder import EmbedsDecoder
+from trt_embed.exporter.models.layers import load_exact, load_weights, optional_json, read_config, require
 from trt_embed.exporter.models.phi3_v import merge_2x2
 from trt_embed.exporter.vlm import VlmParts
 from trt_embed.runtime.tiled_images import recipe_from_configs
@@ -59,22 +59,6 @@ class NemotronVision(torch.nn.Module):
         states = self.vision_model(pixel_values=pixel_values).last_hidden_state
         tokens: torch.Tensor = self.mlp1(merge_2x2(states, self.grid))
         return tokens.reshape(-1, tokens.shape[-1])
-
-
-class NemotronDecoder(torch.nn.Module):
-    """(inputs_embeds, attention_mask, position_ids) -> last hidden states, every token seeing every token."""
-
-    def __init__(self, language_model: Any) -> None:
-        super().__init__()
-        self.text = DecoderEncoder(language_model, bidirectional=True)
-
-    def forward(
-        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
-    ) -> torch.Tensor:
-        mask = self.text.masks(attention_mask, inputs_embeds.dtype)
-        out = self.text.model(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=position_ids)
-        hidden: torch.Tensor = out.last_hidden_state
-        return hidden
 
 
 class NemotronVL(torch.nn.Module):
@@ -121,7 +105,7 @@ class NemotronVLFamily:
 
     def load(self, model_dir: Path, entry: ZooEntry, config: dict[str, Any]) -> VlmParts:
         model = NemotronVL(model_dir).eval()
-        processor = _json(model_dir / "processor_config.json")
+        processor = optional_json(model_dir / "processor_config.json")
         recipe = recipe_from_configs(config, processor)
         pooling = str(config.get("pooling") or config["llm_config"].get("pooling") or "avg")
         require(pooling in POOLING, model_dir, f"pooling {pooling!r} is not supported ({', '.join(POOLING)})")
@@ -138,20 +122,13 @@ class NemotronVLFamily:
             vision=model.vision,
             vision_inputs=["pixel_values"],
             vision_axes={"pixel_values": {0: "tiles"}},
-            decoder=NemotronDecoder(model.language_model).eval(),
+            decoder=EmbedsDecoder(model.language_model, bidirectional=True).eval(),
             embeddings=model.language_model.get_input_embeddings().weight,
             record=record,
             pooling=POOLING[pooling],
             max_positions=int(text.max_position_embeddings),
             prompts=dict(entry.recipe.get("prompts") or {}),
         )
-
-
-def _json(path: Path) -> dict[str, Any]:
-    import json
-
-    data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    return data
 
 
 FAMILY = NemotronVLFamily()

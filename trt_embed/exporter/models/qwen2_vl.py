@@ -8,7 +8,6 @@ with a prepared causal mask and the 3-row multimodal RoPE positions the runtime 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 
 from trt_embed.errors import ExportError
 from trt_embed.exporter.models.decoder import DecoderEncoder
+from trt_embed.exporter.models.layers import optional_json
 from trt_embed.exporter.vlm import VlmParts, meta_parameters
 from trt_embed.runtime.qwen_vl import recipe_from_config
 from trt_embed.zoo import ZooEntry
@@ -82,11 +82,6 @@ class Qwen2VLDecoder(torch.nn.Module):
         return hidden
 
 
-def _json(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    return data
-
-
 def token_of(model_dir: Path, token_id: int) -> str:
     """A special token's text, from the checkpoint's tokenizer."""
     from tokenizers import Tokenizer
@@ -136,7 +131,7 @@ class Qwen2VLFamily:
             token_of(model_dir, int(i))
             for i in (cfg.vision_start_token_id, cfg.image_token_id, cfg.vision_end_token_id)
         )
-        recipe = recipe_from_config(_json(model_dir / "preprocessor_config.json"))
+        recipe = recipe_from_config(optional_json(model_dir / "preprocessor_config.json"))
         if (
             recipe["patch_size"] != cfg.vision_config.patch_size
             or recipe["merge_size"] != cfg.vision_config.spatial_merge_size
