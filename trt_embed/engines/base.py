@@ -44,7 +44,11 @@ class EngineSpec:
         """Tokens a batch of these input lengths costs the engine: padded or real."""
         if not lengths:
             return 0
-        return len(lengths) * max(lengths) if self.layout == "padded" else sum(lengths)
+        return self.batch_cost(len(lengths), max(lengths), sum(lengths))
+
+    def batch_cost(self, size: int, width: int, real: int) -> int:
+        """The same from a batch's size, longest input and real tokens (the scheduler grows a batch by these)."""
+        return size * width if self.layout == "padded" else real
 
 
 @dataclasses.dataclass

@@ -52,11 +52,11 @@ class BatchQueue:
         del group[bisect.bisect_left(group, (-first.length, first.seq), key=_order)]
         width = first.length
         batch = [first]
-        real = width  # running sum of real tokens: the cost of a ragged batch (a padded one costs size x width)
+        real = width  # the batch's real tokens, grown with it
         start = end = bisect.bisect_left(group, (-width, -1), key=_order)
         for _, _, item in itertools.islice(group, start, None):
             size = len(batch) + 1
-            cost = size * width if spec.layout == "padded" else real + item.length
+            cost = spec.batch_cost(size, width, real + item.length)
             if size > spec.max_batch_size or cost > budget or not spec.fits(size, width):
                 break
             batch.append(item)

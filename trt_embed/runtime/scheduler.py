@@ -52,7 +52,7 @@ class Scheduler:
         self._queue = BatchQueue()
         # CPU engines run batches at a flat cost per token, so a queue too short to give every worker a full
         # budget is split evenly over the workers instead of leaving some idle (GPUs want full batches).
-        self._spread = spread
+        self._spread = spread and workers > 1
         self._workers = workers
         self._cond = threading.Condition()
         self._book = threading.Lock()  # request completion and stats, shared by the workers
@@ -138,8 +138,7 @@ class Scheduler:
 
     def _take_batch(self) -> list[Item]:
         """Pop the next batch (see `BatchQueue.take`); CPU engines split a short queue over their workers."""
-        spread = self._spread and self._workers > 1
-        budget = self._queue.fair_share(self.spec, self._workers) if spread else self.spec.max_batch_tokens
+        budget = self._queue.fair_share(self.spec, self._workers) if self._spread else self.spec.max_batch_tokens
         return self._queue.take(self.spec, budget)
 
     def _work(self) -> None:

@@ -33,7 +33,7 @@ class Pending:
     done: bool = False
 
 
-@dataclasses.dataclass(order=True)
+@dataclasses.dataclass
 class Item:
     priority: int
     seq: int
