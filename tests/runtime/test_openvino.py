@@ -14,6 +14,7 @@ import pytest
 
 from trt_embed.engines import openvino
 from trt_embed.engines.base import Batch
+from trt_embed.engines.cpu import CpuFacts, cpu_facts
 from trt_embed.errors import ArtifactError, BackendUnavailable, InvalidRequest
 from trt_embed.runtime import Runtime
 from trt_embed.zoo import load_zoo
@@ -42,6 +43,27 @@ def test_bf16_is_close_but_really_bf16(minilm_artifact: Path, corpus: list[str],
     assert np.abs(got - minilm_reference).max() > 1e-5, "bf16 output equals fp32: bf16 math was not used"
 
 
+VNNI = CpuFacts("a CPU with VNNI", 2, ("avx2", "avx512f", "avx512_vnni"))
+AVX2_ONLY = CpuFacts("a CPU without VNNI", 2, ("avx2",))
+
+
+def test_int8_saturates_on_x86_without_vnni_only() -> None:
+    assert AVX2_ONLY.int8_saturates and not VNNI.int8_saturates
+    assert not CpuFacts("x86 with AVX-VNNI", 2, ("avx2", "avx_vnni")).int8_saturates
+    assert not CpuFacts("Sapphire Rapids", 2, ("avx2", "avx512f", "amx_int8")).int8_saturates
+    assert not CpuFacts("an ARM server", 2, ("asimd", "asimddp", "i8mm")).int8_saturates
+
+
+def test_int8_is_refused_where_dot_products_saturate(minilm_artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openvino, "cpu_facts", lambda: AVX2_ONLY)
+    with pytest.raises(BackendUnavailable, match="no VNNI or AMX"):
+        Runtime.load(minilm_artifact, backend="openvino-cpu", precision="int8")
+    with Runtime.load(minilm_artifact, precision="int8") as runtime:
+        assert runtime.backend == "onnxruntime-cpu" and runtime.engine.entry.file == "model.int8.onnx"
+        assert "no VNNI or AMX" in runtime.backend_reason
+
+
+@pytest.mark.skipif(cpu_facts().int8_saturates, reason="this x86 CPU has no VNNI: openvino-cpu refuses int8 here")
 def test_auto_int8_runs_the_static_graph_on_openvino(
     minilm_artifact: Path, corpus: list[str], minilm_reference: np.ndarray
 ) -> None:
@@ -97,6 +119,7 @@ def test_bf16_without_cpu_support_is_refused(
 
 
 def test_int8_without_a_static_graph(minilm_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openvino, "cpu_facts", lambda: VNNI)  # the same on every CPU
     copy = tmp_path / "artifact"
     shutil.copytree(minilm_artifact, copy)
     manifest_path = copy / "trt_embed.json"

@@ -134,7 +134,7 @@ def test_large_requests_stream_in_length_order_and_answer_in_request_order(
 ) -> None:
     """A request of several chunks runs its inputs in length order; rows come back in the request's order and
     equal small requests' rows; an error names the input's position in the request, not in its chunk."""
-    from trt_embed.runtime.pipeline import STREAM_CHUNK
+    from trt_embed.runtime.block_path import STREAM_CHUNK
 
     texts = [corpus[i % len(corpus)][: 40 + (7 * i) % 300] for i in range(STREAM_CHUNK + 300)]
     with Runtime.load(tiny_artifact("BertModel")) as runtime:

@@ -26,6 +26,7 @@ ISA_OF_INTEREST = (
     "avx2",
     "avx512f",
     "avx512_vnni",
+    "avx_vnni",
     "avx512_bf16",
     "amx_bf16",
     "amx_int8",
@@ -45,6 +46,13 @@ class CpuFacts:
 
     def describe(self) -> str:
         return f"{self.model}, {self.cores} cores, {' '.join(self.isa) or 'no listed ISA extensions'}"
+
+    @property
+    def int8_saturates(self) -> bool:
+        """An x86 CPU without VNNI/AMX: its 8-bit dot products (VPMADDUBSW) add pairs into 16 bits, which
+        saturate on transformer activations (all-MiniLM-L6-v2's static int8 graph: mean cosine 0.991, worst
+        0.959 on an AVX2-only AMD EPYC, against 0.997 / 0.98 with VNNI)."""
+        return "avx2" in self.isa and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(self.isa)
 
 
 @functools.cache

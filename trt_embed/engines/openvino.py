@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from trt_embed.engines.base import Arrays, Engine, Outputs
+from trt_embed.engines.cpu import cpu_facts
 from trt_embed.engines.onnxruntime import default_threads
 from trt_embed.errors import BackendUnavailable, EngineError
 from trt_embed.manifest import EngineEntry
@@ -50,6 +51,11 @@ def why_not_here(precision: str) -> str | None:
         return f"openvino-cpu runs fp32, bf16 and int8, not {precision}"
     if precision == "bf16" and "BF16" not in cpu_capabilities():
         return "this CPU has no bf16 matrix instructions (AMX or AVX512-BF16); OpenVINO would emulate bf16 slowly"
+    if precision == "int8" and cpu_facts().int8_saturates:
+        return (
+            "this x86 CPU has no VNNI or AMX: OpenVINO's int8 dot products saturate 16-bit sums there and lose "
+            "accuracy (static int8 below the int8 rule)"
+        )
     return None
 
 

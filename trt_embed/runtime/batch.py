@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence, Sized
 from typing import TypeVar
 
@@ -10,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trt_embed.engines.base import Batch, Layout
+from trt_embed.runtime.blocks import TokenBlock, block_of
 from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors
 
 IntArray = npt.NDArray[np.int64]
@@ -24,34 +24,35 @@ def pad(
     side: str = "right",
     length: int | None = None,
 ) -> dict[str, IntArray]:
-    """Pad id lists into `input_ids`, `attention_mask` and `token_type_ids` arrays [B, S]. Vectorized: the
-    rows are concatenated once and scattered through the mask (row-major order is the concatenation's order
-    for either padding side), so a batch of a thousand inputs costs no Python loop per row."""
-    rows = len(ids)
-    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=rows)
+    """Pad id lists into `input_ids`, `attention_mask` and `token_type_ids` arrays [B, S]."""
+    return pad_block(TokenBlock.from_lists(ids, type_ids), pad_id=pad_id, side=side, length=length)
+
+
+def pad_block(block: TokenBlock, *, pad_id: int, side: str = "right", length: int | None = None) -> dict[str, IntArray]:
+    """A token block padded into `input_ids`, `attention_mask` and `token_type_ids` arrays [B, S]. Vectorized:
+    the flat ids are scattered through the mask (row-major order is the concatenation's order for either padding
+    side), so a batch of a thousand inputs costs no Python loop per row."""
+    lengths = block.lengths
     seq = int(lengths.max(initial=0)) if length is None else length
     columns = np.arange(seq)[None, :]
     mask = columns < lengths[:, None] if side == "right" else columns >= (seq - lengths)[:, None]
-    total = int(lengths.sum())
-    input_ids = np.full((rows, seq), pad_id, dtype=np.int64)
-    input_ids[mask] = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=total)
-    types = np.zeros((rows, seq), dtype=np.int64)
-    if type_ids is not None:
-        types[mask] = np.fromiter(itertools.chain.from_iterable(type_ids), dtype=np.int64, count=total)
+    input_ids = np.full((len(lengths), seq), pad_id, dtype=np.int64)
+    input_ids[mask] = block.ids
+    types = np.zeros((len(lengths), seq), dtype=np.int64)
+    if block.type_ids is not None:
+        types[mask] = block.type_ids
     return {"input_ids": input_ids, "attention_mask": mask.astype(np.int64), "token_type_ids": types}
 
 
 def pack(ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None) -> dict[str, IntArray]:
     """Concatenate id lists into `input_ids`, `token_type_ids` [T] with `cu_seqlens` [B + 1] (no padding)."""
-    lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
-    cu_seqlens = np.zeros(len(ids) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=cu_seqlens[1:])
-    input_ids = np.fromiter((t for row in ids for t in row), dtype=np.int64, count=int(cu_seqlens[-1]))
-    if type_ids is None:
-        types = np.zeros_like(input_ids)
-    else:
-        types = np.fromiter((t for row in type_ids for t in row), dtype=np.int64, count=int(cu_seqlens[-1]))
-    return {"input_ids": input_ids, "token_type_ids": types, "cu_seqlens": cu_seqlens}
+    return pack_block(TokenBlock.from_lists(ids, type_ids))
+
+
+def pack_block(block: TokenBlock) -> dict[str, IntArray]:
+    """A token block as `input_ids`, `token_type_ids` [T] and `cu_seqlens` [B + 1]."""
+    types = np.zeros_like(block.ids) if block.type_ids is None else block.type_ids
+    return {"input_ids": np.ascontiguousarray(block.ids), "token_type_ids": types, "cu_seqlens": block.offsets}
 
 
 def exclude_leading(mask: IntArray, skip: int) -> IntArray:
@@ -75,13 +76,13 @@ def make_batch(
     pooling_mask: bool,
     length: int | None = None,
 ) -> Batch:
-    """The engine batch of `items`: padded (with a `pooling_mask` when the graph takes one) or ragged."""
-    ids = [item.features["input_ids"] for item in items]
-    type_ids = [item.features["token_type_ids"] for item in items]
-    lengths = [len(i) for i in ids]
+    """The engine batch of `items` (single inputs, or token-block units): padded (with a `pooling_mask` when the
+    graph takes one) or ragged."""
+    block = block_of(items)
+    lengths = block.lengths.tolist()
     if layout == "ragged":
-        return Batch("ragged", pack(ids, type_ids), lengths)
-    arrays = pad(ids, type_ids, pad_id=pad_id, side=padding_side, length=length)
+        return Batch("ragged", pack_block(block), lengths)
+    arrays = pad_block(block, pad_id=pad_id, side=padding_side, length=length)
     if pooling_mask:
         arrays["pooling_mask"] = exclude_leading(arrays["attention_mask"], key.skip)
     return Batch("padded", arrays, lengths)

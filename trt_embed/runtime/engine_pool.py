@@ -20,6 +20,7 @@ from trt_embed.engines.onnxruntime import default_threads
 from trt_embed.engines.select import BACKENDS, CPU_BACKENDS, Want, open_engine
 from trt_embed.errors import InvalidRequest, UnknownModel
 from trt_embed.runtime.batch import make_batch, rows_of
+from trt_embed.runtime.blocks import BLOCK_MODALITY, unit_rows
 from trt_embed.runtime.images import stack
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.types import BatchKey, PreparedInput, Row, text_input
@@ -231,6 +232,8 @@ class EnginePool:
         )
         names = key.output.split("+")
         out = engine.infer(batch, names)
+        if key.modality == BLOCK_MODALITY:  # token-block units: one pooled array per unit
+            return list(unit_rows(items, out[names[0]]))
         if len(names) == 1:
             return list(rows_of(batch, names[0], out[names[0]], info.padding_side))
         per_output = {name: rows_of(batch, name, out[name], info.padding_side) for name in names}

@@ -60,7 +60,9 @@ def is_image(item: Any) -> bool:
     """Whether an input item is an image (anything but text and token-id lists)."""
     if isinstance(item, str | list):  # texts and token-id lists, the common case, decided first
         return False
-    if isinstance(item, ImageURL | bytes | bytearray | memoryview | Path | np.ndarray):
+    if isinstance(item, np.ndarray):  # a 1-D integer array is a token-id list
+        return not (item.ndim == 1 and item.dtype.kind in "iu")
+    if isinstance(item, ImageURL | bytes | bytearray | memoryview | Path):
         return True
     return type(item).__module__.startswith("PIL.")
 

@@ -163,19 +163,22 @@ def build(
     manifest: Manifest,
     request: EmbedRequest,
     task: PoolingTask,
-    rows: list[Row],
+    rows: list[Row] | Vectors,
     ids: Sequence[Sequence[int]],
     *,
     dimensions: int | None,
     decode: Any,
 ) -> Output:
-    """One task's output for every input of a request, from the engine's rows."""
+    """One task's output for every input of a request, from the engine's rows (dense rows as one array: the
+    token-block path's)."""
     kind = manifest.kind
-    values = pick(rows, graph_output(kind, task))
     if task == "embed":
+        matrix = rows if isinstance(rows, np.ndarray) else np.stack(pick(rows, graph_output(kind, task)))
         normalize = manifest.normalize if request.normalize is None else request.normalize
         transform = manifest.matryoshka_transform
-        return Dense(finish(np.stack(values), dimensions=dimensions, normalize=normalize, transform=transform))
+        return Dense(finish(matrix, dimensions=dimensions, normalize=normalize, transform=transform))
+    assert not isinstance(rows, np.ndarray)
+    values = pick(rows, graph_output(kind, task))
     if task == "sparse":
         return sparse_output(kind, values, ids, request, manifest.special_token_ids, decode)
     if task == "token_classify":

@@ -19,6 +19,7 @@ from trt_embed.manifest import Manifest
 from trt_embed.runtime import encoding
 from trt_embed.runtime import outputs as kinds
 from trt_embed.runtime.batch import in_request_order, longest_first
+from trt_embed.runtime.block_path import STREAM_CHUNK, BlockPath
 from trt_embed.runtime.chunking import combine
 from trt_embed.runtime.multimodal import MixedRun, check_images, has_images
 from trt_embed.runtime.postprocess import check_dimensions
@@ -45,7 +46,6 @@ from trt_embed.runtime.types import (
 from trt_embed.runtime.vlm import VlmPreparer
 from trt_embed.runtime.work import Result
 
-STREAM_CHUNK = 1024  # inputs prepared per step of a large synchronous request
 INLINE_CHARS = 1024  # async requests up to this many characters (or token ids) are prepared on the caller's thread
 
 
@@ -81,6 +81,7 @@ class Pipeline:
         self.outputs = outputs
         self.observers = observers
         self._prepare_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="trt-embed-prepare")
+        self.blocks = BlockPath(manifest, preparer, scheduler)  # dense embed requests: token blocks
 
     # -- validate ---------------------------------------------------------------------------------------------
 
@@ -167,6 +168,8 @@ class Pipeline:
         if self.mixed is not None and has_images(request):
             mixed, count, took = self.mixed.run(request, plan.variant, self._submitter(request))
             return self._result(plan, list(mixed), [()] * len(mixed), count, took)
+        if self.blocks.serves(request):
+            return self._result(plan, *self.blocks.run(request, plan.variant))
         started = time.perf_counter()
         inputs = request.inputs
         if request.messages is not None or inputs is None or len(inputs) <= STREAM_CHUNK or self.vlm is not None:
@@ -215,7 +218,10 @@ class Pipeline:
         started = time.perf_counter()
         inputs = request.inputs
         small = request.messages is None and inputs is not None and len(inputs) <= 8 and self.vlm is None
-        if small and sum(len(t) for t in inputs or []) <= INLINE_CHARS:
+        small = small and sum(len(t) for t in inputs or []) <= INLINE_CHARS
+        if self.blocks.serves(request):
+            return self._result(plan, *await self.blocks.arun(request, plan.variant, self._prepare_pool, inline=small))
+        if small:
             prepared = self._prepare(request, plan.variant)
         else:
             loop = asyncio.get_running_loop()
@@ -276,7 +282,7 @@ class Pipeline:
         return self._result(plan, rows, input_ids(prepared), prepared.num_tokens, timing)
 
     def _result(
-        self, plan: Plan, rows: list[Row], ids: Sequence[Sequence[int]], num_tokens: int, timing: Timing
+        self, plan: Plan, rows: list[Row] | Vectors, ids: Sequence[Sequence[int]], num_tokens: int, timing: Timing
     ) -> EmbedResult:
         result = embed_result(self.manifest, self.preparer.tokenizer.id_to_token, plan, rows, ids, num_tokens, timing)
         for observer in self.observers:

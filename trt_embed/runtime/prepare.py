@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
+from trt_embed.runtime.blocks import BLOCK_MODALITY, TokenBlock
 from trt_embed.runtime.chat import ChatOptions, render_chat
 from trt_embed.runtime.chunking import Chunked, Chunking, chunk_ids, chunk_texts
 from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized
@@ -98,11 +100,7 @@ class Preparer:
             )
             empty = next((n for n, ids in enumerate(tokens.ids) if not ids), None)
             if empty is not None:
-                raise InvalidRequest(
-                    f"input[{empty}] has no tokens (an empty or whitespace-only text without special tokens); "
-                    "send some text, or keep add_special_tokens on",
-                    "input",
-                )
+                raise no_tokens(empty)
             return tokens
         if any(kinds):
             bad = kinds.index(False)
@@ -146,6 +144,54 @@ class Preparer:
         items = [text_input(ids, types) for ids, types in zip(tokens.ids, tokens.type_ids, strict=True)]
         return Prepared(key=key, items=items)
 
+    def block_key(self, request: EmbedRequest, variant: str) -> BatchKey:
+        """The batch key of a request's token-block units (`prepare_block`)."""
+        prompt = self.resolve_prompt(request.prompt_name, request.prompt)
+        skip = 0
+        if prompt and not self.manifest.pooling.include_prompt and request.task == "embed":
+            skip = self.tokenizer.prompt_length(prompt)
+        return BatchKey(variant=variant, output=TASK_OUTPUTS[request.task], skip=skip, modality=BLOCK_MODALITY)
+
+    def prepare_block(self, request: EmbedRequest, inputs: Inputs) -> TokenBlock:
+        """Tokenize (or check) a validated request's `inputs` into one token block, with `tokenize`'s checks
+        and errors (numbered within `inputs`)."""
+        prompt = self.resolve_prompt(request.prompt_name, request.prompt)
+        max_tokens = token_limit(request.truncate_prompt_tokens, self.manifest.max_seq_length)
+        if not all(isinstance(t, str) for t in inputs):
+            return self._id_block(inputs, request.truncate, max_tokens)
+        block = self.tokenizer.encode_block(
+            [str(t) for t in inputs],
+            prompt=prompt,
+            truncate=request.truncate,
+            max_tokens=max_tokens,
+            add_special_tokens=request.add_special_tokens,
+        )
+        if len(block) and block.lengths.min() == 0:
+            raise no_tokens(int(np.argmin(block.lengths)))
+        return block
+
+    def _id_block(self, inputs: Inputs, truncate: Truncate, max_tokens: int | None) -> TokenBlock:
+        """Token-id lists checked as `token_id_inputs` checks them, in a few array operations when every row is a
+        non-empty list of Python ints within the vocabulary and the limit; otherwise row by row (its errors)."""
+        vocab = self.manifest.vocab_size or self.tokenizer.vocab_size
+        limit = max_tokens or self.manifest.max_seq_length
+        if all(type(row) is list for row in inputs):
+            rows = cast(list[list[int]], inputs)
+            lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+            if (
+                len(rows)
+                and lengths.min() > 0
+                and lengths.max() <= limit
+                and set(map(type, chain.from_iterable(rows))) == {int}
+            ):
+                try:
+                    ids = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+                except OverflowError:
+                    ids = None  # an id beyond int64: refused row by row below
+                if ids is not None and ids.min() >= 0 and ids.max() < vocab:
+                    return TokenBlock(ids, lengths)
+        return TokenBlock.from_lists(self.tokenize(inputs, truncate=truncate, max_tokens=max_tokens).ids)
+
     def _chunk(self, inputs: Inputs, prompt: str | None, add_special_tokens: bool) -> Chunked:
         """Inputs whole, cut into pieces within the model's limit (see `chunking`)."""
         limit = self.manifest.max_seq_length
@@ -162,6 +208,14 @@ class Preparer:
         if any(not ids for ids in tokens.ids):
             raise InvalidRequest("an input has no tokens; send some text", "input")
         return chunk_ids(tokens, limit, self.chunking)
+
+
+def no_tokens(index: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"input[{index}] has no tokens (an empty or whitespace-only text without special tokens); "
+        "send some text, or keep add_special_tokens on",
+        "input",
+    )
 
 
 def token_id_inputs(inputs: Sequence[Any], truncate: Truncate, limit: int, vocab: int, check_length: Any) -> Tokenized:

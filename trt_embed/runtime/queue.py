@@ -28,16 +28,20 @@ class BatchQueue:
         self.cost = 0  # their summed cost (tokens)
 
     def push(self, request: Pending, priority: int) -> None:
-        """Queue every input of a request, longest first (consecutive items then pad little when batched)."""
-        costs = [item.cost for item in request.items]
+        """Queue every unit of a request (an input, or a token block of many), longest first (consecutive units
+        then pad little when batched)."""
+        units = request.items
         group = self._groups.setdefault((priority, request.key), [])
-        for index in sorted(range(len(costs)), key=costs.__getitem__, reverse=True):
-            item = Item(priority, next(self._seq), request, index, length=costs[index])
+        rows = 0
+        for index in sorted(range(len(units)), key=lambda i: units[i].span, reverse=True):
+            unit = units[index]
+            item = Item(priority, next(self._seq), request, index, length=unit.span, real=unit.cost, rows=unit.rows)
             heapq.heappush(self._heap, (priority, item.seq, item))
             group.append((-item.length, item.seq, item))
+            rows += unit.rows
         group.sort(key=_order)
-        self.count += len(costs)
-        self.cost += sum(costs)
+        self.count += rows
+        self.cost += sum(unit.cost for unit in units)
 
     def take(self, spec: EngineSpec, budget: int) -> list[Item]:
         """Pop the next batch. The first input in queue order anchors it and sets its width; it is filled with
@@ -52,22 +56,23 @@ class BatchQueue:
         del group[bisect.bisect_left(group, (-first.length, first.seq), key=_order)]
         width = first.length
         batch = [first]
-        real = width  # the batch's real tokens, grown with it
+        real, rows = first.real, first.rows  # the batch's real tokens and inputs, grown with it
         start = end = bisect.bisect_left(group, (-width, -1), key=_order)
         for _, _, item in itertools.islice(group, start, None):
-            size = len(batch) + 1
-            cost = spec.batch_cost(size, width, real + item.length)
+            size = rows + item.rows
+            cost = spec.batch_cost(size, width, real + item.real)
             if size > spec.max_batch_size or cost > budget or not spec.fits(size, width):
                 break
             batch.append(item)
-            real += item.length
+            real += item.real
+            rows = size
             end += 1
         del group[start:end]
         if not group:
             del self._groups[where]
         for item in batch:
             item.taken = True
-        self.count -= len(batch)
+        self.count -= rows
         self.cost -= real
         return batch
 

@@ -65,7 +65,7 @@ def embed_result(
     manifest: Manifest,
     decode: Callable[[int], str | None],
     plan: Plan,
-    rows: list[Row],
+    rows: list[Row] | Vectors,
     ids: Sequence[Sequence[int]],
     num_tokens: int,
     timing: Timing,

@@ -10,6 +10,7 @@ from typing import Any
 from trt_embed.artifact import Artifact
 from trt_embed.engines.base import Engine, EngineSpec
 from trt_embed.manifest import Manifest
+from trt_embed.runtime.block_path import STREAM_CHUNK
 from trt_embed.runtime.calls import dense_of, embed_request, score_request, vectors_of
 from trt_embed.runtime.chat import ChatOptions
 from trt_embed.runtime.chunking import Chunking
@@ -17,7 +18,7 @@ from trt_embed.runtime.engine_pool import EnginePool
 from trt_embed.runtime.multimodal import ImagePreparer, MixedRun
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.outputs import tasks_of
-from trt_embed.runtime.pipeline import STREAM_CHUNK, Pipeline
+from trt_embed.runtime.pipeline import Pipeline
 from trt_embed.runtime.prepare import Preparer
 from trt_embed.runtime.results import observe_batches
 from trt_embed.runtime.scheduler import Scheduler

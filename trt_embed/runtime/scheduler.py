@@ -118,7 +118,7 @@ class Scheduler:
             future.set_result(Result([], 0.0, 0.0, 0))
             return future
         with self._cond:
-            self.admit(len(items))
+            self.admit(sum(item.rows for item in items))
             self._queue.push(request, priority)
             self._cond.notify()
         return future
@@ -154,8 +154,9 @@ class Scheduler:
                 alone = self._run_alone is not None and not self._queue.count and self._busy == 0
                 live = [item for item in batch if not item.abandoned]
                 started = time.perf_counter()
+                rows = sum(item.rows for item in live)
                 for item in live:
-                    item.batch_size = len(live)
+                    item.batch_rows = rows
                     if item.request.first_started is None:
                         item.request.first_started = started
                 for request in {id(i.request): i.request for i in live}.values():
@@ -211,16 +212,17 @@ class Scheduler:
                     self._fail(item.request, outcome)
             return
         elapsed = time.perf_counter() - started
-        tokens = self.spec.cost([i.length for i in items])
+        rows = sum(i.rows for i in items)
+        tokens = self.spec.batch_cost(rows, max(i.length for i in items), sum(i.real for i in items))
         with self._book:
             self.stats.batches += 1
             self.stats.alone_batches += alone
-            self.stats.inputs += len(items)
+            self.stats.inputs += rows
             self.stats.batch_tokens += tokens
             for item, row in zip(items, outcome, strict=True):
                 self._complete(item, row, elapsed)
         if self._on_batch is not None:
-            self._on_batch(len(items), tokens, elapsed)
+            self._on_batch(rows, tokens, elapsed)
 
     def _watch(self) -> None:
         """Watchdog: answer the callers of an engine call that runs past `engine_timeout` with an error."""
@@ -244,13 +246,14 @@ class Scheduler:
 
     @staticmethod
     def _complete(item: Item, row: Row, elapsed: float) -> None:
-        """Store one input's row; the request's share of batch time is proportional to its inputs."""
+        """Store one unit's row (a token block's: its rows); the request's share of batch time is proportional
+        to its inputs."""
         request = item.request
         if request.done:
             return
         request.rows[item.index] = row
         request.remaining -= 1
-        request.inference_seconds += elapsed / item.batch_size
+        request.inference_seconds += elapsed * item.rows / item.batch_rows
         if request.remaining == 0:
             request.done = True
             started = request.first_started or request.enqueued

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from trt_embed.errors import ArtifactError, InputTooLong, InvalidRequest
 from trt_embed.manifest import TokenizerInfo
+from trt_embed.runtime.blocks import TokenBlock
 from trt_embed.runtime.types import TRUNCATE_MODES, Truncate
 
 
@@ -57,6 +61,11 @@ class TextTokenizer:
             tok.enable_truncation(max_length, direction=direction)
             self._by_side[mode] = tok  # type: ignore[index]
         self.num_special_tokens = base.num_special_tokens_to_add(is_pair=False)
+        # A template gives each of its pieces one type id whatever the text: one probe shows whether a single
+        # text's type ids are all 0 (BERT-style templates), so token blocks need not read them.
+        self._zero_types = {
+            flag: not any(base.encode("probe text", add_special_tokens=flag).type_ids) for flag in (True, False)
+        }
 
     def _prepare(self, texts: Sequence[str], prompt: str | None) -> list[str]:
         if prompt:
@@ -77,6 +86,37 @@ class TextTokenizer:
     ) -> Tokenized:
         """Tokenize texts. `max_tokens` (<= the model maximum) keeps at most that many tokens,
         special tokens included, cutting from the side `truncate` names."""
+        encodings, limit = self._encodings(texts, prompt, truncate, max_tokens, add_special_tokens)
+        if truncate == "none" and check_length:
+            self._check_lengths(encodings, limit)
+        return Tokenized(ids=[e.ids for e in encodings], type_ids=[e.type_ids for e in encodings])
+
+    def encode_block(
+        self,
+        texts: Sequence[str],
+        *,
+        prompt: str | None = None,
+        truncate: Truncate = "end",
+        max_tokens: int | None = None,
+        add_special_tokens: bool = True,
+    ) -> TokenBlock:
+        """`encode` into one `TokenBlock`: the ids straight into one array, no list per input kept, and no type
+        ids read where the tokenizer's template gives single texts none but 0."""
+        encodings, limit = self._encodings(texts, prompt, truncate, max_tokens, add_special_tokens)
+        lengths = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
+        if truncate == "none" and len(lengths) and lengths.max() > limit:
+            index = int(np.argmax(lengths > limit))
+            self.check_length(index, int(lengths[index]), limit)
+        total = int(lengths.sum())
+        ids = np.fromiter(chain.from_iterable(map(_IDS, encodings)), dtype=np.int64, count=total)
+        types = None
+        if not self._zero_types[add_special_tokens]:
+            types = np.fromiter(chain.from_iterable(map(_TYPE_IDS, encodings)), dtype=np.int64, count=total)
+        return TokenBlock(ids, lengths, types)
+
+    def _encodings(
+        self, texts: Sequence[str], prompt: str | None, truncate: Truncate, max_tokens: int | None, specials: bool
+    ) -> tuple[list[Encoding], int]:
         if truncate not in TRUNCATE_MODES:
             raise InvalidRequest(f"truncate must be one of {', '.join(TRUNCATE_MODES)}, got {truncate!r}", "truncate")
         prepared = self._prepare(texts, prompt)
@@ -86,13 +126,9 @@ class TextTokenizer:
                 f"max tokens {limit} must be between 1 and the model's maximum length {self.max_length}",
                 "truncate_prompt_tokens",
             )
-        if limit == self.max_length and add_special_tokens:
-            encodings = _encode_batch(self._by_side[truncate], prepared, add_special_tokens=True)
-        else:
-            encodings = self._encode_custom(prepared, truncate, limit, add_special_tokens)
-        if truncate == "none" and check_length:
-            self._check_lengths(encodings, limit)
-        return Tokenized(ids=[e.ids for e in encodings], type_ids=[e.type_ids for e in encodings])
+        if limit == self.max_length and specials:
+            return _encode_batch(self._by_side[truncate], prepared, add_special_tokens=True), limit
+        return self._encode_custom(prepared, truncate, limit, specials), limit
 
     def _encode_custom(self, texts: list[str], truncate: Truncate, limit: int, specials: bool) -> list[Encoding]:
         encodings = _encode_batch(self._plain, texts, add_special_tokens=False)
@@ -147,3 +183,7 @@ def _encode_batch(tokenizer: Tokenizer, texts: list[str], *, add_special_tokens:
     encode = fast if fast is not None else tokenizer.encode_batch
     encodings: list[Encoding] = encode(texts, add_special_tokens=add_special_tokens)
     return encodings
+
+
+_IDS = operator.attrgetter("ids")
+_TYPE_IDS = operator.attrgetter("type_ids")

@@ -119,6 +119,15 @@ class PreparedInput:
 
     features: Mapping[str, Any]  # text: "input_ids", "token_type_ids" (int sequences); image: "pixel_values"
     cost: int
+    # A token block (`blocks.py`) of many inputs is one queued unit: its rows and its longest row. One input
+    # is one row as wide as its cost.
+    rows: int = 1
+    width: int = 0  # 0: the cost
+
+    @property
+    def span(self) -> int:
+        """The unit's longest row (what padding widens a batch to)."""
+        return self.width or self.cost
 
 
 def text_input(ids: Sequence[int], type_ids: Sequence[int] | None = None) -> PreparedInput:

@@ -39,8 +39,10 @@ class Item:
     seq: int
     request: Pending = dataclasses.field(compare=False)
     index: int = dataclasses.field(compare=False)
-    length: int = dataclasses.field(default=0, compare=False)  # the input's cost (tokens for text)
-    batch_size: int = dataclasses.field(default=1, compare=False)
+    length: int = dataclasses.field(default=0, compare=False)  # the unit's longest row (tokens for text)
+    real: int = dataclasses.field(default=0, compare=False)  # its cost: real tokens (one input: = length)
+    rows: int = dataclasses.field(default=1, compare=False)  # inputs in it (a token block: many)
+    batch_rows: int = dataclasses.field(default=1, compare=False)  # inputs in the batch it ran in
     taken: bool = dataclasses.field(default=False, compare=False)  # in a batch already (the heap drops it lazily)
 
     @property
