@@ -192,3 +192,26 @@ def test_type_ids_are_read_only_when_the_template_sets_them(
         assert block.lists() == want.ids
         assert block.type_ids is not None and block.type_ids.tolist() == [t for r in want.type_ids for t in r]
         assert set(block.type_ids.tolist()) == {1}
+
+
+def test_large_requests_stream_in_chunks_of_about_what_the_engine_takes(tiny_artifact: Callable[[str], Path]) -> None:
+    """Chunks hold at most STREAM_CHUNK inputs and about the tokens of the calls in flight (estimated from
+    characters, capped at the model's limit), so long inputs come in small chunks and short ones in full ones."""
+    from trt_embed.runtime.block_path import MIN_CHUNK_TOKENS
+
+    with Runtime.load(tiny_artifact("BertModel")) as runtime:
+        path = runtime.pipeline.blocks
+        spec = runtime.spec
+        target = max(MIN_CHUNK_TOKENS, spec.max_batch_tokens * spec.concurrent_calls)
+        limit = runtime.max_seq_length
+        for sizes in (np.full(5000, 40), np.full(3000, 100_000), np.arange(4000, 0, -1)):
+            bounds = path._chunks(sizes, texts=True)
+            assert bounds[0][0] == 0 and bounds[-1][1] == len(sizes)
+            estimate = np.minimum(sizes // 4 + 2, limit)
+            for start, stop in bounds:
+                assert stop - start <= STREAM_CHUNK
+                assert estimate[start:stop].sum() <= target or stop - start == 1
+            if sizes[0] == 40:
+                assert all(b - a == STREAM_CHUNK for a, b in bounds[:-1]), "short inputs fill whole chunks"
+            if sizes[0] == 100_000:
+                assert bounds[0][1] == target // limit, "long inputs: a chunk of what the engine takes"

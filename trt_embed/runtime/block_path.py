@@ -26,7 +26,8 @@ from trt_embed.runtime.scheduler import Scheduler
 from trt_embed.runtime.types import BatchKey, EmbedRequest, Inputs, Timing, Vectors
 from trt_embed.runtime.work import Result
 
-STREAM_CHUNK = 1024  # inputs prepared per step of a large synchronous request
+STREAM_CHUNK = 1024  # inputs prepared per step of a large synchronous request, at most
+MIN_CHUNK_TOKENS = 32768  # and about this many tokens, or what the engine calls in flight take if more
 
 
 class BlockPath:
@@ -74,16 +75,15 @@ class BlockPath:
         assert inputs is not None
         key = self.key(request, variant)
         count = len(inputs)
-        order = np.arange(count)  # one chunk: sorted by tokens once tokenized
-        if count > STREAM_CHUNK:  # several: chunks of like length, by characters or ids (a free proxy for tokens)
-            order = np.argsort(-np.fromiter(map(_size, inputs), dtype=np.int64, count=count), kind="stable")
+        sizes = np.fromiter(map(_size, inputs), dtype=np.int64, count=count)
+        order = np.argsort(-sizes, kind="stable")  # chunks of like length (characters or ids: a proxy for tokens)
         timing = Timing()
         parts: list[Vectors] = []
         orders: list[IntArray] = []
         tokens = 0
         pending: collections.deque[tuple[BlockPrepared, Future[Result]]] = collections.deque()
-        for start in range(0, count, STREAM_CHUNK):
-            positions = order[start : start + STREAM_CHUNK]
+        for start, stop in self._chunks(sizes[order], isinstance(inputs[0], str)):
+            positions = order[start:stop]
             chunk = [inputs[i] for i in positions.tolist()]
             try:
                 prepared = self.prepare(request, key, chunk, positions)
@@ -97,6 +97,25 @@ class BlockPath:
             self._collect(*pending.popleft(), parts, orders, timing)
         timing.prepare = time.perf_counter() - started - timing.queue - timing.inference
         return scatter(parts, orders, count), (), tokens, timing
+
+    def _chunks(self, sizes: IntArray, texts: bool) -> list[tuple[int, int]]:
+        """Chunk bounds over inputs sorted longest first: at most `STREAM_CHUNK` inputs and about what the engine
+        calls in flight take at once (estimated tokens: ids, or a text's characters / 4 up to the model's limit), so
+        the first chunk, tokenized before the engine has work, stays small even for long inputs."""
+        limit = self.manifest.max_seq_length
+        estimate = np.minimum(sizes // 4 + 2 if texts else sizes, limit)
+        spec = self.scheduler.spec
+        target = max(MIN_CHUNK_TOKENS, spec.max_batch_tokens * spec.concurrent_calls)
+        ends = np.cumsum(estimate)
+        bounds = []
+        start = 0
+        while start < len(sizes):
+            before = int(ends[start - 1]) if start else 0
+            stop = min(start + STREAM_CHUNK, int(np.searchsorted(ends, before + target, side="right")))
+            stop = max(stop, start + 1)
+            bounds.append((start, stop))
+            start = stop
+        return bounds
 
     async def arun(
         self, request: EmbedRequest, variant: str, pool: Executor, *, inline: bool
