@@ -78,7 +78,7 @@ def test_all_devices_and_workers_per_device(
     with Runtime.load(tiny_artifact("BertModel"), devices="all", workers=2) as runtime:
         assert runtime.pool.devices == [0, 1, 2]
         assert runtime.pool.workers == 6
-        assert len(runtime.engines) == 3
+        assert len(runtime.engines) == 6, "one engine per call in flight on each GPU"
         runtime.embed(["a", "b"])
 
 

@@ -34,9 +34,10 @@ log = logging.getLogger("trt_embed")
 class EnginePool:
     """Opens and runs the engines of one artifact. Thread-safe: scheduler workers call `run` concurrently.
 
-    A device is one engine per variant and `workers` scheduler workers bound to it: on CPU the one device is the
-    CPU, its workers one single-threaded call per core; with GPUs, one engine per GPU in `options.devices`, and
-    each scheduler worker is bound to one GPU on its first call, round robin, so batches spread over them all.
+    Engines are opened per variant and lane. On CPU there is one lane, the CPU, and its workers make one
+    single-threaded call per core on its engine; with GPUs, each GPU in `options.devices` has one lane per call in
+    flight, and each scheduler worker is bound to one lane on its first call, round robin, so batches spread over
+    every GPU and each worker's calls have a session (and stream) of their own.
     """
 
     def __init__(self, artifact: Artifact, options: RuntimeOptions) -> None:
@@ -61,16 +62,24 @@ class EnginePool:
         self.reason = choice.reason
         cpu = self.backend in CPU_BACKENDS
         self.devices = self._resolve_devices(options.devices, cpu, choice.engine)
-        self._engines[options.variant, self.devices[0]] = choice.engine
-        for device in self.devices[1:]:
+        self.workers = options.workers or (cpu_workers if cpu else BACKENDS[self.backend].calls_in_flight)
+        # A lane is one engine and the workers bound to it. CPU: one lane (its workers share the engine, one
+        # single-threaded call each). GPUs: one lane per call in flight on each GPU, each its own session and
+        # CUDA stream, so one call's copies and host work overlap another's kernels instead of queueing behind
+        # them on a shared stream.
+        per_device = 1 if cpu else self.workers
+        self._lanes = [device for _ in range(per_device) for device in self.devices]
+        self._engines[options.variant, 0] = choice.engine
+        for lane, device in enumerate(self._lanes[1:], start=1):
             want = dataclasses.replace(self._want, device=device)
-            self._engines[options.variant, device] = open_engine(artifact, backend=self.backend, want=want).engine
+            self._engines[options.variant, lane] = open_engine(artifact, backend=self.backend, want=want).engine
         if len(self.devices) > 1:
             self.reason += f"; one engine on each of GPUs {', '.join(map(str, self.devices))}"
+        if per_device > 1:
+            self.reason += f"; {per_device} engines per GPU (one per call in flight)"
         log.info("trt-embed backend %s: %s", self.backend, self.reason)
         self._local = threading.local()
         self._turn = itertools.count()
-        self.workers = options.workers or (cpu_workers if cpu else BACKENDS[self.backend].calls_in_flight)
         self.alone: Engine | None = None
         vlm = artifact.manifest.vlm
         choose = cpu and self.workers > 1 and options.threads is None and options.workers is None and vlm is None
@@ -118,12 +127,13 @@ class EnginePool:
             raise InvalidRequest(f"devices must be distinct GPU indices, got {devices!r}", "devices")
         return list(devices)
 
-    def _device(self) -> int:
-        """The GPU of the calling scheduler worker: bound on its first call, round robin over the devices."""
-        device: int | None = getattr(self._local, "device", None)
-        if device is None:
-            device = self._local.device = self.devices[next(self._turn) % len(self.devices)]
-        return device
+    def _lane(self) -> int:
+        """The lane of the calling scheduler worker: bound on its first call, round robin over the lanes (GPUs
+        first, so the first workers spread over every GPU)."""
+        lane: int | None = getattr(self._local, "lane", None)
+        if lane is None:
+            lane = self._local.lane = next(self._turn) % len(self._lanes)
+        return lane
 
     def _choose_cpu_layout(self, options: RuntimeOptions, max_batch_tokens: int) -> None:
         """Measure (or read the cached measurement of) one call over all cores against one single-threaded call
@@ -183,7 +193,7 @@ class EnginePool:
     @property
     def engine(self) -> Engine:
         """The engine of the default variant (on the first device)."""
-        return self._engines[self.default_variant, self.devices[0]]
+        return self._engines[self.default_variant, 0]
 
     @property
     def engines(self) -> list[Engine]:
@@ -191,22 +201,22 @@ class EnginePool:
         extra = [e for e in (self.alone, self.images) if e is not None]
         return [*self._engines.values(), *extra]
 
-    def engine_for(self, variant: str | None = None, device: int | None = None) -> Engine:
-        """The engine of a variant on a device (default: the first), loaded on first use."""
+    def engine_for(self, variant: str | None = None, lane: int = 0) -> Engine:
+        """The engine of a variant on a lane (default: the first device's first), loaded on first use."""
         name = variant or self.default_variant
-        where = (name, self.devices[0] if device is None else device)
+        where = (name, lane)
         if where not in self._engines:
             if name not in self.variants:
                 raise UnknownModel(f"variant {name!r} is not served; available: {', '.join(self.variants)}")
             with self._lock:
                 if where not in self._engines:
-                    want = dataclasses.replace(self._want, variant=name, device=where[1])
+                    want = dataclasses.replace(self._want, variant=name, device=self._lanes[lane])
                     self._engines[where] = open_engine(self.artifact, backend=self.backend, want=want).engine
         return self._engines[where]
 
     def run(self, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
-        """One engine call on the calling worker's device; returns one array per input."""
-        return self._run_on(self.engine_for(key.variant, self._device()), key, items)
+        """One engine call on the calling worker's lane; returns one array per input."""
+        return self._run_on(self.engine_for(key.variant, self._lane()), key, items)
 
     def run_alone(self, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
         """A batch that is the only work: on the all-cores engine when it serves this variant."""
