@@ -87,7 +87,7 @@ class TokenBlock:
         return TokenBlock(self.ids[index], lengths, types)
 
     def lists(self) -> list[list[int]]:
-        """Each input's ids as a list (for the outputs that read them)."""
+        """Each input's ids as a list (for checks and debugging)."""
         return [part.tolist() for part in np.split(self.ids, self.offsets[1:-1])]
 
 
