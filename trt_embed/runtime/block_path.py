@@ -17,8 +17,7 @@ import numpy as np
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
-from trt_embed.runtime import outputs as kinds
-from trt_embed.runtime.blocks import BlockPrepared, IntArray, longest_first, scatter, unit_budget, units
+from trt_embed.runtime.blocks import BLOCK_MODALITY, BlockPrepared, IntArray, longest_first, scatter, unit_budget, units
 from trt_embed.runtime.prepare import Preparer
 from trt_embed.runtime.queue import SPREAD_FLOOR
 from trt_embed.runtime.results import account
@@ -52,11 +51,6 @@ class BlockPath:
             and not chunked
         )
 
-    def key(self, request: EmbedRequest, variant: str) -> BatchKey:
-        key = self.preparer.block_key(request, variant)
-        assert key.output == kinds.batch_output(self.manifest.kind, request)
-        return key
-
     def prepare(self, request: EmbedRequest, key: BatchKey, inputs: Inputs, positions: IntArray) -> BlockPrepared:
         """One chunk (`inputs`, at `positions` of the request) tokenized, sorted and cut into units."""
         block = self.preparer.prepare_block(request, inputs)
@@ -73,7 +67,7 @@ class BlockPath:
         started = time.perf_counter()
         inputs = request.inputs
         assert inputs is not None
-        key = self.key(request, variant)
+        key = self.preparer.batch_key(request, variant, BLOCK_MODALITY)
         count = len(inputs)
         sizes = np.fromiter(map(_size, inputs), dtype=np.int64, count=count)
         order = np.argsort(-sizes, kind="stable")  # chunks of like length (characters or ids: a proxy for tokens)
@@ -92,9 +86,11 @@ class BlockPath:
             tokens += prepared.num_tokens
             pending.append((prepared, self.scheduler.submit(key, prepared.units, priority=request.priority)))
             if len(pending) > 1:
-                self._collect(*pending.popleft(), parts, orders, timing)
+                done, future = pending.popleft()
+                self._gather(done, future.result(), parts, orders, timing)
         while pending:
-            self._collect(*pending.popleft(), parts, orders, timing)
+            done, future = pending.popleft()
+            self._gather(done, future.result(), parts, orders, timing)
         timing.prepare = time.perf_counter() - started - timing.queue - timing.inference
         return scatter(parts, orders, count), (), tokens, timing
 
@@ -124,7 +120,7 @@ class BlockPath:
         started = time.perf_counter()
         inputs = request.inputs
         assert inputs is not None
-        key = self.key(request, variant)
+        key = self.preparer.batch_key(request, variant, BLOCK_MODALITY)
         positions = np.arange(len(inputs), dtype=np.int64)
         if inline:
             prepared = self.prepare(request, key, inputs, positions)
@@ -138,16 +134,6 @@ class BlockPath:
         orders: list[IntArray] = []
         self._gather(prepared, result, parts, orders, timing)
         return scatter(parts, orders, len(inputs)), (), prepared.num_tokens, timing
-
-    def _collect(
-        self,
-        prepared: BlockPrepared,
-        future: Future[Result],
-        parts: list[Vectors],
-        orders: list[IntArray],
-        timing: Timing,
-    ) -> None:
-        self._gather(prepared, future.result(), parts, orders, timing)
 
     @staticmethod
     def _gather(

@@ -13,7 +13,7 @@ import numpy as np
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
-from trt_embed.runtime.blocks import BLOCK_MODALITY, TokenBlock
+from trt_embed.runtime.blocks import TokenBlock
 from trt_embed.runtime.chat import ChatOptions, render_chat
 from trt_embed.runtime.chunking import Chunked, Chunking, chunk_ids, chunk_texts
 from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized
@@ -126,10 +126,7 @@ class Preparer:
         """Tokenize one validated request (CPU work; async callers run it off the event loop)."""
         prompt = self.resolve_prompt(request.prompt_name, request.prompt)
         inputs = self.texts_of(request)
-        skip = 0
-        if prompt and not self.manifest.pooling.include_prompt and request.task == "embed":
-            skip = self.tokenizer.prompt_length(prompt)
-        key = BatchKey(variant=variant, output=TASK_OUTPUTS[request.task], skip=skip)
+        key = self.batch_key(request, variant)
         chunked = self.chunking.enabled and request.task == "embed" and request.truncate_prompt_tokens is None
         if chunked:
             pieces = self._chunk(inputs, prompt, request.add_special_tokens)
@@ -144,13 +141,14 @@ class Preparer:
         items = [text_input(ids, types) for ids, types in zip(tokens.ids, tokens.type_ids, strict=True)]
         return Prepared(key=key, items=items)
 
-    def block_key(self, request: EmbedRequest, variant: str) -> BatchKey:
-        """The batch key of a request's token-block units (`prepare_block`)."""
+    def batch_key(self, request: EmbedRequest, variant: str, modality: str = "text") -> BatchKey:
+        """The batch key of a request's inputs (`modality` BLOCK_MODALITY: its token-block units): the graph
+        output its task reads and the prompt tokens pooling leaves out (`include_prompt=False`)."""
         prompt = self.resolve_prompt(request.prompt_name, request.prompt)
         skip = 0
         if prompt and not self.manifest.pooling.include_prompt and request.task == "embed":
             skip = self.tokenizer.prompt_length(prompt)
-        return BatchKey(variant=variant, output=TASK_OUTPUTS[request.task], skip=skip, modality=BLOCK_MODALITY)
+        return BatchKey(variant=variant, output=TASK_OUTPUTS[request.task], skip=skip, modality=modality)
 
     def prepare_block(self, request: EmbedRequest, inputs: Inputs) -> TokenBlock:
         """Tokenize (or check) a validated request's `inputs` into one token block, with `tokenize`'s checks
