@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import operator
 from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
@@ -15,6 +17,52 @@ from trt_embed.errors import ArtifactError, InputTooLong, InvalidRequest
 from trt_embed.manifest import TokenizerInfo
 from trt_embed.runtime.blocks import TokenBlock
 from trt_embed.runtime.types import TRUNCATE_MODES, Truncate
+
+# Texts longer than the model's limit x CHARS_PER_TOKEN characters are tokenized from a prefix (cut at a space)
+# when the tokenizer never joins characters across spaces; the prefix must yield SPARE_TOKENS more than the limit
+# (the pieces at the cut may differ from the full text's), or the full text is tokenized after all.
+CHARS_PER_TOKEN = 8
+SPARE_TOKENS = 8
+_LOCAL_PRE_TOKENIZERS = {
+    "BertPreTokenizer",
+    "Whitespace",
+    "WhitespaceSplit",
+    "Metaspace",
+    "ByteLevel",
+    "Punctuation",
+    "Digits",
+}
+_LOCAL_NORMALIZERS = {
+    "BertNormalizer",
+    "Lowercase",
+    "NFC",
+    "NFD",
+    "NFKC",
+    "NFKD",
+    "StripAccents",
+    "Strip",
+    "Prepend",
+    "Replace",
+    "Precompiled",
+}
+
+
+def cuts_at_spaces(config: dict[str, Any]) -> bool:
+    """Whether a tokenizer (its tokenizer.json) splits text at spaces before its model runs and normalizes it
+    character by character, so that a text's tokens before a space do not depend on what follows it."""
+
+    def local(part: dict[str, Any] | None, allowed: set[str], key: str) -> bool:
+        if part is None:
+            return key == "normalizers"
+        if part.get("type") == "Sequence":
+            return all(local(p, allowed, key) for p in part.get(key) or [])
+        if part.get("type") == "Metaspace" and part.get("split") is False:
+            return False  # one piece for the whole text: a unigram model segments it as a whole
+        return part.get("type") in allowed
+
+    return local(config.get("pre_tokenizer"), _LOCAL_PRE_TOKENIZERS, "pretokenizers") and local(
+        config.get("normalizer"), _LOCAL_NORMALIZERS, "normalizers"
+    )
 
 
 def too_long(limit: int, length: int, operation: str = "embedding generation", what: str = "maximum context") -> str:
@@ -66,6 +114,7 @@ class TextTokenizer:
         self._zero_types = {
             flag: not any(base.encode("probe text", add_special_tokens=flag).type_ids) for flag in (True, False)
         }
+        self._prefixes_exact = cuts_at_spaces(json.loads(base.to_str()))
 
     def _prepare(self, texts: Sequence[str], prompt: str | None) -> list[str]:
         if prompt:
@@ -126,17 +175,44 @@ class TextTokenizer:
                 f"max tokens {limit} must be between 1 and the model's maximum length {self.max_length}",
                 "truncate_prompt_tokens",
             )
+        cut = self._prefixes(prepared, limit) if truncate == "end" and self._prefixes_exact else {}
+        rest = [t for n, t in enumerate(prepared) if n not in cut] if cut else prepared
         if limit == self.max_length and specials:
-            return _encode_batch(self._by_side[truncate], prepared, add_special_tokens=True), limit
-        return self._encode_custom(prepared, truncate, limit, specials), limit
+            encodings = _encode_batch(self._by_side[truncate], rest, add_special_tokens=True)
+        else:
+            encodings = self._encode_custom(rest, truncate, limit, specials)
+        if not cut:
+            return encodings, limit
+        full = [prepared[n] for n in cut]
+        long = iter(self._encode_custom(list(cut.values()), "end", limit, specials, full=full))
+        short = iter(encodings)
+        return [next(long) if n in cut else next(short) for n in range(len(prepared))], limit
 
-    def _encode_custom(self, texts: list[str], truncate: Truncate, limit: int, specials: bool) -> list[Encoding]:
+    @staticmethod
+    def _prefixes(texts: list[str], limit: int) -> dict[int, str]:
+        """Prefixes, cut at the first space past `limit` x CHARS_PER_TOKEN characters, of the texts that long."""
+        chars = limit * CHARS_PER_TOKEN
+        cut = {}
+        for n, text in enumerate(texts):
+            if len(text) > chars:
+                end = text.find(" ", chars, chars + 1024)
+                if end > 0:
+                    cut[n] = text[:end]
+        return cut
+
+    def _encode_custom(
+        self, texts: list[str], truncate: Truncate, limit: int, specials: bool, full: list[str] | None = None
+    ) -> list[Encoding]:
+        """Tokenize, truncate to `limit`, add special tokens. `full`: `texts` are prefixes of these, and any
+        prefix without SPARE_TOKENS beyond the budget is tokenized in full instead."""
         encodings = _encode_batch(self._plain, texts, add_special_tokens=False)
         budget = limit - (self.num_special_tokens if specials else 0)
         if budget < 1:
             raise InvalidRequest(f"max tokens {limit} leaves no room for text after special tokens", "max_tokens")
         out = []
-        for enc in encodings:
+        for n, enc in enumerate(encodings):
+            if full is not None and len(enc.ids) < budget + SPARE_TOKENS:
+                enc = _encode_batch(self._plain, [full[n]], add_special_tokens=False)[0]
             if truncate != "none" and len(enc.ids) > budget:
                 enc.truncate(budget, direction="right" if truncate == "end" else "left")
             out.append(self._plain.post_process(enc, add_special_tokens=specials) if specials else enc)
