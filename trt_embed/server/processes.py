@@ -2,8 +2,9 @@
 
 The parent does everything that can fail before serving (option checks, export, the port), binds the socket, then
 starts N children with multiprocessing's "spawn" context: fresh interpreters that inherit nothing of the parent's
-state (no CUDA context, no loaded engine). Each loads its own runtimes and serves the shared socket under the same
-`Draining` uvicorn server as a single process does; the kernel spreads connections over them. The parent watches:
+state (no CUDA context, no loaded engine). Each loads its own runtimes; once all have, they serve the shared socket
+together (connections that came earlier wait in its backlog), each under the same `Draining` uvicorn server as a
+single process; the kernel spreads connections over them. The parent watches:
 a child that fails to start, or dies while serving, stops the others and `serve` exits non-zero (no restart:
 the supervisor above, e.g. Kubernetes, restarts the whole server); SIGTERM/SIGINT is passed on to every child,
 each drains as one server does, and the parent exits 0 once all have stopped cleanly."""
@@ -84,8 +85,12 @@ class Supervisor:
         try:
             self.start()
             if self.started():
+                host, port = self.sock.getsockname()[:2]
+                # The children hold the socket now: once the last stops listening (draining), new connections are
+                # refused at once, as with one process, instead of waiting in a backlog nobody reads.
+                self.sock.close()
                 pids = ", ".join(str(p.pid) for p, _ in self.children)
-                log.info("serving on %s:%d from %d processes (pids %s)", *self.sock.getsockname()[:2], self.count, pids)
+                log.info("serving on %s:%d from %d processes (pids %s)", host, port, self.count, pids)
                 self.watch()
         finally:
             clean = self.stop()
@@ -106,8 +111,8 @@ class Supervisor:
             self.children.append((process, mine))
 
     def started(self) -> bool:
-        """Wait until every child serves; False if a stop signal comes first. A child that cannot start raises its
-        error, as one server process would report it."""
+        """Wait until every child has loaded, then let them all serve; False if a stop signal comes first. A child
+        that cannot start raises its error, as one server process would report it."""
         waiting = dict(enumerate(self.children, 1))
         while waiting:
             if self.signals:
@@ -121,6 +126,9 @@ class Supervisor:
                     raise startup_error(n, self.count, *message[1:])
                 elif not process.is_alive():
                     raise ServerError(f"server process {n} of {self.count} {ended(process)} before it served")
+        for _, conn in self.children:
+            with contextlib.suppress(OSError):  # a child that died since it was ready: `watch` reports it
+                conn.send("serve")
         return True
 
     def watch(self) -> None:
@@ -197,13 +205,15 @@ def failure(exc: BaseException) -> tuple[str, str, str, str | None]:
 
 
 def child_main(plan: ServePlan, sock: socket.socket, conn: Connection, log_level: int) -> None:
-    """A server process: load the runtimes, tell the parent (ready, or why not), then serve the shared socket."""
+    """A server process: load the runtimes, tell the parent (ready, or why not), then serve the shared socket when
+    the parent says every process is ready."""
     os.setpgrp()  # a terminal's Ctrl+C reaches the parent only, which passes one signal on to each child
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, exit_quietly)
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     logging.getLogger("trt_embed").setLevel(log_level)
-    threading.Thread(target=stop_with_parent, args=(conn,), daemon=True).start()
+    serve = threading.Event()
+    threading.Thread(target=follow_parent, args=(conn, serve), daemon=True).start()
     try:
         registry = load_registry(plan.names, plan.artifacts, plan.options)
     except (SystemExit, KeyboardInterrupt):
@@ -211,9 +221,11 @@ def child_main(plan: ServePlan, sock: socket.socket, conn: Connection, log_level
     except BaseException as exc:
         if not isinstance(exc, TrtEmbedError | ModuleNotFoundError):
             log.exception("server process %d failed to start", os.getpid())
-        conn.send(failure(exc))
+        with contextlib.suppress(OSError):
+            conn.send(failure(exc))
         raise SystemExit(1) from None
     conn.send(("ready", os.getpid()))
+    serve.wait()  # until every process is ready (a signal ends the wait: the parent stops us, or is gone)
     run_server(plan, registry, [sock])
 
 
@@ -223,9 +235,11 @@ def exit_quietly(sig: int, frame: FrameType | None) -> NoReturn:
     raise SystemExit(0)
 
 
-def stop_with_parent(conn: Connection) -> None:
-    """Drain and exit when the parent is gone (its end of the pipe closes): no child outlives it."""
+def follow_parent(conn: Connection, serve: threading.Event) -> None:
+    """Set `serve` when the parent says every process is ready; when the parent is gone (its end of the pipe
+    closes), SIGTERM this process, which stops it while loading or drains it while serving: no child outlives it."""
     with contextlib.suppress(EOFError, OSError):
         while True:
-            conn.recv()
+            if conn.recv() == "serve":
+                serve.set()
     os.kill(os.getpid(), signal.SIGTERM)
