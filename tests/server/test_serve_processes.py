@@ -195,7 +195,7 @@ def test_a_process_that_cannot_start_stops_serve_with_its_error(minilm_artifact:
     shutil.copytree(minilm_artifact / "tokenizer", broken / "tokenizer")
     shutil.copy(minilm_artifact / "trt_embed.json", broken)
     (broken / "model.onnx").write_bytes(b"not a graph")  # the manifest reads fine; the engine does not load
-    server = Server([str(broken), "--processes", "2"], dict(os.environ))
+    server = Server([str(broken), "--processes", "2"], {**os.environ, "TRT_EMBED_CACHE": str(tmp_path / "cache")})
     try:
         assert server.finish() == 2, server.output
     finally:
