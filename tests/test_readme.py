@@ -6,6 +6,7 @@ Each ```python / ```bash block follows an HTML comment `<!-- test: KIND [ARTIFAC
   cli            run by bash in an empty folder, `trt-embed` being this checkout's CLI
   default        Python, with the default model's artifact in the cache
   serve-default  run against `trt-embed serve` (the README's command) on a free port instead of 8000
+  serve-processes  the `trt-embed serve --processes N` command tests/server/test_serve_processes.py runs (port added)
   matryoshka-prompts NAME / lora NAME / clip NAME / vlm NAME   Python, in a folder where NAME is a tiny artifact
                  with what it needs
   sparse NAME    Python, in a folder where NAME is a tiny SPLADE (`splade`) or bge-m3-shaped (`m3`) artifact

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from trt_embed import __version__
 from trt_embed.artifact import PRECISIONS
 from trt_embed.engines.select import BACKEND_NAMES as BACKENDS
-from trt_embed.errors import MissingDependency, TrtEmbedError
+from trt_embed.errors import InvalidRequest, MissingDependency, TrtEmbedError
 
 if TYPE_CHECKING:
     from trt_embed.exporter.plans import PlanOptions
@@ -286,6 +286,8 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     if args.ray is not None:
+        if args.processes > 1:
+            raise InvalidRequest("--processes is for the local server; on Ray, use --replicas")
         return _serve_on_ray(args)
     from trt_embed.server.main import serve
 
@@ -539,6 +541,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="most inputs in one request (default: 2048)",
     )
     p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs CPU)")
+    p.add_argument(
+        "--processes",
+        type=positive,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port, each with its own engines (GPU memory x N); for many clients, "
+        "whose HTTP and JSON work one Python process cannot keep up with",
+    )
     p.add_argument(
         "--auto-truncate",
         action="store_true",

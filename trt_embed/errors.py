@@ -76,3 +76,7 @@ class MissingDependency(TrtEmbedError, ImportError):
 
 class BackendUnavailable(TrtEmbedError):
     """The requested engine backend cannot run on this machine."""
+
+
+class ServerError(TrtEmbedError):
+    """A server process of `serve --processes N` failed to start, or died while serving."""

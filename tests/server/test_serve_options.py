@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -41,5 +42,7 @@ def test_the_first_signal_drains_before_stopping() -> None:
     server = Draining(uvicorn.Config(app=None), registry, delay=0.2)
     server.handle_exit(signal.SIGTERM, None)
     assert registry.draining and not server.should_exit, "still serving, /health says 503"
+    timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+    assert timers and all(t.daemon for t in timers), "a second signal's faster exit does not wait for the timer"
     time.sleep(0.5)
     assert server.should_exit, "then uvicorn's graceful shutdown begins"

@@ -169,8 +169,7 @@ class Gate:
                 raise
             await response_for(exc)(scope, receive, send_headers)
         finally:
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.duration.labels(route).observe(time.perf_counter() - started)
+            self.metrics.answered(route, status, time.perf_counter() - started)
 
     async def authorized(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The app, behind the API key (probes and scrapers on OPEN_PATHS need none)."""
@@ -217,11 +216,13 @@ def check_settings(settings: Settings) -> None:
             )
 
 
-def create_app(load: Callable[[], Registry], settings: Settings | None = None) -> Starlette:
+def create_app(
+    load: Callable[[], Registry], settings: Settings | None = None, metrics: Metrics | None = None
+) -> Starlette:
     """The app; `load` builds the registry of served models when the app starts (in `lifespan`)."""
     settings = settings or Settings()
     check_settings(settings)
-    metrics = Metrics()
+    metrics = metrics or Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

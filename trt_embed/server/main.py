@@ -1,9 +1,11 @@
 """`trt-embed serve`: export what needs exporting (in a subprocess), load the runtimes, then run the app under
-uvicorn. Everything that can fail at start-up fails before uvicorn starts, as one `error:` line."""
+uvicorn. Everything that can fail at start-up fails before uvicorn starts, as one `error:` line. With
+`--processes N` the same plan runs in N server processes (`processes.py`)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import socket
@@ -17,7 +19,8 @@ from trt_embed.defaults import DEFAULT_MODEL_NAME, artifact_for, source_name
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import Runtime, RuntimeOptions
-from trt_embed.server.app import create_app
+from trt_embed.server.app import check_settings, create_app
+from trt_embed.server.metrics import Metrics
 from trt_embed.server.registry import Registry, Settings
 
 log = logging.getLogger("trt_embed.server")
@@ -40,14 +43,21 @@ def served_names(models: list[str | None], artifacts: list[Path], given: list[st
     return names
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to the address (not yet listening), or the error `serve` reports if it is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidRequest(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
+    return sock
+
+
 def check_port_free(host: str, port: int) -> None:
     """Fail before loading anything if the address is taken (uvicorn would log it after the load)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            raise InvalidRequest(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
+    bind(host, port).close()
 
 
 def load_registry(names: list[str], artifacts: list[Path], options: RuntimeOptions) -> Registry:
@@ -102,11 +112,29 @@ class Draining(uvicorn.Server):
         self._stopping = True
         self.registry.draining = True
         log.info("draining: /health answers 503 for %.1f s, then the server stops", self.delay)
-        threading.Timer(self.delay, super().handle_exit, args=(sig, frame)).start()
+        timer = threading.Timer(self.delay, super().handle_exit, args=(sig, frame))
+        timer.daemon = True  # a second signal ends the server sooner; its process then need not wait for this
+        timer.start()
 
 
-def serve(args: argparse.Namespace) -> int:
-    check_port_free(args.host, args.port)
+@dataclasses.dataclass(frozen=True)
+class ServePlan:
+    """What a server process needs, checked and resolved once (artifacts exported, names chosen); picklable, so
+    that `--processes N` hands it to each server process."""
+
+    names: list[str]
+    artifacts: list[Path]
+    options: RuntimeOptions
+    settings: Settings
+    host: str
+    port: int
+    access_log: bool
+    drain_seconds: float
+    shutdown_delay: float
+
+
+def serve_plan(args: argparse.Namespace) -> ServePlan:
+    """Export what needs exporting and check every option; raises the one error `serve` reports."""
     models: list[str | None] = list(args.models) or [None]
     artifacts = [artifact_for(m) for m in models]
     names = served_names(models, artifacts, args.served_model_name)
@@ -134,19 +162,49 @@ def serve(args: argparse.Namespace) -> int:
     )
     if args.max_client_batch_size:
         settings.max_client_batch_size = args.max_client_batch_size
-    registry = load_registry(names, artifacts, options)
-    app = create_app(lambda: registry, settings)
+    try:
+        check_settings(settings)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return ServePlan(
+        names=names,
+        artifacts=artifacts,
+        options=options,
+        settings=settings,
+        host=args.host,
+        port=args.port,
+        access_log=args.access_log,
+        drain_seconds=args.drain_seconds,
+        shutdown_delay=args.shutdown_delay,
+    )
+
+
+def run_server(plan: ServePlan, registry: Registry, sockets: list[socket.socket] | None = None) -> None:
+    """Serve `registry` under uvicorn until SIGTERM/SIGINT (drained); on `sockets` (bound by the parent of
+    several server processes, whose metrics are then aggregated across them) or on the plan's host and port."""
+    app = create_app(lambda: registry, plan.settings, Metrics(multiprocess=sockets is not None))
     # No per-request access log unless asked for: at a few hundred requests/s it costs CPU the engine needs
     # (the request id, status and timings are in each response's headers and in /metrics).
     config = uvicorn.Config(
         app,
-        host=args.host,
-        port=args.port,
+        host=plan.host,
+        port=plan.port,
         log_level="info",
-        access_log=args.access_log,
-        timeout_graceful_shutdown=int(args.drain_seconds),
+        access_log=plan.access_log,
+        timeout_graceful_shutdown=int(plan.drain_seconds),
         timeout_keep_alive=5,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
-    Draining(config, registry, args.shutdown_delay).run()
+    Draining(config, registry, plan.shutdown_delay).run(sockets)
+
+
+def serve(args: argparse.Namespace) -> int:
+    processes = getattr(args, "processes", 1)
+    if processes > 1:
+        from trt_embed.server.processes import serve_processes
+
+        return serve_processes(args, processes)
+    check_port_free(args.host, args.port)
+    plan = serve_plan(args)
+    run_server(plan, load_registry(plan.names, plan.artifacts, plan.options))
     return 0

@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests, durations, queue, batches, and where request time goes."""
+"""Prometheus metrics: requests, durations, queue, batches, and where request time goes. Under `serve --processes N`
+every server process writes its values to prometheus-client's multiprocess files and /metrics adds them up."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from trt_embed.runtime import Timing
 
@@ -15,16 +17,34 @@ SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class Metrics:
+    """This process's metrics; with `multiprocess` (PROMETHEUS_MULTIPROC_DIR set before prometheus-client was
+    imported) `render` aggregates every server process's, and a per-process request count shows how the kernel
+    spread the connections."""
+
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess: bool = False) -> None:
+        self.multiprocess = multiprocess
+        self._queue_size: Callable[[], float] | None = None
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("trt_embed_requests", "HTTP requests", ["route", "status"], registry=r)
         self.duration = Histogram(
             "trt_embed_request_duration_seconds", "HTTP request duration", ["route"], buckets=LATENCY, registry=r
         )
-        self.queue_size = Gauge("trt_embed_queue_size", "Inputs waiting in the batching queue", registry=r)
+        self.queue_size = Gauge(
+            "trt_embed_queue_size", "Inputs waiting in the batching queue", multiprocess_mode="livesum", registry=r
+        )
+        self.process_requests = (
+            Gauge(
+                "trt_embed_process_requests",
+                "HTTP requests answered by each server process (serve --processes N)",
+                multiprocess_mode="liveall",
+                registry=r,
+            )
+            if multiprocess
+            else None
+        )
         self.batch_tokens = Histogram(
             "trt_embed_batch_tokens", "Tokens per engine batch (padded for padded engines)", buckets=TOKENS, registry=r
         )
@@ -36,7 +56,18 @@ class Metrics:
         self.inference = Histogram("trt_embed_inference_seconds", "Engine time per batch", buckets=LATENCY, registry=r)
 
     def watch_queue(self, size: Callable[[], float]) -> None:
-        self.queue_size.set_function(size)
+        """Report `size()` as the queue size: read at each scrape, or (several processes, where a gauge cannot
+        call back into another process) written after each batch and request, and at this process's scrapes."""
+        if self.multiprocess:
+            self._queue_size = size
+        else:
+            self.queue_size.set_function(size)
+
+    def answered(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.duration.labels(route).observe(seconds)
+        if self.process_requests is not None:
+            self.process_requests.inc()
 
     # The runtime's observer hook (`Runtime.add_observer`).
 
@@ -44,10 +75,21 @@ class Metrics:
         self.batch_size.observe(size)
         self.batch_tokens.observe(tokens)
         self.inference.observe(seconds)
+        self._update_queue()
 
     def request(self, timing: Timing) -> None:
         self.tokenization.observe(timing.prepare)
         self.queue.observe(timing.queue)
+        self._update_queue()
+
+    def _update_queue(self) -> None:
+        if self._queue_size is not None:
+            self.queue_size.set(self._queue_size())
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        self._update_queue()
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
