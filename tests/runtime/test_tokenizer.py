@@ -111,5 +111,7 @@ def test_prefixes_only_for_tokenizers_that_split_at_spaces() -> None:
     )
     assert not cuts_at_spaces({**bert, "pre_tokenizer": None}), "no pre-tokenizer: the model sees the whole text"
     assert not cuts_at_spaces({"pre_tokenizer": {"type": "Metaspace", "split": False}})
+    assert not cuts_at_spaces({"pre_tokenizer": {"type": "ByteLevel", "use_regex": False}}), "one piece: BPE on all"
+    assert not cuts_at_spaces({"pre_tokenizer": {"type": "Punctuation"}}), "pieces that hold spaces"
     assert not cuts_at_spaces({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": ".{1,9}"}}})
     assert not cuts_at_spaces({**bert, "normalizer": {"type": "Sequence", "normalizers": [{"type": "Unknown"}]}})

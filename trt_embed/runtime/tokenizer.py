@@ -23,15 +23,8 @@ from trt_embed.runtime.types import TRUNCATE_MODES, Truncate
 # (the pieces at the cut may differ from the full text's), or the full text is tokenized after all.
 CHARS_PER_TOKEN = 8
 SPARE_TOKENS = 8
-_LOCAL_PRE_TOKENIZERS = {
-    "BertPreTokenizer",
-    "Whitespace",
-    "WhitespaceSplit",
-    "Metaspace",
-    "ByteLevel",
-    "Punctuation",
-    "Digits",
-}
+_SPLIT_AT_SPACES = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit", "Metaspace", "ByteLevel"}
+_LOCAL_PRE_TOKENIZERS = {*_SPLIT_AT_SPACES, "Punctuation", "Digits"}
 _LOCAL_NORMALIZERS = {
     "BertNormalizer",
     "Lowercase",
@@ -47,21 +40,25 @@ _LOCAL_NORMALIZERS = {
 }
 
 
+def _parts(part: dict[str, Any] | None, key: str) -> list[dict[str, Any]]:
+    """A pre-tokenizer or normalizer as the list of its steps (a `Sequence` flattened)."""
+    if part is None:
+        return []
+    if part.get("type") == "Sequence":
+        return [p for inner in part.get(key) or [] for p in _parts(inner, key)]
+    return [part]
+
+
 def cuts_at_spaces(config: dict[str, Any]) -> bool:
-    """Whether a tokenizer (its tokenizer.json) splits text at spaces before its model runs and normalizes it
+    """Whether a tokenizer (its tokenizer.json) splits text at spaces before its model runs and otherwise works
     character by character, so that a text's tokens before a space do not depend on what follows it."""
-
-    def local(part: dict[str, Any] | None, allowed: set[str], key: str) -> bool:
-        if part is None:
-            return key == "normalizers"
-        if part.get("type") == "Sequence":
-            return all(local(p, allowed, key) for p in part.get(key) or [])
-        if part.get("type") == "Metaspace" and part.get("split") is False:
-            return False  # one piece for the whole text: a unigram model segments it as a whole
-        return part.get("type") in allowed
-
-    return local(config.get("pre_tokenizer"), _LOCAL_PRE_TOKENIZERS, "pretokenizers") and local(
-        config.get("normalizer"), _LOCAL_NORMALIZERS, "normalizers"
+    steps = _parts(config.get("pre_tokenizer"), "pretokenizers")
+    whole = [s for s in steps if s.get("split") is False or s.get("use_regex") is False]  # Metaspace / ByteLevel
+    return (
+        not whole
+        and any(s.get("type") in _SPLIT_AT_SPACES for s in steps)
+        and all(s.get("type") in _LOCAL_PRE_TOKENIZERS for s in steps)
+        and all(n.get("type") in _LOCAL_NORMALIZERS for n in _parts(config.get("normalizer"), "normalizers"))
     )
 
 
