@@ -28,7 +28,7 @@ def test_ids_equal_transformers(minilm_artifact: Path, side: str) -> None:
     assert max(map(len, want)) == limit, "one input is cut at the model's limit"
 
 
-# -- long texts: tokenized from a prefix, with the full text's tokens -------------------------------------------
+# -- long texts: tokenized from the piece truncation keeps, with the full text's tokens ----------------------------
 
 
 def _trained(kind: str, corpus: list[str], directory: Path) -> Path:
@@ -64,9 +64,10 @@ def _long_texts(corpus: list[str]) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("side", ["end", "start"])
 @pytest.mark.parametrize("kind", ["minilm", "bpe", "unigram"])
-def test_long_texts_tokenize_from_a_prefix_exactly(
-    minilm_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+def test_long_texts_tokenize_from_the_kept_piece_exactly(
+    minilm_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, side: str
 ) -> None:
     from tokenizers import Tokenizer
 
@@ -87,17 +88,17 @@ def test_long_texts_tokenize_from_a_prefix_exactly(
     reference.no_padding()
     for max_tokens, specials in ((None, True), (40, True), (None, False)):
         cap = max_tokens or limit
-        reference.enable_truncation(cap)  # the special tokens count within it
+        reference.enable_truncation(cap, direction="right" if side == "end" else "left")  # specials count in it
         want = [e.ids for e in reference.encode_batch(texts, add_special_tokens=specials)]
         seen.clear()
-        got = ours.encode(texts, max_tokens=max_tokens, add_special_tokens=specials)
+        got = ours.encode(texts, max_tokens=max_tokens, add_special_tokens=specials, truncate=side)
         assert got.ids == want, (kind, max_tokens, specials)
-        block = ours.encode_block(texts, max_tokens=max_tokens, add_special_tokens=specials)
+        block = ours.encode_block(texts, max_tokens=max_tokens, add_special_tokens=specials, truncate=side)
         assert block.ids.tolist() == [t for row in want for t in row]
-        assert not set(texts[:4]) & set(seen), "the long documents were tokenized from prefixes"
-    monkeypatch.setattr(module, "SPARE_TOKENS", 10**9)  # no prefix has tokens to spare: each long text in full
+        assert not set(texts[:4]) & set(seen), "the long documents were tokenized from the pieces kept"
+    monkeypatch.setattr(module, "SPARE_TOKENS", 10**9)  # no piece has tokens to spare: each long text in full
     seen.clear()
-    assert ours.encode(texts).ids == [e.ids for e in reference.encode_batch(texts)]
+    assert ours.encode(texts, truncate=side).ids == [e.ids for e in reference.encode_batch(texts)]
     assert set(texts[:4]) <= set(seen)
 
 

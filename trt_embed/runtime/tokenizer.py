@@ -18,9 +18,10 @@ from trt_embed.manifest import TokenizerInfo
 from trt_embed.runtime.blocks import TokenBlock
 from trt_embed.runtime.types import TRUNCATE_MODES, Truncate
 
-# Texts longer than the model's limit x CHARS_PER_TOKEN characters are tokenized from a prefix (cut at a space)
-# when the tokenizer never joins characters across spaces; the prefix must yield SPARE_TOKENS more than the limit
-# (the pieces at the cut may differ from the full text's), or the full text is tokenized after all.
+# Texts longer than the model's limit x CHARS_PER_TOKEN characters are tokenized from the piece truncation keeps
+# (a prefix, or a suffix when cutting at the start; cut at a space) when the tokenizer never joins characters across
+# spaces; the piece must yield SPARE_TOKENS more than the limit (the tokens at the cut may differ from the full
+# text's), or the full text is tokenized after all.
 CHARS_PER_TOKEN = 8
 SPARE_TOKENS = 8
 _SPLIT_AT_SPACES = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit", "Metaspace", "ByteLevel"}
@@ -172,7 +173,7 @@ class TextTokenizer:
                 f"max tokens {limit} must be between 1 and the model's maximum length {self.max_length}",
                 "truncate_prompt_tokens",
             )
-        cut = self._prefixes(prepared, limit) if truncate == "end" and self._prefixes_exact else {}
+        cut = self._pieces(prepared, limit, truncate) if truncate != "none" and self._prefixes_exact else {}
         rest = [t for n, t in enumerate(prepared) if n not in cut] if cut else prepared
         if limit == self.max_length and specials:
             encodings = _encode_batch(self._by_side[truncate], rest, add_special_tokens=True)
@@ -181,27 +182,34 @@ class TextTokenizer:
         if not cut:
             return encodings, limit
         full = [prepared[n] for n in cut]
-        long = iter(self._encode_custom(list(cut.values()), "end", limit, specials, full=full))
+        long = iter(self._encode_custom(list(cut.values()), truncate, limit, specials, full=full))
         short = iter(encodings)
         return [next(long) if n in cut else next(short) for n in range(len(prepared))], limit
 
     @staticmethod
-    def _prefixes(texts: list[str], limit: int) -> dict[int, str]:
-        """Prefixes, cut at the first space past `limit` x CHARS_PER_TOKEN characters, of the texts that long."""
+    def _pieces(texts: list[str], limit: int, truncate: Truncate) -> dict[int, str]:
+        """For texts longer than `limit` x CHARS_PER_TOKEN characters, the piece truncation keeps: a prefix ending
+        at the first space past that many characters (`end`), or a suffix starting at the last space before them
+        (`start`; the space kept, as the token after it has it in the full text)."""
         chars = limit * CHARS_PER_TOKEN
         cut = {}
         for n, text in enumerate(texts):
             if len(text) > chars:
-                end = text.find(" ", chars, chars + 1024)
-                if end > 0:
-                    cut[n] = text[:end]
+                if truncate == "end":
+                    end = text.find(" ", chars, chars + 1024)
+                    if end > 0:
+                        cut[n] = text[:end]
+                else:
+                    start = text.rfind(" ", max(0, len(text) - chars - 1024), len(text) - chars)
+                    if start > 0:
+                        cut[n] = text[start:]
         return cut
 
     def _encode_custom(
         self, texts: list[str], truncate: Truncate, limit: int, specials: bool, full: list[str] | None = None
     ) -> list[Encoding]:
-        """Tokenize, truncate to `limit`, add special tokens. `full`: `texts` are prefixes of these, and any
-        prefix without SPARE_TOKENS beyond the budget is tokenized in full instead."""
+        """Tokenize, truncate to `limit`, add special tokens. `full`: `texts` are pieces of these, and any piece
+        without SPARE_TOKENS beyond the budget is tokenized in full instead."""
         encodings = _encode_batch(self._plain, texts, add_special_tokens=False)
         budget = limit - (self.num_special_tokens if specials else 0)
         if budget < 1:
