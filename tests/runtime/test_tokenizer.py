@@ -4,6 +4,7 @@ gives, on the real all-MiniLM-L6-v2 and real paragraphs, for both truncation sid
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,19 @@ def test_ids_equal_transformers(minilm_artifact: Path, side: str) -> None:
 
 
 # -- long texts: tokenized from the piece truncation keeps, with the full text's tokens ----------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str, list[str]], Path]]:
+    """`_trained`, once per kind for the module (training the unigram model takes seconds)."""
+    made: dict[str, Path] = {}
+
+    def get(kind: str, corpus: list[str]) -> Path:
+        if kind not in made:
+            made[kind] = _trained(kind, corpus, tmp_path_factory.mktemp("tokenizers") / kind)
+        return made[kind]
+
+    yield get
 
 
 def _trained(kind: str, corpus: list[str], directory: Path) -> Path:
@@ -67,7 +81,11 @@ def _long_texts(corpus: list[str]) -> list[str]:
 @pytest.mark.parametrize("side", ["end", "start"])
 @pytest.mark.parametrize("kind", ["minilm", "bpe", "unigram"])
 def test_long_texts_tokenize_from_the_kept_piece_exactly(
-    minilm_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, side: str
+    minilm_artifact: Path,
+    trained: Callable[[str, list[str]], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    side: str,
 ) -> None:
     from tokenizers import Tokenizer
 
@@ -75,7 +93,7 @@ def test_long_texts_tokenize_from_the_kept_piece_exactly(
     from trt_embed.runtime import tokenizer as module
 
     corpus = json.loads((ROOT / "benchmarks" / "data" / "corpus.json").read_text())
-    directory = minilm_artifact / "tokenizer" if kind == "minilm" else _trained(kind, corpus, tmp_path / kind)
+    directory = minilm_artifact / "tokenizer" if kind == "minilm" else trained(kind, corpus)
     texts = _long_texts(corpus)
     limit = 128
     ours = module.TextTokenizer(directory, TokenizerInfo(), limit)
