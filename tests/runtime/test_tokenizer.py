@@ -97,7 +97,7 @@ def test_long_texts_tokenize_from_the_kept_piece_exactly(
     texts = _long_texts(corpus)
     limit = 128
     ours = module.TextTokenizer(directory, TokenizerInfo(), limit)
-    assert ours._prefixes_exact
+    assert ours._pieces_exact
     seen: list[str] = []
     encode = module._encode_batch
     monkeypatch.setattr(module, "_encode_batch", lambda tok, t, **kw: seen.extend(t) or encode(tok, t, **kw))

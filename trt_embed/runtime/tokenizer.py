@@ -112,7 +112,7 @@ class TextTokenizer:
         self._zero_types = {
             flag: not any(base.encode("probe text", add_special_tokens=flag).type_ids) for flag in (True, False)
         }
-        self._prefixes_exact = cuts_at_spaces(json.loads(base.to_str()))
+        self._pieces_exact = cuts_at_spaces(json.loads(base.to_str()))
 
     def _prepare(self, texts: Sequence[str], prompt: str | None) -> list[str]:
         if prompt:
@@ -173,7 +173,7 @@ class TextTokenizer:
                 f"max tokens {limit} must be between 1 and the model's maximum length {self.max_length}",
                 "truncate_prompt_tokens",
             )
-        cut = self._pieces(prepared, limit, truncate) if truncate != "none" and self._prefixes_exact else {}
+        cut = self._pieces(prepared, limit, truncate) if truncate != "none" and self._pieces_exact else {}
         rest = [t for n, t in enumerate(prepared) if n not in cut] if cut else prepared
         if limit == self.max_length and specials:
             encodings = _encode_batch(self._by_side[truncate], rest, add_special_tokens=True)
