@@ -18,12 +18,12 @@ from trt_embed.errors import InputTooLong, InvalidRequest
 from trt_embed.manifest import ShapeProfile
 from trt_embed.runtime import EmbedRequest, Runtime
 from trt_embed.runtime.batch import pad
-from trt_embed.runtime.block_path import STREAM_CHUNK
 from trt_embed.runtime.blocks import TokenBlock, longest_first, split, units
+from trt_embed.runtime.routes.text import STREAM_CHUNK
 from trt_embed.runtime.scheduler import Scheduler
 from trt_embed.runtime.types import BatchKey, PreparedInput
 
-KEY = BatchKey("base", "sentence_embedding", 0, modality="tokens")
+KEY = BatchKey("base", "sentence_embedding", 0, route="tokens")
 
 
 def random_lists(seed: int, count: int, longest: int = 40) -> list[list[int]]:
@@ -197,15 +197,15 @@ def test_type_ids_are_read_only_when_the_template_sets_them(
 def test_large_requests_stream_in_chunks_of_about_what_the_engine_takes(tiny_artifact: Callable[[str], Path]) -> None:
     """Chunks hold at most STREAM_CHUNK inputs and about the tokens of the calls in flight (estimated from
     characters, capped at the model's limit), so long inputs come in small chunks and short ones in full ones."""
-    from trt_embed.runtime.block_path import MIN_CHUNK_TOKENS
+    from trt_embed.runtime.routes.token_blocks import MIN_CHUNK_TOKENS, TokenBlockRoute
 
     with Runtime.load(tiny_artifact("BertModel")) as runtime:
-        path = runtime.pipeline.blocks
+        path = next(r for r in runtime.pipeline.routes if isinstance(r, TokenBlockRoute))
         spec = runtime.spec
         target = max(MIN_CHUNK_TOKENS, spec.max_batch_tokens * spec.concurrent_calls)
         limit = runtime.max_seq_length
         for sizes in (np.full(5000, 40), np.full(3000, 100_000), np.arange(4000, 0, -1)):
-            bounds = path._chunks(sizes, texts=True)
+            bounds = path.chunk_bounds(sizes, texts=True)
             assert bounds[0][0] == 0 and bounds[-1][1] == len(sizes)
             estimate = np.minimum(sizes // 4 + 2, limit)
             for start, stop in bounds:

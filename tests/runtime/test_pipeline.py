@@ -134,7 +134,7 @@ def test_large_requests_stream_in_length_order_and_answer_in_request_order(
 ) -> None:
     """A request of several chunks runs its inputs in length order; rows come back in the request's order and
     equal small requests' rows; an error names the input's position in the request, not in its chunk."""
-    from trt_embed.runtime.block_path import STREAM_CHUNK
+    from trt_embed.runtime.routes.text import STREAM_CHUNK
 
     texts = [corpus[i % len(corpus)][: 40 + (7 * i) % 300] for i in range(STREAM_CHUNK + 300)]
     with Runtime.load(tiny_artifact("BertModel")) as runtime:
@@ -146,3 +146,36 @@ def test_large_requests_stream_in_length_order_and_answer_in_request_order(
         ids[bad] = [10**9]
         with pytest.raises(InvalidRequest, match=rf"^input\[{bad}\] has token ids outside the vocabulary"):
             runtime.embed(ids)
+
+
+@pytest.mark.parametrize("task", ["embed", "token_embed"])
+def test_async_requests_stream_as_sync_ones_do(
+    tiny_artifact: Callable[[str], Path], corpus: list[str], task: str
+) -> None:
+    """`arun` is written once over the routes with `run`: a large request (token blocks for `embed`, the per-input
+    route for `token_embed`) goes to the scheduler in several chunks, and its rows equal the synchronous ones."""
+    import asyncio
+
+    from trt_embed.runtime.routes.text import STREAM_CHUNK
+
+    texts = [corpus[i % len(corpus)][: 10 + (7 * i) % 40] for i in range(STREAM_CHUNK + 100)]
+    request = EmbedRequest(inputs=texts, task=task)  # type: ignore[arg-type]
+    with Runtime.load(tiny_artifact("BertModel"), max_output_values=10**9) as runtime:
+        want = runtime.run(request).output
+        submitted: list[int] = []
+        submit = runtime.scheduler.submit
+
+        def counting(key: Any, items: Any, **kwargs: Any) -> Any:
+            submitted.append(len(items))
+            return submit(key, items, **kwargs)
+
+        runtime.scheduler.submit = counting  # type: ignore[method-assign]
+        got = asyncio.run(runtime.arun(request)).output
+    assert len(submitted) > 1, "the async path streams a large request in chunks"
+    if isinstance(want, Dense):
+        assert isinstance(got, Dense)
+        np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-5)
+    else:
+        assert isinstance(want, TokenVectors) and isinstance(got, TokenVectors)
+        for a, b in zip(got.vectors, want.vectors, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)

@@ -22,7 +22,6 @@ from trt_embed.engines.base import EngineSpec
 from trt_embed.runtime.types import BatchKey, PreparedInput
 
 IntArray = npt.NDArray[np.int64]
-BLOCK_MODALITY = "tokens"  # the BatchKey modality of token-block units (never batched with single inputs)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,10 +8,11 @@ import importlib
 import itertools
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from trt_embed.artifact import Artifact
 from trt_embed.engines.base import Batch, Engine, EngineSpec
@@ -19,16 +20,25 @@ from trt_embed.engines.cpu import cached_layout, cpu_facts, measure_layouts
 from trt_embed.engines.onnxruntime import default_threads
 from trt_embed.engines.select import BACKENDS, CPU_BACKENDS, Want, open_engine
 from trt_embed.errors import InvalidRequest, UnknownModel
-from trt_embed.runtime.batch import make_batch, rows_of
-from trt_embed.runtime.blocks import BLOCK_MODALITY, unit_rows
-from trt_embed.runtime.images import stack
+from trt_embed.runtime.batch import make_batch
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.types import BatchKey, PreparedInput, Row, text_input
-from trt_embed.runtime.vlm import load_arrays
-from trt_embed.runtime.vlm_batch import VlmBatcher
-from trt_embed.runtime.vlm_families import processor_for
 
 log = logging.getLogger("trt_embed")
+
+
+class EngineWork(Protocol):
+    """The engine half of a route (`routes/`): which graph runs its batches, how items become a batch and the
+    engine's outputs become rows."""
+
+    @property
+    def tower(self) -> Literal["text", "image"]: ...
+
+    def batch(self, engine: Engine, key: BatchKey, items: Sequence[PreparedInput]) -> Batch: ...
+
+    def rows(
+        self, key: BatchKey, items: Sequence[PreparedInput], batch: Batch, outputs: Mapping[str, npt.NDArray[Any]]
+    ) -> list[Row]: ...
 
 
 class EnginePool:
@@ -67,16 +77,7 @@ class EnginePool:
         # single-threaded call each). GPUs: one lane per call in flight on each GPU, each its own session and
         # CUDA stream, so one call's copies and host work overlap another's kernels instead of queueing behind
         # them on a shared stream.
-        per_device = 1 if cpu else self.workers
-        self._lanes = [device for _ in range(per_device) for device in self.devices]
-        self._engines[options.variant, 0] = choice.engine
-        for lane, device in enumerate(self._lanes[1:], start=1):
-            want = dataclasses.replace(self._want, device=device)
-            self._engines[options.variant, lane] = open_engine(artifact, backend=self.backend, want=want).engine
-        if len(self.devices) > 1:
-            self.reason += f"; one engine on each of GPUs {', '.join(map(str, self.devices))}"
-        if per_device > 1:
-            self.reason += f"; {per_device} engines per GPU (one per call in flight)"
+        self._open_lanes(choice.engine, 1 if cpu else self.workers)
         log.info("trt-embed backend %s: %s", self.backend, self.reason)
         self._local = threading.local()
         self._turn = itertools.count()
@@ -93,10 +94,7 @@ class EnginePool:
         if artifact.manifest.vision is not None or vlm is not None:
             want = dataclasses.replace(self._want, modality="image")
             self.images = open_engine(artifact, backend=self.backend, want=want).engine
-        self.vlm: VlmBatcher | None = None
-        if vlm is not None:
-            processor = processor_for(vlm, load_arrays(artifact.directory, vlm))
-            self.vlm = VlmBatcher(artifact.directory, artifact.manifest, processor)
+        self.routes: Mapping[str, EngineWork] = {}  # `BatchKey.route` -> its engine half (set by the runtime)
         engine = self.engine
         self.workers *= len(self.devices)
         batch_size = options.max_batch_size or facts.max_batch_size
@@ -106,6 +104,20 @@ class EnginePool:
             max_batch_size=min(batch_size, profile_max),
             concurrent_calls=self.workers,
         )
+
+    def _open_lanes(self, first: Engine, per_device: int) -> None:
+        """One engine per lane of the default variant (`first`: the first lane's, already open)."""
+        self._lanes = [device for _ in range(per_device) for device in self.devices]
+        self._engines[self.default_variant, 0] = first
+        for lane, device in enumerate(self._lanes[1:], start=1):
+            want = dataclasses.replace(self._want, device=device)
+            self._engines[self.default_variant, lane] = open_engine(
+                self.artifact, backend=self.backend, want=want
+            ).engine
+        if len(self.devices) > 1:
+            self.reason += f"; one engine on each of GPUs {', '.join(map(str, self.devices))}"
+        if per_device > 1:
+            self.reason += f"; {per_device} engines per GPU (one per call in flight)"
 
     def _resolve_devices(self, devices: tuple[int, ...] | Literal["all"] | None, cpu: bool, first: Engine) -> list[int]:
         """The GPU indices to open engines on; [0] for CPU backends (the CPU is one device)."""
@@ -224,41 +236,13 @@ class EnginePool:
         return self._run_on(engine or self.engine_for(key.variant), key, items)
 
     def _run_on(self, engine: Engine, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
-        if key.modality == "image" and self.images is not None:
-            batch = Batch.images(stack([i.features for i in items]), [i.cost for i in items])
-            return list(self.images.infer(batch, [key.output])[key.output])
-        if self.vlm is not None:
-            return self._run_vlm(engine, key, items)
-        info = self.artifact.manifest.tokenizer
-        vision = self.artifact.manifest.vision
-        batch = make_batch(
-            key,
-            items,
-            layout=engine.layout,
-            pad_id=info.pad_token_id,
-            padding_side=info.padding_side,
-            pooling_mask="pooling_mask" in engine.input_names,
-            length=vision.get("text_padding") if vision else None,  # SigLIP: every text padded to max length
-        )
-        names = key.output.split("+")
-        out = engine.infer(batch, names)
-        if key.modality == BLOCK_MODALITY:  # token-block units: one pooled array per unit
-            return list(unit_rows(items, out[names[0]]))
-        if len(names) == 1:
-            return list(rows_of(batch, names[0], out[names[0]], info.padding_side))
-        per_output = {name: rows_of(batch, name, out[name], info.padding_side) for name in names}
-        return [{name: rows[n] for name, rows in per_output.items()} for n in range(batch.size)]
-
-    def _run_vlm(self, engine: Engine, key: BatchKey, items: list[PreparedInput]) -> list[Row]:
-        """A vision-language batch: its images through the vision graph, then the decoder."""
-        assert self.vlm is not None and self.images is not None
-        vision = self.images
-
-        def run_vision(feeds: dict[str, Any], costs: list[int]) -> dict[str, Any]:
-            return vision.infer(Batch("padded", feeds, costs), vision.output_names)
-
-        batch = self.vlm.batch(items, run_vision)
-        return list(engine.infer(batch, [key.output])[key.output])
+        """One batch through its route: the route makes the batch and cuts the rows; the pool runs the graph."""
+        route = self.routes[key.route]
+        if route.tower == "image":
+            assert self.images is not None, "an image route runs on an artifact with an image graph"
+            engine = self.images
+        batch = route.batch(engine, key, items)
+        return route.rows(key, items, batch, engine.infer(batch, key.output.split("+")))
 
     def health(self) -> bool:
         return all(engine.health() for engine in self.engines)

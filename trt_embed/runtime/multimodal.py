@@ -1,5 +1,5 @@
-"""Requests with images (two-tower models: CLIP, SigLIP, SigLIP 2 NaFlex): checks, image preparation and the mixed
-text/image run.
+"""Requests with images (two-tower models: CLIP, SigLIP, SigLIP 2 NaFlex): what a request holds, its checks and
+image preparation (the route that runs them: routes/two_tower.py).
 
 An image becomes one prepared input of the image graph (`pixel_values` [3, H, W], or NaFlex's patches with their
 mask and grid shape) that costs the vision tower's patch tokens (CLIP ViT-B/32 at 224: 50; SigLIP B/16 at 224:
@@ -11,22 +11,17 @@ preparation threads, never on the event loop.
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import dataclasses
 import functools
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import Any, cast
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.image_sources import ImagePolicy, ImageURL, is_image, load
 from trt_embed.runtime.images import ImageRecipe, image_inputs
 from trt_embed.runtime.options import RuntimeOptions
-from trt_embed.runtime.types import BatchKey, EmbedRequest, Interleaved, Prepared, PreparedInput, Timing, Vectors
-from trt_embed.runtime.work import Result
+from trt_embed.runtime.types import BatchKey, EmbedRequest, Interleaved, Prepared, PreparedInput
 
 IMAGE_PARTS = ("image_url", "image")
 
@@ -103,17 +98,6 @@ def request_items(request: EmbedRequest) -> list[Any]:
     return list(request.inputs or ())
 
 
-def check_images(mixed: MixedRun | None, request: EmbedRequest, check_texts: Callable[[Any], None]) -> int:
-    """A request with images, checked before any decoding (`check_texts`: the pipeline's text size limit, for
-    the texts of a mixed list); returns how many inputs it has."""
-    if mixed is None:
-        raise InvalidRequest("this model embeds text only; images need a CLIP or SigLIP model", "input")
-    items = mixed.images.check(request)
-    if request.images is None:
-        check_texts([item for item in items if isinstance(item, str)])
-    return len(items)
-
-
 class ImagePreparer:
     """Checks and prepares the images of requests for one two-tower artifact."""
 
@@ -149,7 +133,7 @@ class ImagePreparer:
 
     def prepare(self, images: Sequence[Any], variant: str, first_index: Sequence[int]) -> Prepared:
         """Decode, check and preprocess images (CPU work, on a preparation thread)."""
-        key = BatchKey(variant=variant, output="sentence_embedding", skip=0, modality="image")
+        key = BatchKey(variant=variant, output="sentence_embedding", skip=0, route="image")
         where = [f"input[{n}]" for n in first_index]
         # In input order; the first bad image (in order) is the error raised.
         prepare = self._prepared
@@ -165,91 +149,3 @@ class ImagePreparer:
             raise InvalidRequest(f"{where} could not be preprocessed ({exc})", "input") from None
         mask = inputs.get("pixel_attention_mask")
         return PreparedInput(inputs, self.cost if mask is None else int(mask.sum()))
-
-
-Submit = Callable[[Prepared], "Future[Result]"]
-CHUNK = 64  # inputs of a large in-process request prepared per step
-
-
-def _chunk(request: EmbedRequest, items: list[Any]) -> EmbedRequest:
-    if request.images is not None:
-        return dataclasses.replace(request, images=items)
-    return request if request.messages is not None else dataclasses.replace(request, inputs=items)
-
-
-class MixedRun:
-    """One request with images: the texts and the images prepared, submitted as two groups, merged in order."""
-
-    def __init__(self, images: ImagePreparer, prepare_text: Callable[[EmbedRequest, str], Prepared]) -> None:
-        self.images = images
-        self.prepare_text = prepare_text
-
-    def prepare(self, request: EmbedRequest, variant: str) -> tuple[list[int], list[Prepared]]:
-        """Both groups of a request, and for each input the group index it went to (0 texts, 1 images)."""
-        items = request_items(request)
-        where = [1 if is_image(item) or request.images is not None else 0 for item in items]
-        texts = [item for item, g in zip(items, where, strict=True) if g == 0]
-        image_at = [n for n, g in enumerate(where) if g == 1]
-        groups: list[Prepared] = []
-        if texts:
-            groups.append(
-                self.prepare_text(dataclasses.replace(request, inputs=texts, images=None, messages=None), variant)
-            )
-        else:
-            groups.append(Prepared(key=BatchKey(variant, "sentence_embedding", 0), items=[]))
-        groups.append(self.images.prepare([items[n] for n in image_at], variant, image_at))
-        return where, groups
-
-    @staticmethod
-    def merge(where: list[int], results: list[Result | None], timing: Timing) -> list[Vectors]:
-        rows: list[Vectors] = []
-        cursors = [0, 0]
-        for group in where:
-            result = results[group]
-            assert result is not None
-            rows.append(cast(Vectors, result.rows[cursors[group]]))
-            cursors[group] += 1
-        done = [r for r in results if r is not None]
-        timing.queue += max(r.queue_seconds for r in done)
-        timing.inference += sum(r.inference_seconds for r in done)
-        timing.batches += sum(r.batches for r in done)
-        return rows
-
-    def run(self, request: EmbedRequest, variant: str, submit: Submit) -> tuple[list[Vectors], int, Timing]:
-        """On the caller's thread, in chunks of `CHUNK` inputs: the next chunk is decoded while the current one
-        runs, and memory stays bounded however many images an in-process caller sends."""
-        started = time.perf_counter()
-        items = request_items(request)
-        rows: list[Vectors] = []
-        tokens = 0
-        timing = Timing()
-        pending: collections.deque[tuple[list[int], list[Future[Result] | None]]] = collections.deque()
-        for start in range(0, len(items), CHUNK):
-            where, groups = self.prepare(_chunk(request, items[start : start + CHUNK]), variant)
-            tokens += groups[0].num_tokens
-            pending.append((where, [submit(g) if g.items else None for g in groups]))
-            if len(pending) > 1:
-                rows.extend(self._collect(*pending.popleft(), timing))
-        while pending:
-            rows.extend(self._collect(*pending.popleft(), timing))
-        timing.prepare = max(0.0, time.perf_counter() - started - timing.queue - timing.inference)
-        return rows, tokens, timing
-
-    def _collect(self, where: list[int], futures: list[Future[Result] | None], timing: Timing) -> list[Vectors]:
-        return self.merge(where, [f.result() if f is not None else None for f in futures], timing)
-
-    async def arun(
-        self, request: EmbedRequest, variant: str, submit: Submit, pool: Executor
-    ) -> tuple[list[Vectors], int, Timing]:
-        started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        where, groups = await loop.run_in_executor(pool, self.prepare, request, variant)
-        timing = Timing(prepare=time.perf_counter() - started)
-        futures = [submit(g) if g.items else None for g in groups]
-        results: list[Result | None] = []
-        for future in futures:
-            result: Result | None = None
-            if future is not None:
-                result = await asyncio.wrap_future(future)
-            results.append(result)
-        return self.merge(where, results, timing), groups[0].num_tokens, timing

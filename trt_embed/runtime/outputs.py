@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
+from trt_embed.runtime.kinds import KINDS, kind_of
 from trt_embed.runtime.postprocess import finish, l2_normalize
 from trt_embed.runtime.types import (
     Dense,
@@ -30,37 +31,16 @@ from trt_embed.runtime.types import (
     text_input,
 )
 
-KIND_TASKS: dict[str, dict[str, str]] = {
-    "dense": {"embed": "sentence_embedding", "token_embed": "token_embeddings"},
-    "splade": {"embed": "sentence_embedding", "sparse": "sentence_embedding", "token_embed": "token_embeddings"},
-    "bge_m3": {
-        "embed": "sentence_embedding",
-        "sparse": "token_weights",
-        "token_classify": "token_weights",
-        "token_embed": "colbert_vectors",
-    },
-    "multi_vector": {"token_embed": "colbert_vectors"},
-}
-NO_DENSE = ("splade", "multi_vector")  # kinds whose `sentence_embedding` is no dense sentence embedding
-# Multi-vector outputs that are L2-normalized per token by the model's definition (bge-m3's ColBERT vectors).
-NORMALIZED_TOKENS = {"bge_m3"}
-
 
 def tasks_of(kind: str) -> list[str]:
-    """The pooling tasks a model of this kind answers."""
-    return list(KIND_TASKS.get(kind, {}))
+    """The pooling tasks a model of this kind answers (none for a kind this runtime does not know)."""
+    row = KINDS.get(kind)
+    return list(row.tasks) if row is not None else []
 
 
 def graph_output(kind: str, task: str) -> str:
     """The graph output a task reads; a task the model kind lacks is the client's error."""
-    table = KIND_TASKS.get(kind)
-    if table is None:
-        raise InvalidRequest(f"this artifact's model kind {kind!r} is unknown to this trt-embed; upgrade it", "task")
-    if task not in table:
-        raise InvalidRequest(
-            f"task {task!r} is not available for this model ({kind}); it supports: {', '.join(table)}", "task"
-        )
-    return table[task]
+    return kind_of(kind).graph_output(task)
 
 
 def batch_output(kind: str, request: EmbedRequest) -> str:
@@ -123,7 +103,7 @@ def sparse_output(
     decode: Any,
 ) -> Sparse:
     """The sparse result of each input; `decode(id) -> str | None` names the tokens when asked."""
-    if kind == "splade":
+    if kind_of(kind).sparse_from == "vocab":
         pairs = [sparse_from_vocab(r, request.top_k) for r in rows]
     else:
         pairs = [sparse_from_tokens(r, ids, skip, request.top_k) for r, ids in zip(rows, token_ids, strict=True)]
@@ -134,7 +114,7 @@ def sparse_output(
 def token_output(kind: str, rows: list[Vectors], normalize: bool | None) -> TokenVectors:
     """Per-token vectors: as computed (normalized when asked), or bge-m3's ColBERT vectors (CLS dropped,
     normalized unless `normalize=False`)."""
-    if kind in NORMALIZED_TOKENS:
+    if kind_of(kind).token_vectors == "colbert":
         return TokenVectors([l2_normalize(r[1:]) if normalize is not False else _f32(r[1:]) for r in rows])
     return TokenVectors([l2_normalize(r) if normalize else _f32(r) for r in rows])
 
@@ -183,7 +163,7 @@ def build(
         return sparse_output(kind, values, ids, request, manifest.special_token_ids, decode)
     if task == "token_classify":
         return token_weights(values)
-    if kind == "multi_vector":
+    if kind_of(kind).token_vectors == "multi_vector":
         return multi_vector_output(manifest.head_config, values, ids, request)
     return token_output(kind, values, request.normalize)
 

@@ -141,14 +141,14 @@ class Preparer:
         items = [text_input(ids, types) for ids, types in zip(tokens.ids, tokens.type_ids, strict=True)]
         return Prepared(key=key, items=items)
 
-    def batch_key(self, request: EmbedRequest, variant: str, modality: str = "text") -> BatchKey:
-        """The batch key of a request's inputs (`modality` BLOCK_MODALITY: its token-block units): the graph
+    def batch_key(self, request: EmbedRequest, variant: str, route: str = "text") -> BatchKey:
+        """The batch key of a request's inputs (`route`: the route whose engine half batches them): the graph
         output its task reads and the prompt tokens pooling leaves out (`include_prompt=False`)."""
         prompt = self.resolve_prompt(request.prompt_name, request.prompt)
         skip = 0
         if prompt and not self.manifest.pooling.include_prompt and request.task == "embed":
             skip = self.tokenizer.prompt_length(prompt)
-        return BatchKey(variant=variant, output=TASK_OUTPUTS[request.task], skip=skip, modality=modality)
+        return BatchKey(variant=variant, output=TASK_OUTPUTS[request.task], skip=skip, route=route)
 
     def prepare_block(self, request: EmbedRequest, inputs: Inputs) -> TokenBlock:
         """Tokenize (or check) a validated request's `inputs` into one token block, with `tokenize`'s checks

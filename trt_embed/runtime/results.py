@@ -26,7 +26,6 @@ from trt_embed.runtime.types import (
     Timing,
     Vectors,
 )
-from trt_embed.runtime.work import Result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,14 +37,6 @@ class Plan:
     dimensions: int | None  # None: full size
     normalize: bool
     ranges: npt.NDArray[np.float32] | None  # int8/uint8 calibration ranges, when asked for
-
-
-def account(result: Result, timing: Timing) -> list[Row]:
-    """A scheduled part's rows, its queue and inference time added to the request's."""
-    timing.queue += result.queue_seconds
-    timing.inference += result.inference_seconds
-    timing.batches += result.batches
-    return result.rows
 
 
 def input_ids(prepared: Prepared) -> list[Sequence[int]]:

@@ -10,19 +10,19 @@ from typing import Any
 from trt_embed.artifact import Artifact
 from trt_embed.engines.base import Engine, EngineSpec
 from trt_embed.manifest import Manifest
-from trt_embed.runtime.block_path import STREAM_CHUNK
 from trt_embed.runtime.calls import dense_of, embed_request, score_request, vectors_of
 from trt_embed.runtime.chat import ChatOptions
 from trt_embed.runtime.chunking import Chunking
 from trt_embed.runtime.engine_pool import EnginePool
-from trt_embed.runtime.multimodal import ImagePreparer, MixedRun
+from trt_embed.runtime.kinds import kind_of
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.outputs import tasks_of
 from trt_embed.runtime.pipeline import Pipeline
 from trt_embed.runtime.prepare import Preparer
 from trt_embed.runtime.results import observe_batches
+from trt_embed.runtime.routes import Limits, RouteContext, build_routes
+from trt_embed.runtime.routes.text import STREAM_CHUNK
 from trt_embed.runtime.scheduler import Scheduler
-from trt_embed.runtime.static_query import QueryTable
 from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized
 from trt_embed.runtime.types import (
     EmbedRequest,
@@ -36,7 +36,6 @@ from trt_embed.runtime.types import (
     Truncate,
     Vectors,
 )
-from trt_embed.runtime.vlm import VlmPreparer
 
 
 class Runtime:
@@ -62,20 +61,21 @@ class Runtime:
         )
         chunking = Chunking(options.chunked_processing, options.max_embed_len)
         self.preparer = Preparer(artifact.directory, self.manifest, chunking)
-        mixed = MixedRun(ImagePreparer(self.manifest, options), self.preparer.prepare) if self.manifest.vision else None
+        self.limits = Limits.of(options, self.manifest.max_seq_length)
+        context = RouteContext(
+            artifact.directory, self.manifest, self.preparer, scheduler, options, self.limits, self.pool.images
+        )
+        routes = build_routes(context)
+        self.pool.routes = {route.name: route for route in routes}
         self.pipeline = Pipeline(
             self.manifest,
             self.preparer,
             scheduler,
+            routes,
             variants=self.pool.variants,
             default_variant=options.variant,
             outputs=self.pool.engine.output_names,
             observers=self._observers,
-            max_input_chars=options.max_input_chars or max(100_000, 20 * self.manifest.max_seq_length),
-            max_output_values=options.max_output_values,
-            mixed=mixed,
-            queries=QueryTable.load(artifact.directory, self.manifest),
-            vlm=VlmPreparer(self.preparer, options) if self.manifest.vlm else None,
         )
 
     @classmethod
@@ -149,7 +149,7 @@ class Runtime:
     @property
     def has_dense(self) -> bool:
         """Whether the model makes a dense sentence embedding (a SPLADE model's `embed` is its vocabulary vector)."""
-        return self.manifest.kind not in ("splade", "multi_vector")
+        return kind_of(self.manifest.kind).dense
 
     @property
     def max_seq_length(self) -> int:
@@ -158,7 +158,7 @@ class Runtime:
     @property
     def max_input_chars(self) -> int:
         """The longest text (in characters) a request may carry; longer ones are refused before tokenizing."""
-        return self.pipeline.max_input_chars
+        return self.limits.max_input_chars
 
     @property
     def queue_size(self) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime.image_sources import is_image
+from trt_embed.runtime.kinds import kind_of
 from trt_embed.runtime.types import (
     Dense,
     EmbedRequest,
@@ -79,9 +80,8 @@ def score_tasks(kind: str, weights: tuple[float, float, float] | None) -> tuple[
     """What a score request computes for a model kind: cosine of dense vectors, sparse dot (SPLADE), or
     bge-m3's dense, sparse and ColBERT scores when weights are given."""
     if weights is None:
-        own: dict[str, tuple[PoolingTask, ...]] = {"splade": ("sparse",), "multi_vector": ("token_embed",)}
-        return own.get(kind, ("embed",))
-    if kind != "bge_m3":
+        return kind_of(kind).score
+    if not kind_of(kind).weighted_score:
         raise InvalidRequest("score weights apply to bge-m3 (dense, sparse, ColBERT) models only", "weights")
     if len(weights) != 3 or any(isinstance(w, bool) or not isinstance(w, int | float) or w < 0 for w in weights):
         raise InvalidRequest(f"weights must be three non-negative numbers (dense, sparse, colbert), got {weights!r}")

@@ -108,7 +108,7 @@ class BatchKey:
     variant: str
     output: str  # the graph output read ("sentence_embedding", "token_embeddings", ...); several joined by "+"
     skip: int  # leading tokens excluded from pooling (a prompt with include_prompt=False)
-    modality: str = "text"  # "image": pixel values for a two-tower model's image graph
+    route: str = "text"  # the route whose engine half batches them (`routes/`): "text", "tokens", "image", ...
 
 
 @dataclasses.dataclass(frozen=True)

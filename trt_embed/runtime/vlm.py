@@ -126,7 +126,7 @@ class VlmPreparer:
         items = [
             self._expanded(n, ids, pictures) for n, (ids, pictures) in enumerate(zip(tokens.ids, images, strict=True))
         ]
-        return Prepared(key=BatchKey(variant=variant, output="sentence_embedding", skip=0), items=items)
+        return Prepared(key=BatchKey(variant=variant, output="sentence_embedding", skip=0, route="vlm"), items=items)
 
     def _prompt(self, item: Any, request: EmbedRequest, where: str, prompt: str) -> tuple[str, list[ImageInput]]:
         if request.messages is not None:

@@ -3,45 +3,50 @@ is the artifact's per-token weight table at the query's tokens (tokenized withou
 sentence-transformers' `SparseStaticEmbedding` computes it. NumPy only: no engine call, no queue.
 
 Queries are requests with the prompt name "query" (`encode_query`); everything else is a document and runs
-through the SPLADE graph (`encode_document`, the Router's default route).
+through the SPLADE graph (`encode_document`, the Router's default route: here the text routes).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from trt_embed.errors import ArtifactError, InvalidRequest
-from trt_embed.manifest import Manifest
 from trt_embed.runtime.outputs import is_query
-from trt_embed.runtime.prepare import Preparer, token_limit
-from trt_embed.runtime.types import EmbedRequest, Row, Timing, Vectors
+from trt_embed.runtime.prepare import token_limit
+from trt_embed.runtime.routes.base import Answer, Job, RouteContext, Staged
+from trt_embed.runtime.routes.text import TextRoute
+from trt_embed.runtime.types import EmbedRequest, Row, Vectors
+from trt_embed.runtime.work import Result
 
 QUERY_TASKS = ("embed", "sparse")  # the query side has a [vocab] vector and its sparse form, no token vectors
 
 
-class QueryTable:
-    """The [vocab] weight table of the query route."""
+class QueryTableRoute(TextRoute):
+    """The query route of an inference-free SPLADE model: its [vocab] weight table; checks as the text route."""
 
-    def __init__(self, weights: Vectors) -> None:
+    name = "query_table"
+    splits_queries = True  # score encodes queries here and documents through the graph
+
+    def __init__(self, context: RouteContext, weights: Vectors) -> None:
+        super().__init__(context)
         self.weights = weights
 
     @classmethod
-    def load(cls, directory: Path, manifest: Manifest) -> QueryTable | None:
+    def build(cls, context: RouteContext) -> QueryTableRoute | None:
         """The artifact's table (its sha256 was checked with the other files), or None for other models."""
+        manifest = context.manifest
         name = manifest.head_config.get("query_weights")
         if name is None:
             return None
-        weights = np.load(directory / str(name), allow_pickle=False)
+        weights = np.load(context.directory / str(name), allow_pickle=False)
         if weights.ndim != 1 or weights.dtype != np.float32 or len(weights) != manifest.embedding_dim:
             raise ArtifactError(
                 f"{name}: expected a float32 [{manifest.embedding_dim}] query weight table, got {weights.dtype} "
                 f"{list(weights.shape)}; re-export the model"
             )
-        return cls(weights)
+        return cls(context, weights)
 
     def serves(self, request: EmbedRequest) -> bool:
         """Whether the query route answers `request`; a query asking for token vectors is refused."""
@@ -56,15 +61,20 @@ class QueryTable:
                 )
         return True
 
-    def rows(self, preparer: Preparer, request: EmbedRequest) -> tuple[list[Row], list[Sequence[int]], int, Timing]:
-        """Each query's [vocab] vector (the weights of the tokens present), its token ids, the token count and
-        the time it took."""
-        started = time.perf_counter()
+    def inline(self, request: EmbedRequest) -> bool:
+        return True  # NumPy over a few token ids: no engine call, no queue
+
+    def start(self, request: EmbedRequest, variant: str) -> Job:
+        return QueryJob(self, request)
+
+    def query_rows(self, request: EmbedRequest) -> tuple[list[Row], list[Sequence[int]]]:
+        """Each query's [vocab] vector (the weights of the tokens present) and its token ids."""
+        preparer = self.preparer
         tokens = preparer.tokenize(
             preparer.texts_of(request),
             prompt=preparer.resolve_prompt(request.prompt_name, request.prompt),
             truncate=request.truncate,
-            max_tokens=token_limit(request.truncate_prompt_tokens, preparer.manifest.max_seq_length),
+            max_tokens=token_limit(request.truncate_prompt_tokens, self.manifest.max_seq_length),
             add_special_tokens=False,  # as SparseStaticEmbedding tokenizes
         )
         rows: list[Row] = []
@@ -73,5 +83,25 @@ class QueryTable:
             present = np.unique(np.asarray(ids, dtype=np.int64))
             row[present] = self.weights[present]
             rows.append(row)
-        took = time.perf_counter() - started
-        return rows, list(tokens.ids), sum(len(i) for i in tokens.ids), Timing(prepare=took)
+        return rows, list(tokens.ids)
+
+
+class QueryJob(Job):
+    """Answered while it is prepared: no groups for the scheduler."""
+
+    def __init__(self, route: QueryTableRoute, request: EmbedRequest) -> None:
+        self.route, self.request = route, request
+        self.found: tuple[list[Row], list[Sequence[int]]] = ([], [])
+
+    def chunks(self) -> Iterable[None]:
+        return [None]
+
+    def prepare(self, chunk: None) -> Staged:
+        self.found = self.route.query_rows(self.request)
+        return Staged([], sum(len(i) for i in self.found[1]))
+
+    def take(self, staged: Staged, results: list[Result]) -> None:
+        pass
+
+    def answer(self) -> Answer:
+        return self.found
