@@ -88,7 +88,7 @@ _KINDS = {
 
 def _outputs(m: Manifest) -> str:
     """What the model returns: its kind and the pooling tasks that read it."""
-    from trt_embed.runtime.outputs import tasks_of
+    from trt_embed.runtime.outputs.by_kind import tasks_of
 
     skip = f"; special tokens {m.special_token_ids} left out of sparse" if m.special_token_ids else ""
     table = m.head_config.get("query_weights")

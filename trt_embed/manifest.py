@@ -113,7 +113,7 @@ class Manifest:
     # (see trt_embed/runtime/images.py); None for text-only models
     vision: dict[str, Any] | None = None
     # vision-language models (VLM2Vec, DSE, ...): the vision and decoder graphs, the token embedding table, the image
-    # placeholder and the family's preprocessing recipe and prompt templates (see trt_embed/runtime/vlm_families.py);
+    # placeholder and the family's preprocessing recipe and prompt templates (see trt_embed/runtime/vlm/families.py);
     # None for other models
     vlm: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION

@@ -14,7 +14,7 @@ from tiny_models import GOLDEN
 from trt_embed.artifact import Artifact
 from trt_embed.engines.base import Batch
 from trt_embed.runtime import Runtime
-from trt_embed.runtime.postprocess import finish
+from trt_embed.runtime.outputs.postprocess import finish
 from trt_embed.zoo import load_zoo
 
 # golden folder -> the zoo entry whose tiny model is that folder's checkpoint

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from trt_embed.errors import ExportError
-from trt_embed.runtime.anyres_images import LlavaNextProcessor, recipe_from_configs
+from trt_embed.runtime.vlm.llava_next import LlavaNextProcessor, recipe_from_configs
 from trt_embed.zoo import zoo_entry
 
 torch = pytest.importorskip("torch")

@@ -51,7 +51,7 @@ def golden_pixels(folder: str, data: dict[str, np.ndarray], key: str) -> tuple[n
     original's are recorded as samples: 336-pixel crops are too large to store; the test below checks them)."""
     if folder == "llama_nemotron_vl":
         return data[f"img_{key}_pixel_values"], None
-    from trt_embed.runtime import hd_images
+    from trt_embed.runtime.vlm import phi3_v as hd_images
 
     crops, size = hd_images.preprocess(Image.fromarray(data[f"img_{key}"]), int(data["num_crops"]))
     return crops, size
@@ -63,7 +63,7 @@ def image_rows(folder: str, model: Any, data: dict[str, np.ndarray], key: str) -
     with torch.no_grad():
         if folder == "llama_nemotron_vl":
             return np.asarray(model.vision(torch.from_numpy(pixels)).numpy())
-        from trt_embed.runtime.hd_images import token_index
+        from trt_embed.runtime.vlm.phi3_v import token_index
 
         table = model.vision.table(torch.from_numpy(pixels)).numpy()
         return np.asarray(table[token_index(*size, 0, len(table) - 2)])
@@ -126,7 +126,7 @@ def test_pytorch_modules_match_original_code(folder: str) -> None:
 
 @pytest.mark.parametrize("crops", [4, 16])
 def test_phi3_v_hd_transform_matches_the_original_processor(crops: int) -> None:
-    from trt_embed.runtime import hd_images
+    from trt_embed.runtime.vlm import phi3_v as hd_images
 
     data = golden("phi3_v", "preprocess.npz")
     for name, load in PHOTOS.items():
@@ -144,7 +144,7 @@ def test_phi3_v_hd_transform_matches_the_original_processor(crops: int) -> None:
 def test_nemotron_tiling_matches_the_original_processor() -> None:
     """Same tile grids and thumbnails; pixel values within 2 grey levels (Pillow's bicubic vs torchvision's
     antialiased bicubic on tensors), on average within 1e-4."""
-    from trt_embed.runtime.tiled_images import NemotronVLProcessor, recipe_from_configs
+    from trt_embed.runtime.vlm.nemotron_vl import NemotronVLProcessor, recipe_from_configs
 
     data = golden("llama_nemotron_vl", "preprocess.npz")
     processor = NemotronVLProcessor(recipe_from_configs({"vision_config": {"patch_size": 16}}, {}), {})
@@ -168,7 +168,7 @@ def run_artifact(artifact: Path, folder: str, data: dict[str, np.ndarray]) -> It
         pixels, size = golden_pixels(folder, data, key)
         feeds = {"pixel_values": pixels}
         if size is not None:
-            from trt_embed.runtime.hd_images import token_index
+            from trt_embed.runtime.vlm.phi3_v import token_index
 
             feeds["token_index"] = token_index(*size, 0, len(pixels) * 144)
         return np.asarray(vision.run(["image_features"], feeds)[0])

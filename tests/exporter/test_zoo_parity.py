@@ -85,7 +85,7 @@ def test_batched_equals_single(architecture: str, tiny_artifact: Callable[[str],
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_padding_does_not_change_results(architecture: str, tiny_artifact: Callable[[str], Path]) -> None:
-    from trt_embed.runtime.batch import pad
+    from trt_embed.runtime.batching.batch import pad
 
     with Runtime.load(tiny_artifact(architecture), backend="onnxruntime-cpu") as runtime:
         tokenized = runtime.tokenize(TEXTS)

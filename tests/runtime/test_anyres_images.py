@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from trt_embed.runtime.anyres_images import LlavaNextProcessor, best_resolution, recipe_from_configs
+from trt_embed.runtime.vlm.llava_next import LlavaNextProcessor, best_resolution, recipe_from_configs
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")

@@ -12,7 +12,7 @@ import pytest
 from trt_embed.errors import InputTooLong, InvalidRequest, UnknownModel
 from trt_embed.exporter import ExportOptions, export_model
 from trt_embed.runtime import Runtime
-from trt_embed.runtime.encoding import quantization_ranges
+from trt_embed.runtime.outputs.encoding import quantization_ranges
 
 TEXTS = ["hello world", "the cat read a paper in the city", "blue water " * 20]
 

@@ -13,7 +13,7 @@ import pytest
 import trt_embed.engines.select as select
 from trt_embed.engines.base import Arrays, Batch, Engine, Outputs
 from trt_embed.runtime import Runtime
-from trt_embed.runtime.batch import make_batch, pack, pad, rows_of
+from trt_embed.runtime.batching.batch import make_batch, pack, pad, rows_of
 from trt_embed.runtime.types import BatchKey, text_input
 
 IDS = [[5, 6, 7], [8], [9, 10, 11, 12, 13]]

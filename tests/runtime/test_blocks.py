@@ -17,10 +17,10 @@ from trt_embed.engines.base import Batch, EngineSpec
 from trt_embed.errors import InputTooLong, InvalidRequest
 from trt_embed.manifest import ShapeProfile
 from trt_embed.runtime import EmbedRequest, Runtime
-from trt_embed.runtime.batch import pad
-from trt_embed.runtime.blocks import TokenBlock, longest_first, split, units
+from trt_embed.runtime.batching.batch import pad
+from trt_embed.runtime.batching.blocks import TokenBlock, longest_first, split, units
+from trt_embed.runtime.batching.scheduler import Scheduler
 from trt_embed.runtime.routes.text import STREAM_CHUNK
-from trt_embed.runtime.scheduler import Scheduler
 from trt_embed.runtime.types import BatchKey, PreparedInput
 
 KEY = BatchKey("base", "sentence_embedding", 0, route="tokens")
@@ -184,7 +184,7 @@ def test_type_ids_are_read_only_when_the_template_sets_them(
         path = tmp_path / "tokenizer.json"
         path.write_text(source.to_str())
         info = runtime.manifest.tokenizer
-        from trt_embed.runtime.tokenizer import TextTokenizer
+        from trt_embed.runtime.text.tokenizer import TextTokenizer
 
         typed = TextTokenizer(tmp_path, info, runtime.max_seq_length)
         block = typed.encode_block(texts)

@@ -10,7 +10,7 @@ import pytest
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime import ChatOptions
-from trt_embed.runtime.chat import render_chat
+from trt_embed.runtime.text.chat import render_chat
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"

@@ -18,7 +18,8 @@ import pytest
 from trt_embed.cli import devices
 from trt_embed.engines.select import Choice, Want
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime import Runtime, engine_pool
+from trt_embed.runtime import Runtime
+from trt_embed.runtime.batching import engine_pool
 
 
 @pytest.fixture

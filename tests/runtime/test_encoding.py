@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime import encoding
+from trt_embed.runtime.outputs import encoding
 
 
 @pytest.fixture

@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime.image_sources import ImagePolicy, ImageURL, load
-from trt_embed.runtime.images import CLIP_MEAN, CLIP_STD, ImageRecipe, max_patches_size, patch_inputs, preprocess
+from trt_embed.runtime.images.preprocess import (
+    CLIP_MEAN,
+    CLIP_STD,
+    ImageRecipe,
+    max_patches_size,
+    patch_inputs,
+    preprocess,
+)
+from trt_embed.runtime.images.sources import ImagePolicy, ImageURL, load
 
 Image = pytest.importorskip("PIL.Image")
 transformers = pytest.importorskip("transformers")

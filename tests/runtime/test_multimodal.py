@@ -155,8 +155,8 @@ def test_image_cost_is_the_patch_tokens(artifacts: Callable[[str], Path]) -> Non
 def test_naflex_image_cost_is_its_own_patches(artifacts: Callable[[str], Path]) -> None:
     """Each NaFlex image costs the patches it really has (at most max_num_patches = 48), as the processor cuts it."""
     from trt_embed.manifest import Manifest
-    from trt_embed.runtime.images import max_patches_size
-    from trt_embed.runtime.multimodal import ImagePreparer
+    from trt_embed.runtime.images.preprocess import max_patches_size
+    from trt_embed.runtime.images.two_tower import ImagePreparer
     from trt_embed.runtime.options import RuntimeOptions
 
     preparer = ImagePreparer(Manifest.read(artifacts("Siglip2Model")), RuntimeOptions())

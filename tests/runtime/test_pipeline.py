@@ -13,7 +13,7 @@ import pytest
 from trt_embed.errors import InvalidRequest, UnknownModel
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import Dense, EmbedRequest, Runtime, ScoreRequest, TokenVectors
-from trt_embed.runtime.encoding import quantization_ranges, quantize, to_base64, ubinary
+from trt_embed.runtime.outputs.encoding import quantization_ranges, quantize, to_base64, ubinary
 
 TEXTS = ["hello world", "the cat read a paper in the city", "blue water " * 20]
 

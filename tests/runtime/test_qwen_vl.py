@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime.qwen_vl import Qwen2VLProcessor, patch_positions, recipe_from_config, smart_resize
+from trt_embed.runtime.vlm.qwen_vl import Qwen2VLProcessor, patch_positions, recipe_from_config, smart_resize
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
@@ -91,7 +91,7 @@ def test_positions_match_get_rope_index() -> None:
 def test_qwen3_position_table_interpolation_matches_the_vision_tower() -> None:
     from transformers.vision_utils import get_vision_interpolation_indices_and_weights
 
-    from trt_embed.runtime.qwen_vl import interpolation
+    from trt_embed.runtime.vlm.qwen_vl import interpolation
 
     for grid, side in [((1, 4, 6), 6), ((1, 36, 20), 48), ((1, 2, 2), 48)]:
         want_idx, want_w = get_vision_interpolation_indices_and_weights(

@@ -15,7 +15,7 @@ import pytest
 from trt_embed.engines.base import EngineSpec
 from trt_embed.errors import EngineError, Overloaded
 from trt_embed.runtime import Runtime
-from trt_embed.runtime.scheduler import Scheduler
+from trt_embed.runtime.batching.scheduler import Scheduler
 from trt_embed.runtime.types import BatchKey, PreparedInput, text_input
 
 KEY = BatchKey("base", "sentence_embedding", 0)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime.outputs import sparse_from_tokens, sparse_from_vocab
-from trt_embed.runtime.scoring import combine, maxsim, score_tasks, sparse_dot
+from trt_embed.runtime.outputs.by_kind import sparse_from_tokens, sparse_from_vocab
+from trt_embed.runtime.outputs.scoring import combine, maxsim, score_tasks, sparse_dot
 from trt_embed.runtime.types import Dense, Sparse, TokenVectors
 
 VOCAB = 50

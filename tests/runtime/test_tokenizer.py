@@ -90,7 +90,7 @@ def test_long_texts_tokenize_from_the_kept_piece_exactly(
     from tokenizers import Tokenizer
 
     from trt_embed.manifest import TokenizerInfo
-    from trt_embed.runtime import tokenizer as module
+    from trt_embed.runtime.text import tokenizer as module
 
     corpus = json.loads((ROOT / "benchmarks" / "data" / "corpus.json").read_text())
     directory = minilm_artifact / "tokenizer" if kind == "minilm" else trained(kind, corpus)
@@ -121,7 +121,7 @@ def test_long_texts_tokenize_from_the_kept_piece_exactly(
 
 
 def test_prefixes_only_for_tokenizers_that_split_at_spaces() -> None:
-    from trt_embed.runtime.tokenizer import cuts_at_spaces
+    from trt_embed.runtime.text.tokenizer import cuts_at_spaces
 
     bert = {"normalizer": {"type": "BertNormalizer"}, "pre_tokenizer": {"type": "BertPreTokenizer"}}
     assert cuts_at_spaces(bert)

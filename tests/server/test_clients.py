@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import API_KEY, LiveServer
 
-from trt_embed.runtime import Runtime, encoding
+from trt_embed.runtime import Runtime
+from trt_embed.runtime.outputs import encoding
 
 TEXTS = ["The cat sat on the mat.", "Quantum computers use qubits.", "how do I reset my password"]
 

@@ -17,9 +17,9 @@ from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.external_data import data_hashes
 from trt_embed.manifest import EngineEntry, Manifest, TensorSpec, sha256_file
-from trt_embed.runtime.batch import pad
-from trt_embed.runtime.scoring import cosine
-from trt_embed.runtime.tokenizer import TextTokenizer
+from trt_embed.runtime.batching.batch import pad
+from trt_embed.runtime.outputs.scoring import cosine
+from trt_embed.runtime.text.tokenizer import TextTokenizer
 
 log = logging.getLogger("trt_embed.export")
 

@@ -37,8 +37,8 @@ from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
 from trt_embed.exporter.variants import calibration_ranges, check_adapter, merged_lora_graph
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, TokenizerInfo
 from trt_embed.poolers import POOLING_MODES
-from trt_embed.runtime.batch import pad
-from trt_embed.runtime.tokenizer import TextTokenizer
+from trt_embed.runtime.batching.batch import pad
+from trt_embed.runtime.text.tokenizer import TextTokenizer
 from trt_embed.zoo import ZooEntry, architecture_of, load_zoo, zoo_entry
 
 log = logging.getLogger("trt_embed.export")

@@ -2,7 +2,7 @@
 token, from its saved `weight` or an `idf.json` of token -> weight) as a [vocab] float32 table in the artifact.
 
 A query's sparse vector is that table at the query's tokens (tokenized without special tokens), which the
-runtime applies with NumPy (runtime/static_query.py): no graph, no engine call.
+runtime applies with NumPy (runtime/routes/query_table.py): no graph, no engine call.
 """
 
 from __future__ import annotations

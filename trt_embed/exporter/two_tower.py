@@ -33,9 +33,9 @@ from trt_embed.exporter.source import SentenceTransformerConfig, source_record
 from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
 from trt_embed.exporter.variants import calibration_ranges
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec
-from trt_embed.runtime.batch import pad
-from trt_embed.runtime.images import ImageRecipe, image_inputs, stack
-from trt_embed.runtime.tokenizer import TextTokenizer
+from trt_embed.runtime.batching.batch import pad
+from trt_embed.runtime.images.preprocess import ImageRecipe, image_inputs, stack
+from trt_embed.runtime.text.tokenizer import TextTokenizer
 from trt_embed.zoo import ZooEntry
 
 log = logging.getLogger("trt_embed.export")

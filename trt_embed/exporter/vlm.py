@@ -1,13 +1,13 @@
 """Vision-language embedders (DSE / Qwen2-VL, Qwen3-VL-Embedding, e5-v / LLaVA-NeXT, VLM2Vec, Nemotron-VL):
 the vision tower with its projector or merger and the decoder with its pooling, as two graphs of one artifact,
-plus the token embedding table. The graph contract and the runtime half: trt_embed/runtime/vlm_families.py.
+plus the token embedding table. The graph contract and the runtime half: trt_embed/runtime/vlm/families.py.
 
 How a family plugs in, export side:
 - a zoo row with `family: vlm` and `loader: "package.module:NAME"`, NAME an object with the `VlmFamily` methods:
   `parameters(model_dir, config)` counts the parameters without loading weights (the memory check runs before any
   weight is read), and `load(model_dir, entry, config)` returns `VlmParts`: the torch modules (our own code where
   the hub ships remote code: no trust_remote_code) and the runtime record;
-- a runtime `VisionProcessor` registered in runtime/vlm_families.py under `record["family"]`.
+- a runtime `VisionProcessor` registered in runtime/vlm/families.py under `record["family"]`.
 Everything else is shared: the exporter saves the table and arrays, prepares check inputs with the family's own
 runtime processor (export and serving share one preprocessing), traces both graphs with dynamic image-token and
 batch axes, checks each against the torch modules (fp32: cosine >= 0.99999) and keeps fp16 copies that pass the
@@ -34,10 +34,10 @@ from trt_embed.exporter.source import source_record
 from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, sha256_file
 from trt_embed.poolers.torch_pooling import Pooling as PoolingHead
-from trt_embed.runtime.prepare import Preparer
+from trt_embed.runtime.text.prepare import Preparer
 from trt_embed.runtime.types import EmbedRequest, Interleaved, PreparedInput
-from trt_embed.runtime.vlm import VlmPreparer
-from trt_embed.runtime.vlm_batch import VlmBatcher
+from trt_embed.runtime.vlm.batch import VlmBatcher
+from trt_embed.runtime.vlm.prepare import VlmPreparer
 from trt_embed.zoo import ZooEntry
 
 log = logging.getLogger("trt_embed.export")

@@ -32,7 +32,7 @@ from trt_embed.bulk.progress import Progress
 from trt_embed.errors import InvalidRequest, MissingDependency
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import EmbedRequest, Runtime, RuntimeOptions
-from trt_embed.runtime.prepare import Preparer, token_limit
+from trt_embed.runtime.text.prepare import Preparer, token_limit
 
 
 def require_ray() -> ModuleType:

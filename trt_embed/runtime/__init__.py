@@ -4,14 +4,14 @@ This module is the runtime's public API; the server and integrations import only
 """
 
 from trt_embed.artifact import Artifact
-from trt_embed.runtime.chat import ChatOptions
-from trt_embed.runtime.chunking import Chunking
-from trt_embed.runtime.encoding import binary_body
-from trt_embed.runtime.image_sources import ImageURL
-from trt_embed.runtime.multimodal import part_item
+from trt_embed.runtime.images.sources import ImageURL
+from trt_embed.runtime.images.two_tower import part_item
 from trt_embed.runtime.options import RuntimeOptions
+from trt_embed.runtime.outputs.encoding import binary_body
 from trt_embed.runtime.runtime import Runtime
-from trt_embed.runtime.tokenizer import Tokenized
+from trt_embed.runtime.text.chat import ChatOptions
+from trt_embed.runtime.text.chunking import Chunking
+from trt_embed.runtime.text.tokenizer import Tokenized
 from trt_embed.runtime.types import (
     ENCODINGS,
     Dense,

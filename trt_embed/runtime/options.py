@@ -38,7 +38,7 @@ class RuntimeOptions:
     max_embed_len: int | None = None
     # Images (two-tower models): how many one request may carry (None: any, streamed through in chunks; the server
     # sets --max-images, 64 by default), and where images sent by HTTP clients may come from besides data: URIs
-    # (see trt_embed/runtime/image_sources.py); nothing else by default.
+    # (see trt_embed/runtime/images/sources.py); nothing else by default.
     max_images: int | None = None
     max_image_pixels: int = 50_000_000
     max_image_bytes: int = 20 * 1024 * 1024

@@ -16,16 +16,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from trt_embed.errors import InvalidRequest, UnknownModel
 from trt_embed.manifest import Manifest
-from trt_embed.runtime import encoding
-from trt_embed.runtime import outputs as kinds
+from trt_embed.runtime.batching.scheduler import Scheduler
+from trt_embed.runtime.batching.work import EngineRows
 from trt_embed.runtime.kinds import kind_of
-from trt_embed.runtime.postprocess import check_dimensions
-from trt_embed.runtime.prepare import Preparer, token_limit
-from trt_embed.runtime.results import Plan, embed_result
+from trt_embed.runtime.outputs import by_kind as kinds
+from trt_embed.runtime.outputs import encoding
+from trt_embed.runtime.outputs.assemble import Plan, embed_result
+from trt_embed.runtime.outputs.postprocess import check_dimensions
+from trt_embed.runtime.outputs.scoring import (
+    pair_inputs,
+    pair_scores,
+    score_errors,
+    score_requests,
+    score_result,
+    side_request,
+)
 from trt_embed.runtime.routes import Job, Route, Staged
-from trt_embed.runtime.scheduler import Scheduler
-from trt_embed.runtime.score_sides import pair_scores, score_errors
-from trt_embed.runtime.scoring import pair_inputs, score_requests, score_result, side_request
+from trt_embed.runtime.text.prepare import Preparer, token_limit
 from trt_embed.runtime.types import (
     POOLING_TASKS,
     TRUNCATE_MODES,
@@ -38,7 +45,6 @@ from trt_embed.runtime.types import (
     Timing,
     Vectors,
 )
-from trt_embed.runtime.work import Result
 
 
 class Pipeline:
@@ -132,7 +138,7 @@ class Pipeline:
         started = time.perf_counter()
         job = route.start(request, plan.variant)
         timing, tokens = Timing(), 0
-        pending: collections.deque[tuple[Staged, list[Future[Result]]]] = collections.deque()
+        pending: collections.deque[tuple[Staged, list[Future[EngineRows]]]] = collections.deque()
         for chunk in job.chunks():
             staged = job.prepare(chunk)
             tokens += staged.tokens
@@ -153,7 +159,7 @@ class Pipeline:
         job = route.start(request, plan.variant)
         inline, loop = route.inline(request), asyncio.get_running_loop()
         timing, tokens = Timing(), 0
-        pending: collections.deque[tuple[Staged, list[Future[Result]]]] = collections.deque()
+        pending: collections.deque[tuple[Staged, list[Future[EngineRows]]]] = collections.deque()
         for chunk in job.chunks():
             if inline:
                 staged = job.prepare(chunk)
@@ -169,15 +175,15 @@ class Pipeline:
             _take(job, done, [await asyncio.wrap_future(f) for f in futures], timing)
         return self._result(plan, *job.answer(), tokens, _prepared(timing, started))
 
-    def _submit(self, staged: Staged, priority: int) -> list[Future[Result]]:
+    def _submit(self, staged: Staged, priority: int) -> list[Future[EngineRows]]:
         """Queue a chunk's groups at once, so they run side by side (an empty group: an empty result)."""
         futures = []
         for key, items in staged.groups:
             if items:
                 futures.append(self.scheduler.submit(key, items, priority=priority))
             else:
-                future: Future[Result] = Future()
-                future.set_result(Result([], 0.0, 0.0, 0))
+                future: Future[EngineRows] = Future()
+                future.set_result(EngineRows([], 0.0, 0.0, 0))
                 futures.append(future)
         return futures
 
@@ -223,7 +229,7 @@ class Pipeline:
         self._prepare_pool.shutdown(wait=True)
 
 
-def _take(job: Job, staged: Staged, results: list[Result], timing: Timing) -> None:
+def _take(job: Job, staged: Staged, results: list[EngineRows], timing: Timing) -> None:
     """A chunk's results to its job; its groups ran side by side: the longest queue wait, all inference time."""
     if results:
         timing.queue += max(r.queue_seconds for r in results)

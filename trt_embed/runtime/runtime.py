@@ -10,20 +10,20 @@ from typing import Any
 from trt_embed.artifact import Artifact
 from trt_embed.engines.base import Engine, EngineSpec
 from trt_embed.manifest import Manifest
+from trt_embed.runtime.batching.engine_pool import EnginePool
+from trt_embed.runtime.batching.scheduler import Scheduler
 from trt_embed.runtime.calls import dense_of, embed_request, score_request, vectors_of
-from trt_embed.runtime.chat import ChatOptions
-from trt_embed.runtime.chunking import Chunking
-from trt_embed.runtime.engine_pool import EnginePool
 from trt_embed.runtime.kinds import kind_of
 from trt_embed.runtime.options import RuntimeOptions
-from trt_embed.runtime.outputs import tasks_of
+from trt_embed.runtime.outputs.assemble import observe_batches
+from trt_embed.runtime.outputs.by_kind import tasks_of
 from trt_embed.runtime.pipeline import Pipeline
-from trt_embed.runtime.prepare import Preparer
-from trt_embed.runtime.results import observe_batches
 from trt_embed.runtime.routes import Limits, RouteContext, build_routes
 from trt_embed.runtime.routes.text import STREAM_CHUNK
-from trt_embed.runtime.scheduler import Scheduler
-from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized
+from trt_embed.runtime.text.chat import ChatOptions
+from trt_embed.runtime.text.chunking import Chunking
+from trt_embed.runtime.text.prepare import Preparer
+from trt_embed.runtime.text.tokenizer import TextTokenizer, Tokenized
 from trt_embed.runtime.types import (
     EmbedRequest,
     EmbedResult,

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from trt_embed.runtime.chat import ChatOptions
+from trt_embed.runtime.text.chat import ChatOptions
 
 Vectors = npt.NDArray[np.float32]
 TokenIds = Sequence[int]
@@ -64,7 +64,7 @@ class EmbedRequest:
     variant: str | None = None
     # how `messages` are rendered (generation prompt, template, kwargs)
     chat: ChatOptions = dataclasses.field(default_factory=ChatOptions)
-    # two-tower models (CLIP, SigLIP): images to embed (see runtime/image_sources.py for what an image may be);
+    # two-tower models (CLIP, SigLIP): images to embed (see runtime/images/sources.py for what an image may be);
     # `inputs` may also mix texts and images
     images: Sequence[Any] | None = None
     also: tuple[PoolingTask, ...] = ()  # more outputs from the same engine call (bge-m3: sparse, token_embed)

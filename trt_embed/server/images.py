@@ -2,7 +2,7 @@
 content, OpenAI-style `image_url` parts. Everything a client sends becomes an `ImageURL`, which the runtime holds
 to the operator's policy (data: URIs always; files and http(s) only where the operator allows them).
 
-Chat-style `messages` with `image_url` parts need no code here: the runtime reads them (runtime/multimodal.py).
+Chat-style `messages` with `image_url` parts need no code here: the runtime reads them (runtime/images/two_tower.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """LLaVA-NeXT as an embedder (royokong/e5-v, on llama3-llava-next-8b): the export half of the `llava_next` VLM family.
 
-Vision graph: anyres crops [N, 3, S, S] (each image's base crop, then its grid crops; runtime/anyres_images.py)
+Vision graph: anyres crops [N, 3, S, S] (each image's base crop, then its grid crops; runtime/vlm/llava_next.py)
 through transformers' CLIP tower up to `vision_feature_layer` (the layers after it are not run; a list of layers is
 concatenated as the model does), CLS dropped ("default" strategy), through `multi_modal_projector`: a table of
 N * grid^2 projected features plus `image_newline` as its last row. The model's pack_image_features (base features,
@@ -22,7 +22,7 @@ from trt_embed.exporter.models.decoder import EmbedsDecoder
 from trt_embed.exporter.models.layers import optional_json
 from trt_embed.exporter.models.qwen2_vl import Qwen2VLFamily, token_of
 from trt_embed.exporter.vlm import VlmParts
-from trt_embed.runtime.anyres_images import recipe_from_configs
+from trt_embed.runtime.vlm.llava_next import recipe_from_configs
 from trt_embed.zoo import ZooEntry
 
 AXES = {"pixel_values": {0: "crops"}, "token_index": {0: "image_tokens"}}

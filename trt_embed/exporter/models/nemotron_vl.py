@@ -19,7 +19,7 @@ from trt_embed.exporter.models.decoder import EmbedsDecoder
 from trt_embed.exporter.models.layers import load_exact, load_weights, optional_json, read_config, require
 from trt_embed.exporter.models.phi3_v import merge_2x2
 from trt_embed.exporter.vlm import VlmParts
-from trt_embed.runtime.tiled_images import recipe_from_configs
+from trt_embed.runtime.vlm.nemotron_vl import recipe_from_configs
 from trt_embed.zoo import ZooEntry
 
 POOLING = {"avg": "mean", "last": "last"}

@@ -5,7 +5,7 @@ Two graphs' worth of modules, loading the hub checkpoint's weight names:
   CLIP hidden state of layer `layer_idx` (-2), patches only, merged 2x2 into 4C channels, through the projection MLP;
   the last two rows are the projected line separator (`sub_GN`) and global separator (`glb_GN`). Phi-3-V's HD
   layout (sub-crop grid rows each ended by `sub_GN`, then `glb_GN`, then the global image's 12 rows each ended by
-  `sub_GN`) is a gather over that table, `trt_embed.runtime.hd_images.token_index`: projection is per token, so
+  `sub_GN`) is a gather over that table, `trt_embed.runtime.vlm.phi3_v.token_index`: projection is per token, so
   projecting the separators once equals the original's projection of the concatenated sequence.
 - `Phi3VText`: transformers' `Phi3Model` layers on `inputs_embeds`, causal, positions from the mask, with the
   checkpoint's LongRoPE ("su") tables: short factors, or long factors when the batch's longest row passes

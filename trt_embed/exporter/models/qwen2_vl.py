@@ -17,7 +17,7 @@ from trt_embed.errors import ExportError
 from trt_embed.exporter.models.decoder import DecoderEncoder
 from trt_embed.exporter.models.layers import optional_json
 from trt_embed.exporter.vlm import VlmParts, meta_parameters
-from trt_embed.runtime.qwen_vl import recipe_from_config
+from trt_embed.runtime.vlm.qwen_vl import recipe_from_config
 from trt_embed.zoo import ZooEntry
 
 PATCH_AXES = {

@@ -20,12 +20,12 @@ import numpy.typing as npt
 from trt_embed.engines.base import Batch, Engine
 from trt_embed.errors import InvalidRequest, TooLarge
 from trt_embed.manifest import Manifest
+from trt_embed.runtime.batching.scheduler import Scheduler
+from trt_embed.runtime.batching.work import EngineRows
 from trt_embed.runtime.kinds import ModelKind, kind_of
 from trt_embed.runtime.options import RuntimeOptions
-from trt_embed.runtime.prepare import Preparer
-from trt_embed.runtime.scheduler import Scheduler
-from trt_embed.runtime.types import BatchKey, EmbedRequest, Inputs, PreparedInput, Row, Timing, Vectors
-from trt_embed.runtime.work import Result
+from trt_embed.runtime.text.prepare import Preparer
+from trt_embed.runtime.types import BatchKey, EmbedRequest, Inputs, PreparedInput, Row, Vectors
 
 Group = tuple[BatchKey, Sequence[PreparedInput]]  # inputs queued together under one batch key
 Answer = tuple["list[Row] | Vectors", Sequence[Sequence[int]]]  # rows in request order, each input's token ids
@@ -90,7 +90,7 @@ class Job:
         """CPU work (tokenizing, decoding images): on the caller's thread or a preparation thread."""
         raise NotImplementedError
 
-    def take(self, staged: Staged, results: list[Result]) -> None:
+    def take(self, staged: Staged, results: list[EngineRows]) -> None:
         """The results of a chunk's groups, in the order of `staged.groups`."""
         raise NotImplementedError
 
@@ -144,11 +144,3 @@ class Route:
     ) -> list[Row]:
         """One row per item: the pooled output read (routes whose rows are cut otherwise override this)."""
         return list(outputs[key.output])
-
-
-def add_timing(results: Sequence[Result], timing: Timing) -> None:
-    """The groups of one chunk ran side by side: the longest queue wait, the inference time of them all."""
-    if results:
-        timing.queue += max(r.queue_seconds for r in results)
-        timing.inference += sum(r.inference_seconds for r in results)
-        timing.batches += sum(r.batches for r in results)

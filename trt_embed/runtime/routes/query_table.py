@@ -13,12 +13,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from trt_embed.errors import ArtifactError, InvalidRequest
-from trt_embed.runtime.outputs import is_query
-from trt_embed.runtime.prepare import token_limit
+from trt_embed.runtime.batching.work import EngineRows
+from trt_embed.runtime.outputs.by_kind import is_query
 from trt_embed.runtime.routes.base import Answer, Job, RouteContext, Staged
 from trt_embed.runtime.routes.text import TextRoute
+from trt_embed.runtime.text.prepare import token_limit
 from trt_embed.runtime.types import EmbedRequest, Row, Vectors
-from trt_embed.runtime.work import Result
 
 QUERY_TASKS = ("embed", "sparse")  # the query side has a [vocab] vector and its sparse form, no token vectors
 
@@ -100,7 +100,7 @@ class QueryJob(Job):
         self.found = self.route.query_rows(self.request)
         return Staged([], sum(len(i) for i in self.found[1]))
 
-    def take(self, staged: Staged, results: list[Result]) -> None:
+    def take(self, staged: Staged, results: list[EngineRows]) -> None:
         pass
 
     def answer(self) -> Answer:

@@ -11,14 +11,14 @@ import numpy.typing as npt
 
 from trt_embed.engines.base import Batch, Engine
 from trt_embed.errors import InvalidRequest, TooLarge
-from trt_embed.runtime import outputs as kinds
-from trt_embed.runtime.batch import in_request_order, longest_first, make_batch, rows_of
-from trt_embed.runtime.chunking import combine
-from trt_embed.runtime.multimodal import has_images
-from trt_embed.runtime.results import input_ids
+from trt_embed.runtime.batching.batch import in_request_order, longest_first, make_batch, rows_of
+from trt_embed.runtime.batching.work import EngineRows
+from trt_embed.runtime.images.two_tower import has_images
+from trt_embed.runtime.outputs import by_kind as kinds
+from trt_embed.runtime.outputs.assemble import input_ids
 from trt_embed.runtime.routes.base import Answer, Job, Route, RouteContext, Staged
+from trt_embed.runtime.text.chunking import combine
 from trt_embed.runtime.types import BatchKey, EmbedRequest, Inputs, Prepared, PreparedInput, Row, Vectors
-from trt_embed.runtime.work import Result
 
 STREAM_CHUNK = 1024  # inputs prepared per step of a large request, at most
 INLINE_CHARS = 1024  # async requests up to this many characters (or token ids) are prepared on the caller's thread
@@ -137,7 +137,7 @@ class TextJob(Job):
             raise exc.renumbered(chunk) from None
         return Staged([(prepared.key, prepared.items)], prepared.num_tokens, prepared)
 
-    def take(self, staged: Staged, results: list[Result]) -> None:
+    def take(self, staged: Staged, results: list[EngineRows]) -> None:
         prepared: Prepared = staged.state
         rows = results[0].rows
         if prepared.counts is not None:  # chunked inputs' pieces combined (token-weighted mean)

@@ -16,12 +16,20 @@ import numpy.typing as npt
 
 from trt_embed.engines.base import Batch
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime.blocks import BlockPrepared, IntArray, longest_first, scatter, unit_budget, unit_rows, units
-from trt_embed.runtime.queue import SPREAD_FLOOR
+from trt_embed.runtime.batching.blocks import (
+    BlockPrepared,
+    IntArray,
+    longest_first,
+    scatter,
+    unit_budget,
+    unit_rows,
+    units,
+)
+from trt_embed.runtime.batching.queue import SPREAD_FLOOR
+from trt_embed.runtime.batching.work import EngineRows
 from trt_embed.runtime.routes.base import Answer, Job, RouteContext, Staged
 from trt_embed.runtime.routes.text import STREAM_CHUNK, TextRoute
 from trt_embed.runtime.types import BatchKey, EmbedRequest, PreparedInput, Row, Vectors
-from trt_embed.runtime.work import Result
 
 MIN_CHUNK_TOKENS = 32768  # tokens per chunk, about, or what the engine calls in flight take if more
 
@@ -109,7 +117,7 @@ class BlockJob(Job):
         )
         return Staged([(self.key, prepared.units)], prepared.num_tokens, prepared)
 
-    def take(self, staged: Staged, results: list[Result]) -> None:
+    def take(self, staged: Staged, results: list[EngineRows]) -> None:
         rows = results[0].rows
         self.parts.append(np.concatenate(rows) if len(rows) > 1 else rows[0])  # type: ignore[arg-type]
         self.orders.append(staged.state.order)

@@ -10,12 +10,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from trt_embed.engines.base import Batch, Engine
-from trt_embed.runtime.image_sources import is_image
-from trt_embed.runtime.images import stack
-from trt_embed.runtime.multimodal import ImagePreparer, has_images, request_items
+from trt_embed.runtime.batching.work import EngineRows
+from trt_embed.runtime.images.preprocess import stack
+from trt_embed.runtime.images.sources import is_image
+from trt_embed.runtime.images.two_tower import ImagePreparer, has_images, request_items
 from trt_embed.runtime.routes.base import Answer, Job, Route, RouteContext, Staged
 from trt_embed.runtime.types import BatchKey, EmbedRequest, Prepared, PreparedInput, Row, Vectors
-from trt_embed.runtime.work import Result
 
 CHUNK = 64  # inputs of a large request prepared per step
 
@@ -81,7 +81,7 @@ class TwoTowerJob(Job):
         where, groups = self.route.prepare(request, self.variant)
         return Staged([(g.key, g.items) for g in groups], groups[0].num_tokens, where)
 
-    def take(self, staged: Staged, results: list[Result]) -> None:
+    def take(self, staged: Staged, results: list[EngineRows]) -> None:
         cursors = [0, 0]
         for group in cast(list[int], staged.state):
             self.found.append(cast(Vectors, results[group].rows[cursors[group]]))

@@ -1,6 +1,6 @@
 """Vision-language models (Qwen2-VL, Qwen3-VL, LLaVA-NeXT, Phi-3-V, ...): every request (texts, images, both,
 conversations) is prepared by the model's processor (`vlm.py`) and runs as one decoder call per batch, its images
-through the vision graph first (`vlm_batch.py`)."""
+through the vision graph first (`vlm/batch.py`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from trt_embed.engines.base import Batch, Engine
-from trt_embed.runtime.results import input_ids
+from trt_embed.runtime.batching.work import EngineRows
+from trt_embed.runtime.outputs.assemble import input_ids
 from trt_embed.runtime.routes.base import Answer, Job, Route, RouteContext, Staged
 from trt_embed.runtime.types import BatchKey, EmbedRequest, Prepared, PreparedInput, Row
-from trt_embed.runtime.vlm import VlmPreparer
-from trt_embed.runtime.vlm_batch import VlmBatcher
-from trt_embed.runtime.work import Result
+from trt_embed.runtime.vlm.batch import VlmBatcher
+from trt_embed.runtime.vlm.prepare import VlmPreparer
 
 
 class VlmRoute(Route):
@@ -65,7 +65,7 @@ class VlmJob(Job):
         prepared = self.route.vlm.prepare(request, self.variant, prompt)
         return Staged([(prepared.key, prepared.items)], prepared.num_tokens, prepared)
 
-    def take(self, staged: Staged, results: list[Result]) -> None:
+    def take(self, staged: Staged, results: list[EngineRows]) -> None:
         prepared: Prepared = staged.state
         self.found.extend(results[0].rows)
         self.ids.extend(input_ids(prepared))

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime.images import CLIP_MEAN, CLIP_STD
-from trt_embed.runtime.vlm_families import Array, ImageInput, ProcessorBase
+from trt_embed.runtime.images.preprocess import CLIP_MEAN, CLIP_STD
+from trt_embed.runtime.vlm.families import Array, ImageInput, ProcessorBase
 
 MAX_ASPECT_RATIO = 200
 

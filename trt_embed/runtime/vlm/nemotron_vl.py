@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from trt_embed.runtime.vlm_families import Array, ImageInput, ProcessorBase
+from trt_embed.runtime.vlm.families import Array, ImageInput, ProcessorBase
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -97,7 +97,7 @@ class NemotronVLProcessor(ProcessorBase):
         return np.asarray((values - self.mean) / self.std, dtype=np.float32)
 
     def image(self, image: Any) -> ImageInput:
-        from trt_embed.runtime.images import to_rgb
+        from trt_embed.runtime.images.preprocess import to_rgb
 
         tiles = self.tiles(to_rgb(image))
         stacked = np.ascontiguousarray(np.stack([self.pixels(t) for t in tiles]), dtype=np.float32)

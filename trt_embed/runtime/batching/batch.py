@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trt_embed.engines.base import Batch, Layout
-from trt_embed.runtime.blocks import TokenBlock, block_of
+from trt_embed.runtime.batching.blocks import TokenBlock, block_of
 from trt_embed.runtime.types import BatchKey, PreparedInput, Vectors
 
 IntArray = npt.NDArray[np.int64]

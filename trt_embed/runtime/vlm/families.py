@@ -33,11 +33,11 @@ Array = npt.NDArray[Any]
 
 # manifest `vlm.family` -> "module:Class" of its VisionProcessor (imported on first use)
 FAMILIES: dict[str, str] = {
-    "qwen2_vl": "trt_embed.runtime.qwen_vl:Qwen2VLProcessor",
-    "qwen3_vl": "trt_embed.runtime.qwen_vl:Qwen3VLProcessor",
-    "phi3_v": "trt_embed.runtime.hd_images:Phi3VProcessor",
-    "nemotron_vl": "trt_embed.runtime.tiled_images:NemotronVLProcessor",
-    "llava_next": "trt_embed.runtime.anyres_images:LlavaNextProcessor",
+    "qwen2_vl": "trt_embed.runtime.vlm.qwen_vl:Qwen2VLProcessor",
+    "qwen3_vl": "trt_embed.runtime.vlm.qwen_vl:Qwen3VLProcessor",
+    "phi3_v": "trt_embed.runtime.vlm.phi3_v:Phi3VProcessor",
+    "nemotron_vl": "trt_embed.runtime.vlm.nemotron_vl:NemotronVLProcessor",
+    "llava_next": "trt_embed.runtime.vlm.llava_next:LlavaNextProcessor",
 }
 
 

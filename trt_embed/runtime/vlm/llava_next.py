@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from trt_embed.runtime.images import CLIP_MEAN, CLIP_STD, ImageRecipe, preprocess, to_rgb
-from trt_embed.runtime.vlm_families import Array, ImageInput, ProcessorBase
+from trt_embed.runtime.images.preprocess import CLIP_MEAN, CLIP_STD, ImageRecipe, preprocess, to_rgb
+from trt_embed.runtime.vlm.families import Array, ImageInput, ProcessorBase
 
 # LlavaNextImageProcessor's class defaults, for keys a preprocessor_config.json leaves out
 DEFAULTS: dict[str, Any] = {

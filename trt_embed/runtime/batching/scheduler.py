@@ -16,9 +16,9 @@ from concurrent.futures import Future, InvalidStateError
 
 from trt_embed.engines.base import EngineSpec
 from trt_embed.errors import EngineError, Overloaded, TooLarge, TrtEmbedError
-from trt_embed.runtime.queue import BatchQueue
+from trt_embed.runtime.batching.queue import BatchQueue
+from trt_embed.runtime.batching.work import EngineRows, Item, Pending, SchedulerStats
 from trt_embed.runtime.types import BatchKey, PreparedInput, Row
-from trt_embed.runtime.work import Item, Pending, Result, SchedulerStats
 
 RunBatch = Callable[[BatchKey, list[PreparedInput]], list[Row]]
 OnBatch = Callable[[int, int, float], None]  # (batch size, engine tokens, seconds)
@@ -103,9 +103,9 @@ class Scheduler:
         with self._cond:
             return all(now - started <= self.engine_timeout for started, _ in self._running.values())
 
-    def submit(self, key: BatchKey, items: Sequence[PreparedInput], *, priority: int = 0) -> Future[Result]:
+    def submit(self, key: BatchKey, items: Sequence[PreparedInput], *, priority: int = 0) -> Future[EngineRows]:
         """Queue one request's prepared inputs; raises `Overloaded` at once if the queue is full."""
-        future: Future[Result] = Future()
+        future: Future[EngineRows] = Future()
         request = Pending(
             key=key,
             items=items,
@@ -115,7 +115,7 @@ class Scheduler:
             remaining=len(items),
         )
         if not items:
-            future.set_result(Result([], 0.0, 0.0, 0))
+            future.set_result(EngineRows([], 0.0, 0.0, 0))
             return future
         with self._cond:
             self.admit(sum(item.rows for item in items))
@@ -257,7 +257,7 @@ class Scheduler:
         if request.remaining == 0:
             request.done = True
             started = request.first_started or request.enqueued
-            result = Result(
+            result = EngineRows(
                 rows=[r for r in request.rows if r is not None],
                 queue_seconds=started - request.enqueued,
                 inference_seconds=request.inference_seconds,

@@ -13,10 +13,10 @@ import numpy as np
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
-from trt_embed.runtime.blocks import TokenBlock
-from trt_embed.runtime.chat import ChatOptions, render_chat
-from trt_embed.runtime.chunking import Chunked, Chunking, chunk_ids, chunk_texts
-from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized
+from trt_embed.runtime.batching.blocks import TokenBlock
+from trt_embed.runtime.text.chat import ChatOptions, render_chat
+from trt_embed.runtime.text.chunking import Chunked, Chunking, chunk_ids, chunk_texts
+from trt_embed.runtime.text.tokenizer import TextTokenizer, Tokenized
 from trt_embed.runtime.types import (
     TASK_OUTPUTS,
     BatchKey,

@@ -20,7 +20,7 @@ from trt_embed.engines.cpu import cached_layout, cpu_facts, measure_layouts
 from trt_embed.engines.onnxruntime import default_threads
 from trt_embed.engines.select import BACKENDS, CPU_BACKENDS, Want, open_engine
 from trt_embed.errors import InvalidRequest, UnknownModel
-from trt_embed.runtime.batch import make_batch
+from trt_embed.runtime.batching.batch import make_batch
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.types import BatchKey, PreparedInput, Row, text_input
 

@@ -1,6 +1,6 @@
 """One decoder call of a vision-language model: the images of a batch through the vision graph, token embeddings
 looked up in the table, image features spliced in at the placeholder positions, padded into the decoder's
-`inputs_embeds`, `attention_mask` and `position_ids` (see vlm_families.py for the graph contract)."""
+`inputs_embeds`, `attention_mask` and `position_ids` (see vlm/families.py for the graph contract)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy.typing as npt
 from trt_embed.engines.base import Batch
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.types import PreparedInput
-from trt_embed.runtime.vlm_families import ImageInput, VisionProcessor
+from trt_embed.runtime.vlm.families import ImageInput, VisionProcessor
 
 RunVision = Callable[[dict[str, npt.NDArray[Any]], list[int]], Mapping[str, npt.NDArray[Any]]]
 MAX_VISION_TOKENS = 16384  # image tokens per vision call: larger batches of images are split into several calls

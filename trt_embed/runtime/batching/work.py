@@ -10,7 +10,7 @@ from trt_embed.runtime.types import BatchKey, PreparedInput, Row
 
 
 @dataclasses.dataclass
-class Result:
+class EngineRows:
     """Per-input outputs of one request, in input order, with where its time went."""
 
     rows: list[Row]
@@ -23,7 +23,7 @@ class Result:
 class Pending:
     key: BatchKey
     items: Sequence[PreparedInput]
-    future: Future[Result]
+    future: Future[EngineRows]
     enqueued: float
     rows: list[Row | None]
     remaining: int

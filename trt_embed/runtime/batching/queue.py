@@ -7,8 +7,8 @@ import heapq
 import itertools
 
 from trt_embed.engines.base import EngineSpec
+from trt_embed.runtime.batching.work import Item, Pending
 from trt_embed.runtime.types import BatchKey
-from trt_embed.runtime.work import Item, Pending
 
 SPREAD_FLOOR = 512  # tokens: below this a CPU engine call's fixed cost starts to show
 Entry = tuple[int, int, Item]

@@ -18,8 +18,8 @@ from typing import Any
 
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
-from trt_embed.runtime.image_sources import ImagePolicy, ImageURL, is_image, load
-from trt_embed.runtime.images import ImageRecipe, image_inputs
+from trt_embed.runtime.images.preprocess import ImageRecipe, image_inputs
+from trt_embed.runtime.images.sources import ImagePolicy, ImageURL, is_image, load
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.types import BatchKey, EmbedRequest, Interleaved, Prepared, PreparedInput
 

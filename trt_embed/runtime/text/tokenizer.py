@@ -15,7 +15,7 @@ from tokenizers import Encoding, Tokenizer
 
 from trt_embed.errors import ArtifactError, InputTooLong, InvalidRequest
 from trt_embed.manifest import TokenizerInfo
-from trt_embed.runtime.blocks import TokenBlock
+from trt_embed.runtime.batching.blocks import TokenBlock
 from trt_embed.runtime.types import TRUNCATE_MODES, Truncate
 
 # Texts longer than the model's limit x CHARS_PER_TOKEN characters are tokenized from the piece truncation keeps

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.kinds import KINDS, kind_of
-from trt_embed.runtime.postprocess import finish, l2_normalize
+from trt_embed.runtime.outputs.postprocess import finish, l2_normalize
 from trt_embed.runtime.types import (
     Dense,
     EmbedRequest,

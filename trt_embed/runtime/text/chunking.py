@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from trt_embed.errors import InputTooLong, InvalidRequest
-from trt_embed.runtime.tokenizer import TextTokenizer, Tokenized, too_long
+from trt_embed.runtime.text.tokenizer import TextTokenizer, Tokenized, too_long
 from trt_embed.runtime.types import PreparedInput, Vectors, text_input
 
 

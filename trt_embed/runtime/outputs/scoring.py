@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from trt_embed.errors import InvalidRequest
-from trt_embed.runtime.image_sources import is_image
+from trt_embed.errors import InputTooLong, InvalidRequest
+from trt_embed.runtime.images.sources import is_image
 from trt_embed.runtime.kinds import kind_of
 from trt_embed.runtime.types import (
     Dense,
@@ -161,3 +162,19 @@ def score_result(kind: str, request: ScoreRequest, n_left: int, results: list[Em
     (result,) = results
     outputs = {score_tasks(kind, request.weights)[0]: result.output, **result.also}
     return ScoreResult(combine(n_left, outputs, request.weights), result.num_tokens, result.timing)
+
+
+def pair_scores(first: EmbedResult, second: EmbedResult) -> ScoreResult:
+    """Cosine of the two sides' vectors (1:N or N:N), their tokens and their time added up."""
+    assert isinstance(first.output, Dense) and isinstance(second.output, Dense)
+    scores = cosine(first.output.vectors, second.output.vectors)
+    return ScoreResult(scores, first.num_tokens + second.num_tokens, summed([first.timing, second.timing]))
+
+
+@contextlib.contextmanager
+def score_errors() -> Iterator[None]:
+    """An over-long input in a score request is refused in the reference's words for scoring."""
+    try:
+        yield
+    except InputTooLong as exc:
+        raise InputTooLong(str(exc).replace("for embedding generation.", "for score."), exc.param) from None

@@ -11,8 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from trt_embed.manifest import Manifest
-from trt_embed.runtime import encoding
-from trt_embed.runtime import outputs as kinds
+from trt_embed.runtime.outputs import by_kind as kinds
+from trt_embed.runtime.outputs import encoding
 from trt_embed.runtime.types import (
     Dense,
     EmbedRequest,

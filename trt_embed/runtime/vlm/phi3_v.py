@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from trt_embed.runtime.images import CLIP_MEAN, CLIP_STD, to_rgb
-from trt_embed.runtime.vlm_families import Array, ImageInput, ProcessorBase
+from trt_embed.runtime.images.preprocess import CLIP_MEAN, CLIP_STD, to_rgb
+from trt_embed.runtime.vlm.families import Array, ImageInput, ProcessorBase
 
 CROP = 336
 MERGED = 12  # merged patches per crop side (24 CLIP patches of 14, merged 2x2)

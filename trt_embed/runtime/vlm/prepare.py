@@ -1,5 +1,5 @@
 """Requests for vision-language embedders -> prepared decoder inputs: prompt templates, chat messages with image
-parts, tokenization, image preprocessing (the family's, see vlm_families.py) and placeholder expansion.
+parts, tokenization, image preprocessing (the family's, see vlm/families.py) and placeholder expansion.
 
 Every input becomes one prompt. A text goes into the model's `text` template, an image into its `image` template,
 an `Interleaved` input (texts and images in one input: Cohere `inputs` content, mixed parts) into the `content`
@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from trt_embed.errors import InputTooLong, InvalidRequest
-from trt_embed.runtime.image_sources import ImagePolicy, ImageURL, is_image, load
-from trt_embed.runtime.multimodal import IMAGE_PARTS, part_item
+from trt_embed.runtime.images.sources import ImagePolicy, ImageURL, is_image, load
+from trt_embed.runtime.images.two_tower import IMAGE_PARTS, part_item
 from trt_embed.runtime.options import RuntimeOptions
-from trt_embed.runtime.prepare import Preparer
-from trt_embed.runtime.tokenizer import too_long
+from trt_embed.runtime.text.prepare import Preparer
+from trt_embed.runtime.text.tokenizer import too_long
 from trt_embed.runtime.types import BatchKey, EmbedRequest, Interleaved, Prepared, PreparedInput
-from trt_embed.runtime.vlm_families import ImageInput, VisionProcessor, processor_for
+from trt_embed.runtime.vlm.families import ImageInput, VisionProcessor, processor_for
 
 _FIELD = re.compile(r"\{(text|image|content|instruction)\}")
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from trt_embed.errors import InvalidRequest
-from trt_embed.runtime.images import from_array, to_rgb
+from trt_embed.runtime.images.preprocess import from_array, to_rgb
 from trt_embed.runtime.options import RuntimeOptions
 
 

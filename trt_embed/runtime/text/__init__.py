@@ -1,0 +1,1 @@
+"""Text in: tokenization, prompts, chat templates, chunked processing of over-long inputs."""
