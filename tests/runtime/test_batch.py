@@ -13,7 +13,8 @@ import pytest
 import trt_embed.engines.select as select
 from trt_embed.engines.base import Arrays, Batch, Engine, Outputs
 from trt_embed.runtime import Runtime
-from trt_embed.runtime.batching.batch import make_batch, pack, pad, rows_of
+from trt_embed.runtime.batching.batch import make_batch, pack_block, pad, rows_of
+from trt_embed.runtime.batching.blocks import TokenBlock
 from trt_embed.runtime.types import BatchKey, text_input
 
 IDS = [[5, 6, 7], [8], [9, 10, 11, 12, 13]]
@@ -21,7 +22,7 @@ TEXTS = ["hello world", "a", "the cat read a paper in the city at night with mus
 
 
 def test_pack_concatenates_with_cumulative_lengths() -> None:
-    packed = pack(IDS, [[0] * len(r) for r in IDS])
+    packed = pack_block(TokenBlock.from_lists(IDS, [[0] * len(r) for r in IDS]))
     assert packed["input_ids"].tolist() == [5, 6, 7, 8, 9, 10, 11, 12, 13]
     assert packed["cu_seqlens"].tolist() == [0, 3, 4, 9]
     assert packed["token_type_ids"].shape == (9,)

@@ -30,9 +30,7 @@ from trt_embed.bulk.job import BulkJob, BulkReport, check_job, finish_job
 from trt_embed.bulk.parts import WorkDir, column_name
 from trt_embed.bulk.progress import Progress
 from trt_embed.errors import InvalidRequest, MissingDependency
-from trt_embed.manifest import Manifest
-from trt_embed.runtime import EmbedRequest, Runtime, RuntimeOptions
-from trt_embed.runtime.text.prepare import Preparer, token_limit
+from trt_embed.runtime import EmbedRequest, RequestTokenizer, Runtime, RuntimeOptions
 
 
 def require_ray() -> ModuleType:
@@ -46,8 +44,9 @@ def require_ray() -> ModuleType:
 
 
 class Tokenize:
-    """CPU stage: adds `input_ids` (the request's truncation applied) to batches that have a text column; keeps
-    only the columns in `keep` (all when None) besides."""
+    """CPU stage: adds `input_ids` to batches that have a text column, tokenized as the runtime tokenizes the
+    request (its prompt or the model's default one, its truncation); keeps only the columns in `keep` (all when
+    None) besides."""
 
     def __init__(
         self,
@@ -57,8 +56,7 @@ class Tokenize:
         request: EmbedRequest | None = None,
         keep: list[str] | None = None,
     ) -> None:
-        directory = Path(artifact)
-        self.preparer = Preparer(directory, Manifest.read(directory))
+        self.tokenizer = RequestTokenizer(artifact)
         self.text_column = text_column
         self.request = request or EmbedRequest()
         self.keep = keep
@@ -67,12 +65,7 @@ class Tokenize:
         texts = batch.column(self.text_column).to_pylist()
         if self.keep is not None:
             batch = batch.select(self.keep)
-        request = self.request
-        limit = token_limit(request.truncate_prompt_tokens, self.preparer.manifest.max_seq_length)
-        tokens = self.preparer.tokenize(
-            texts, truncate=request.truncate, max_tokens=limit, add_special_tokens=request.add_special_tokens
-        )
-        ids = pa.array([list(row) for row in tokens.ids], pa.list_(pa.int32()))
+        ids = pa.array(self.tokenizer.token_ids(texts, self.request), pa.list_(pa.int32()))
         return batch.append_column("input_ids", ids)
 
 
@@ -189,21 +182,19 @@ def embed_file_on_ray(
         if skip_parts:
             ds = ds.split_at_indices([skip_parts * job.chunk_rows])[1]
         request = dataclasses.replace(job.request, inputs=None)
-        pretokenize = request.prompt is None and request.prompt_name is None
-        if pretokenize:
-            ds = ds.map_batches(
-                Tokenize,
-                fn_constructor_kwargs={
-                    "artifact": str(directory),
-                    "request": request,
-                    "text_column": job.source.text_field,
-                    "keep": [id_name] if id_name else [],
-                },
-                compute=ray.data.ActorPoolStrategy(size=tokenizers),
-                num_cpus=0.5,
-                batch_format="pyarrow",
-                batch_size=min(job.chunk_rows, 1024),
-            )
+        ds = ds.map_batches(
+            Tokenize,
+            fn_constructor_kwargs={
+                "artifact": str(directory),
+                "request": request,
+                "text_column": job.source.text_field,
+                "keep": [id_name] if id_name else [],
+            },
+            compute=ray.data.ActorPoolStrategy(size=tokenizers),
+            num_cpus=0.5,
+            batch_format="pyarrow",
+            batch_size=min(job.chunk_rows, 1024),
+        )
         ds = ds.map_batches(
             Embedder,
             fn_constructor_kwargs={

@@ -11,6 +11,7 @@ from trt_embed.runtime.outputs.encoding import binary_body
 from trt_embed.runtime.runtime import Runtime
 from trt_embed.runtime.text.chat import ChatOptions
 from trt_embed.runtime.text.chunking import Chunking
+from trt_embed.runtime.text.prepare import RequestTokenizer
 from trt_embed.runtime.text.tokenizer import Tokenized
 from trt_embed.runtime.types import (
     ENCODINGS,
@@ -39,6 +40,7 @@ __all__ = [
     "ImageURL",
     "Interleaved",
     "Observer",
+    "RequestTokenizer",
     "Runtime",
     "RuntimeOptions",
     "ScoreRequest",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from trt_embed.artifact import Artifact
 from trt_embed.engines.base import Engine, EngineSpec
@@ -33,6 +33,7 @@ from trt_embed.runtime.types import (
     PoolingTask,
     ScoreRequest,
     ScoreResult,
+    TokenizeOptions,
     Truncate,
     Vectors,
 )
@@ -181,19 +182,10 @@ class Runtime:
 
     # -- preparation helpers ----------------------------------------------------------------------------------
 
-    def tokenize(
-        self,
-        inputs: Inputs,
-        *,
-        prompt: str | None = None,
-        truncate: Truncate = "end",
-        max_tokens: int | None = None,
-        add_special_tokens: bool = True,
-    ) -> Tokenized:
-        """Tokenize texts, or check and truncate token-id lists, as an embed request would."""
-        return self.preparer.tokenize(
-            inputs, prompt=prompt, truncate=truncate, max_tokens=max_tokens, add_special_tokens=add_special_tokens
-        )
+    def tokenize(self, inputs: Inputs, **options: Unpack[TokenizeOptions]) -> Tokenized:
+        """Tokenize texts, or check and truncate token-id lists, as an embed request would (keywords: prompt,
+        truncate, max_tokens, add_special_tokens)."""
+        return self.preparer.tokenize(inputs, **options)
 
     def resolve_prompt(self, prompt_name: str | None, prompt: str | None) -> str | None:
         return self.preparer.resolve_prompt(prompt_name, prompt)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +21,17 @@ Inputs = Sequence[str] | Sequence[TokenIds]
 Messages = Sequence[Mapping[str, Any]]
 PoolingTask = Literal["embed", "token_embed", "sparse", "token_classify"]
 Truncate = Literal["end", "start", "none"]
+
+
+class TokenizeOptions(TypedDict, total=False):
+    """How texts are tokenized: a prompt before each, the side long ones are cut from, a token limit."""
+
+    prompt: str | None
+    truncate: Truncate
+    max_tokens: int | None
+    add_special_tokens: bool
+
+
 EncodingName = Literal["float", "base64", "binary", "ubinary", "int8", "uint8"]
 EmbedDtype = Literal["float32", "float16", "bfloat16", "fp8_e4m3", "fp8_e5m2"]
 Endianness = Literal["native", "little", "big"]

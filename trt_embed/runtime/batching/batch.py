@@ -44,11 +44,6 @@ def pad_block(block: TokenBlock, *, pad_id: int, side: str = "right", length: in
     return {"input_ids": input_ids, "attention_mask": mask.astype(np.int64), "token_type_ids": types}
 
 
-def pack(ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None) -> dict[str, IntArray]:
-    """Concatenate id lists into `input_ids`, `token_type_ids` [T] with `cu_seqlens` [B + 1] (no padding)."""
-    return pack_block(TokenBlock.from_lists(ids, type_ids))
-
-
 def pack_block(block: TokenBlock) -> dict[str, IntArray]:
     """A token block as `input_ids`, `token_type_ids` [T] and `cu_seqlens` [B + 1]."""
     types = np.zeros_like(block.ids) if block.type_ids is None else block.type_ids

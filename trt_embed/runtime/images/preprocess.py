@@ -22,7 +22,6 @@ import numpy.typing as npt
 from trt_embed.errors import InvalidRequest
 
 Pixels = npt.NDArray[np.float32]  # [3, H, W]
-RESIZE_MODES = ("shortest_edge", "exact", "max_patches")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 

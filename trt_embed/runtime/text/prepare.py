@@ -131,15 +131,19 @@ class Preparer:
         if chunked:
             pieces = self._chunk(inputs, prompt, request.add_special_tokens)
             return Prepared(key=key, items=pieces.items, counts=pieces.counts)
-        tokens = self.tokenize(
+        tokens = self.request_tokens(request, inputs, prompt)
+        items = [text_input(ids, types) for ids, types in zip(tokens.ids, tokens.type_ids, strict=True)]
+        return Prepared(key=key, items=items)
+
+    def request_tokens(self, request: EmbedRequest, inputs: Inputs, prompt: str | None) -> Tokenized:
+        """`inputs` tokenized with a request's prompt (resolved), truncation and special tokens."""
+        return self.tokenize(
             inputs,
             prompt=prompt,
             truncate=request.truncate,
             max_tokens=token_limit(request.truncate_prompt_tokens, self.manifest.max_seq_length),
             add_special_tokens=request.add_special_tokens,
         )
-        items = [text_input(ids, types) for ids, types in zip(tokens.ids, tokens.type_ids, strict=True)]
-        return Prepared(key=key, items=items)
 
     def batch_key(self, request: EmbedRequest, variant: str, route: str = "text") -> BatchKey:
         """The batch key of a request's inputs (`route`: the route whose engine half batches them): the graph
@@ -206,6 +210,21 @@ class Preparer:
         if any(not ids for ids in tokens.ids):
             raise InvalidRequest("an input has no tokens; send some text", "input")
         return chunk_ids(tokens, limit, self.chunking)
+
+
+class RequestTokenizer:
+    """An artifact's texts tokenized as the runtime tokenizes an embed request's (its prompt or the model's default
+    one, truncation, special tokens), without opening an engine: for stages that tokenize ahead of the engine (Ray's
+    CPU actors). A runtime given these ids as the request's inputs returns what it returns for the texts."""
+
+    def __init__(self, artifact: str | Path) -> None:
+        directory = Path(artifact)
+        self._preparer = Preparer(directory, Manifest.read(directory))
+
+    def token_ids(self, texts: Sequence[str], request: EmbedRequest) -> list[list[int]]:
+        preparer = self._preparer
+        prompt = preparer.resolve_prompt(request.prompt_name, request.prompt)
+        return [list(ids) for ids in preparer.request_tokens(request, list(texts), prompt).ids]
 
 
 def no_tokens(index: int) -> InvalidRequest:
