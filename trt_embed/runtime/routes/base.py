@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 import numpy.typing as npt
 
 from trt_embed.engines.base import Batch, Engine
-from trt_embed.errors import InvalidRequest, TooLarge
+from trt_embed.errors import TooLarge
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.batching.scheduler import Scheduler
 from trt_embed.runtime.batching.work import EngineRows
@@ -137,7 +137,7 @@ class Route:
         return False
 
     def batch(self, engine: Engine, key: BatchKey, items: Sequence[PreparedInput]) -> Batch:
-        raise InvalidRequest(f"the {self.name} route queues no batches of its own", "input")
+        raise NotImplementedError(f"the {self.name} route queues no batches of its own")
 
     def rows(
         self, key: BatchKey, items: Sequence[PreparedInput], batch: Batch, outputs: Mapping[str, npt.NDArray[Any]]
