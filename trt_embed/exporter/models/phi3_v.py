@@ -234,7 +234,7 @@ class Phi3VFamily:
 
     def load(self, model_dir: Path, entry: ZooEntry, config: dict[str, Any]) -> Any:
         from trt_embed.exporter.models.qwen2_vl import token_of
-        from trt_embed.exporter.vlm import VlmParts
+        from trt_embed.exporter.models.vlm_parts import VlmParts
 
         model = Phi3V(model_dir).eval()
         placeholder_id = _token_id(model_dir, str(entry.recipe.get("image_token", "<|image|>")))
