@@ -75,7 +75,7 @@ def test_layout_names_modules_that_exist() -> None:
     (block,) = blocks_of("layout")
     package, folder, named = ROOT / "trt_embed", ROOT / "trt_embed", 0
     for line in block.body.splitlines():
-        head = re.match(r"\s{2}(\w+)/", line)
+        head = re.match(r"\s{2}(\w+(?:/\w+)*)/", line)  # a folder, or a sub-folder by its path
         if head:
             folder = package / head[1]
             assert folder.is_dir(), f"README layout: {folder} does not exist"

@@ -289,6 +289,10 @@ def _serve(args: argparse.Namespace) -> int:
         if args.processes > 1:
             raise InvalidRequest("--processes is for the local server; on Ray, use --replicas")
         return _serve_on_ray(args)
+    if args.processes > 1:
+        from trt_embed.server.processes import serve_processes
+
+        return serve_processes(args, args.processes)
     from trt_embed.server.main import serve
 
     return serve(args)
