@@ -277,9 +277,4 @@ def _token_id(model_dir: Path, token: str) -> int:
     return int(found)
 
 
-def phi3_v_model(model_dir: Path, entry: ZooEntry | None = None, trust_remote_code: bool = False) -> Phi3V:
-    """The checkpoint's modules, eval mode, fp32."""
-    return Phi3V(model_dir).eval()
-
-
 FAMILY = Phi3VFamily()
