@@ -158,7 +158,7 @@ def _fused(checker: Checker) -> EngineEntry | None:
     onnx_graph.fused_from_onnx(
         out / f"{prefix}model.onnx",
         out / f"{prefix}model.optimized.onnx",
-        model_type=graphs.entry.ort_fusion,
+        model_type=str(graphs.entry.ort_fusion),
         num_heads=int(graphs.config["num_attention_heads"]),
         hidden_size=int(graphs.config["hidden_size"]),
     )

@@ -156,15 +156,24 @@ def _tower_graphs(
     tower's PyTorch vectors."""
     log.info("exporting the %s tower and checking it against PyTorch", modality)
     with torch.no_grad():
-        reference = tower(*(torch.from_numpy(v) for v in feeds.values())).numpy()
+        reference: np.ndarray = tower(*(torch.from_numpy(v) for v in feeds.values())).numpy()
     _trace(tower, feeds, out / file, modality)
     inputs = [TensorSpec(n, str(v.dtype), _axes(v, modality)) for n, v in feeds.items()]
     outputs = [TensorSpec("sentence_embedding", "float32", ["batch", int(reference.shape[-1])])]
     batch = Batch("padded", dict(feeds), [1] * len(reference))
 
     def measured(name: str, precision: str) -> tuple[EngineEntry, np.ndarray]:
-        fields = {"inputs": inputs, "outputs": outputs, "tools": tool_versions(), "modality": modality}
-        return checked_onnx_entry(out, name, batch, reference, precision=precision, **fields)
+        return checked_onnx_entry(
+            out,
+            name,
+            batch,
+            reference,
+            precision=precision,
+            inputs=inputs,
+            outputs=outputs,
+            tools=tool_versions(),
+            modality=modality,
+        )
 
     base, cos = measured(file, "fp32")
     if cos.min() < EXACT_MIN_COSINE:
