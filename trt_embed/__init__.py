@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.3.0"
+from trt_embed.version import __version__
 
 if TYPE_CHECKING:
     from trt_embed.runtime import Runtime

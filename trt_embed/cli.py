@@ -16,6 +16,7 @@ from trt_embed import __version__
 from trt_embed.artifact import PRECISIONS
 from trt_embed.engines.select import BACKEND_NAMES as BACKENDS
 from trt_embed.errors import InvalidRequest, MissingDependency, TrtEmbedError
+from trt_embed.poolers import POOLING_MODES
 
 if TYPE_CHECKING:
     from trt_embed.exporter.plans import PlanOptions
@@ -289,6 +290,10 @@ def _serve(args: argparse.Namespace) -> int:
         if args.processes > 1:
             raise InvalidRequest("--processes is for the local server; on Ray, use --replicas")
         return _serve_on_ray(args)
+    if args.processes > 1:
+        from trt_embed.server.processes import serve_processes
+
+        return serve_processes(args, args.processes)
     from trt_embed.server.main import serve
 
     return serve(args)
@@ -434,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--pooling",
-        choices=["cls", "mean", "max", "last", "mean_sqrt_len", "weightedmean"],
+        choices=list(POOLING_MODES),
         help="override the pooling of the model's 1_Pooling config (default: that config, else the zoo's)",
     )
     p.add_argument("--no-normalize", action="store_true", help="do not L2-normalize by default at run time")

@@ -96,7 +96,7 @@ def source_name(source: str) -> str:
 def cached_artifact(source: Path, name: str, cache: Path | None = None) -> Path:
     """Where the export of model directory `source` is cached (in `cache`, default `cache_dir()`), as `NAME-KEY`."""
     # Keyed by trt-embed's version too: a newer exporter may add graphs (e.g. static int8) to the artifact.
-    from trt_embed import __version__
+    from trt_embed.version import __version__
 
     key = hashlib.sha256(f"{source.resolve()}\n{__version__}".encode()).hexdigest()[:12]
     return (cache or cache_dir()) / f"{name.replace('/', '--')}-{key}"

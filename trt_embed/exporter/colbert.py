@@ -14,13 +14,12 @@ ColBERT's encoding, in the terms our multi-vector path already has:
 from __future__ import annotations
 
 import dataclasses
-import json
 import string
 from pathlib import Path
 from typing import Any
 
 from trt_embed.errors import ExportError
-from trt_embed.exporter.source import DenseLayer, SentenceTransformerConfig
+from trt_embed.exporter.source import DenseLayer, SentenceTransformerConfig, optional_json
 
 # ColBERT's defaults (colbert/infra/config/settings.py) for keys an artifact.metadata leaves out.
 DEFAULTS: dict[str, Any] = {
@@ -38,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
 def colbert_settings(model_dir: Path) -> dict[str, Any]:
     """artifact.metadata over ColBERT's defaults; settings this exporter cannot honour are refused."""
     path = model_dir / "artifact.metadata"
-    saved: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    saved = optional_json(path)
     settings = {**DEFAULTS, **{k: v for k, v in saved.items() if k in DEFAULTS and v is not None}}
     if settings["similarity"] != "cosine":
         raise ExportError(

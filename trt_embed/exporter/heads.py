@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from trt_embed.errors import ExportError
+from trt_embed.exporter.source import optional_json
 
 HEADS = ("splade", "bge_m3", "multi_vector")
 
@@ -206,13 +207,10 @@ def _forward_arguments(module: torch.nn.Module) -> list[str]:
 def special_token_ids(tokenizer_dir: Path) -> dict[str, int]:
     """The ids of the tokenizer's special tokens by role (cls, sep, bos, eos, pad, unk, mask), from the artifact's
     `tokenizer_config.json` and `tokenizer.json`; roles the tokenizer lacks are left out."""
-    import json
-
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
-    config_path = tokenizer_dir / "tokenizer_config.json"
-    config: dict[str, Any] = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    config = optional_json(tokenizer_dir / "tokenizer_config.json")
     found: dict[str, int] = {}
     for role in ("cls", "sep", "bos", "eos", "pad", "unk", "mask"):
         token = config.get(f"{role}_token")

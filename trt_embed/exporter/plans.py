@@ -9,32 +9,20 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-from importlib import metadata
 from pathlib import Path
 
 from trt_embed.errors import ExportError
 from trt_embed.exporter.calibration import default_calibration_texts
 from trt_embed.exporter.checks import ensure_fp16_graph
-from trt_embed.exporter.profiles import DEFAULT_MAX_BATCH, default_profiles, format_profile
-from trt_embed.exporter.tensorrt import BuildOptions, engine_from_onnx
+from trt_embed.exporter.options import PLAN_PRECISIONS, PlanOptions, tool_versions
+from trt_embed.exporter.profiles import default_profiles, format_profile
+from trt_embed.exporter.tensorrt import BuildOptions, BuiltPlan, engine_from_onnx
 from trt_embed.manifest import EngineEntry, Manifest, ShapeProfile, sha256_file
 
 log = logging.getLogger("trt_embed.export")
 
-PLAN_PRECISIONS = ("fp32", "fp16")
 ENGINES_DIR = "engines"
 TIMING_CACHE = f"{ENGINES_DIR}/timing.cache"
-
-
-@dataclasses.dataclass
-class PlanOptions:
-    precisions: tuple[str, ...] = PLAN_PRECISIONS
-    targets: list[str] | None = None  # None: every compute capability the builder supports
-    profiles: list[ShapeProfile] | None = None  # None: default_profiles(max sequence length, max_batch)
-    max_batch: int = DEFAULT_MAX_BATCH
-    optimization_level: int | None = None
-    flavour: str | None = None
-    variant: str = "base"
 
 
 def add_plans(directory: Path, manifest: Manifest, options: PlanOptions) -> list[EngineEntry]:
@@ -43,32 +31,11 @@ def add_plans(directory: Path, manifest: Manifest, options: PlanOptions) -> list
     TensorRT-RTX puts several compute capabilities into one plan, so `target` lists them ("sm_80,sm_86").
     A plan with the same file name replaces the old one. The caller writes the manifest.
     """
-    unknown = [p for p in options.precisions if p not in PLAN_PRECISIONS]
-    if unknown:
-        raise ExportError(f"TensorRT plans are built at {', '.join(PLAN_PRECISIONS)}; not {', '.join(unknown)}")
-    profiles = options.profiles or default_profiles(manifest.max_seq_length, options.max_batch)
-    too_long = [format_profile(p) for p in profiles if p.max[1] > manifest.max_seq_length]
-    if too_long:
-        raise ExportError(
-            f"profiles {', '.join(too_long)} allow more than the model's {manifest.max_seq_length} tokens; "
-            "lower the sequence length of their max shape"
-        )
+    profiles = _checked_profiles(manifest, options)
     (directory / ENGINES_DIR).mkdir(exist_ok=True)
     built_entries = []
     for precision, modality in itertools.product(options.precisions, _modalities(manifest)):
-        sources = [
-            e
-            for e in manifest.engines
-            if e.kind == "onnx"
-            and e.precision == precision
-            and e.variant == options.variant
-            and not e.optimized
-            and e.modality == modality
-        ]
-        if not sources:
-            graph = "" if modality == "text" else f" {modality}"
-            raise ExportError(f"the artifact has no {precision}{graph} ONNX graph to build a plan from; export with it")
-        source = sources[0]
+        source = _plan_source(manifest, precision, modality, options.variant)
         shapes = profiles if modality == "text" else image_profiles(profiles, manifest)
         build_options = BuildOptions(
             profiles=shapes,
@@ -82,32 +49,61 @@ def add_plans(directory: Path, manifest: Manifest, options: PlanOptions) -> list
         stem = "model" if modality == "text" else "vision"
         file = f"{ENGINES_DIR}/{stem}{variant}.{precision}.{'-'.join(t.replace('_', '') for t in built.targets)}.plan"
         (directory / file).write_bytes(built.plan)
-        entry = EngineEntry(
-            file=file,
-            kind="tensorrt",
-            precision=precision,
-            target=",".join(built.targets),
-            variant=options.variant,
-            modality=modality,
-            inputs=built.inputs,
-            outputs=built.outputs,
-            profiles=shapes,
-            tools={built.flavour: built.version, "trt-embed": _version("trt-embed")},
-            sha256=sha256_file(directory / file),
-            extra={
-                "flavour": built.flavour,
-                "tensorrt_version": built.version,
-                "source": source.file,
-                "source_sha256": source.sha256,
-                "builder_optimization_level": options.optimization_level,
-                "timing_cache": TIMING_CACHE if (directory / TIMING_CACHE).is_file() else None,
-                "build_seconds": round(built.seconds, 2),
-                "network": built.layers,
-            },
-        )
+        entry = _plan_entry(directory, file, built, source, build_options, options.variant)
         manifest.engines = [e for e in manifest.engines if e.file != file] + [entry]
         built_entries.append(entry)
     return built_entries
+
+
+def _checked_profiles(manifest: Manifest, options: PlanOptions) -> list[ShapeProfile]:
+    unknown = [p for p in options.precisions if p not in PLAN_PRECISIONS]
+    if unknown:
+        raise ExportError(f"TensorRT plans are built at {', '.join(PLAN_PRECISIONS)}; not {', '.join(unknown)}")
+    profiles = options.profiles or default_profiles(manifest.max_seq_length, options.max_batch)
+    too_long = [format_profile(p) for p in profiles if p.max[1] > manifest.max_seq_length]
+    if too_long:
+        raise ExportError(
+            f"profiles {', '.join(too_long)} allow more than the model's {manifest.max_seq_length} tokens; "
+            "lower the sequence length of their max shape"
+        )
+    return profiles
+
+
+def _plan_source(manifest: Manifest, precision: str, modality: str, variant: str) -> EngineEntry:
+    """The plain ONNX graph a plan of this precision, modality and variant is built from."""
+    for e in manifest.engines:
+        if (e.kind, e.precision, e.variant, e.optimized, e.modality) == ("onnx", precision, variant, False, modality):
+            return e
+    graph = "" if modality == "text" else f" {modality}"
+    raise ExportError(f"the artifact has no {precision}{graph} ONNX graph to build a plan from; export with it")
+
+
+def _plan_entry(
+    directory: Path, file: str, built: BuiltPlan, source: EngineEntry, build: BuildOptions, variant: str
+) -> EngineEntry:
+    return EngineEntry(
+        file=file,
+        kind="tensorrt",
+        precision=source.precision,
+        target=",".join(built.targets),
+        variant=variant,
+        modality=source.modality,
+        inputs=built.inputs,
+        outputs=built.outputs,
+        profiles=build.profiles,
+        tools={built.flavour: built.version, "trt-embed": tool_versions(("trt-embed",)).get("trt-embed", "unknown")},
+        sha256=sha256_file(directory / file),
+        extra={
+            "flavour": built.flavour,
+            "tensorrt_version": built.version,
+            "source": source.file,
+            "source_sha256": source.sha256,
+            "builder_optimization_level": build.optimization_level,
+            "timing_cache": TIMING_CACHE if (directory / TIMING_CACHE).is_file() else None,
+            "build_seconds": round(built.seconds, 2),
+            "network": built.layers,
+        },
+    )
 
 
 def _modalities(manifest: Manifest) -> list[str]:
@@ -148,10 +144,3 @@ def build_engine(directory: Path, options: PlanOptions, texts: list[str] | None 
     entries = add_plans(directory, manifest, options)
     manifest.write(directory)
     return entries
-
-
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "unknown"

@@ -119,6 +119,11 @@ def source_record(model: str | Path, model_dir: Path, revision: str | None, weig
     }
 
 
+def optional_json(path: Path) -> dict[str, Any]:
+    """A checkpoint's optional JSON file (a tokenizer or processor config), or {} when it has none."""
+    return _read_json(path) if path.is_file() else {}
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     return data

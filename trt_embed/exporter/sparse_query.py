@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trt_embed.errors import ExportError
+from trt_embed.exporter.source import optional_json
 from trt_embed.manifest import sha256_file
 
 TABLE_FILE = "query_weights.npy"
@@ -26,8 +27,7 @@ def query_weights(module_dir: Path, tokenizer_dir: Path, vocab_size: int) -> npt
 
     tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
     _check_same_vocabulary(module_dir, tokenizer.get_vocab())
-    config_path = module_dir / "config.json"
-    config: dict[str, Any] = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    config = optional_json(module_dir / "config.json")
     idf = _idf_path(module_dir, config)
     table = _table_from_idf(idf, tokenizer) if idf is not None else _table_from_weights(module_dir)
     if table.ndim != 1 or len(table) > vocab_size:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from trt_embed.errors import ExportError
+from trt_embed.exporter.source import optional_json
 from trt_embed.manifest import TokenizerInfo, sha256_file
 
 _COPIED = ("tokenizer_config.json", "special_tokens_map.json")
@@ -19,8 +19,7 @@ def tokenizer_to_artifact(
     """Write `tokenizer/` into the artifact and describe it for the manifest."""
     target = out_dir / "tokenizer"
     target.mkdir(parents=True, exist_ok=True)
-    tok_config_path = model_dir / "tokenizer_config.json"
-    tok_config: dict[str, Any] = json.loads(tok_config_path.read_text()) if tok_config_path.is_file() else {}
+    tok_config = optional_json(model_dir / "tokenizer_config.json")
 
     if (model_dir / "tokenizer.json").is_file():
         shutil.copyfile(model_dir / "tokenizer.json", target / "tokenizer.json")

@@ -15,8 +15,8 @@ where they pass the accuracy rule.
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.calibration import default_calibration_texts
 from trt_embed.exporter.checks import FP16_MIN_COSINE, checked_onnx_entry
 from trt_embed.exporter.int8 import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE
-from trt_embed.exporter.source import SentenceTransformerConfig, source_record
+from trt_embed.exporter.interface import ExportJob, Supports
+from trt_embed.exporter.options import EXACT_MIN_COSINE, ExportOptions, normalized_by_default, precisions, tool_versions
+from trt_embed.exporter.source import optional_json, source_record
 from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
 from trt_embed.exporter.variants import calibration_ranges
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec
@@ -39,7 +41,7 @@ from trt_embed.runtime.text.tokenizer import TextTokenizer
 from trt_embed.zoo import ZooEntry
 
 log = logging.getLogger("trt_embed.export")
-EXACT_MIN_COSINE = 0.99999
+Measure = Callable[[str, str], tuple[EngineEntry, np.ndarray]]  # (file, precision) -> its checked entry, cosines
 
 
 class TextTower(torch.nn.Module):
@@ -73,118 +75,118 @@ def _features(out: Any) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
-def export_two_tower(
-    out: Path,
-    model: str,
-    model_dir: Path,
-    st: SentenceTransformerConfig,
-    config: dict[str, Any],
-    entry: ZooEntry,
-    opts: Any,
-) -> Manifest:
-    from trt_embed.exporter.export import precisions, tool_versions
+class TwoTowerExporter:
+    label = "two-tower models"
+    supports = Supports(lora=False, pooling=False, matryoshka=False)
 
-    if opts.lora:
-        raise ExportError(f"{entry.architecture}: LoRA variants are not supported for two-tower models")
-    wanted = precisions(opts.precision)
-    source = st.transformer_dir
-    text_cfg, vision_cfg = dict(config.get("text_config") or {}), dict(config.get("vision_config") or {})
-    positions = int(text_cfg.get("max_position_embeddings", 77))
-    max_len = int(opts.max_seq_len or positions)
-    if max_len > positions:
-        raise ExportError(f"max sequence length {max_len} exceeds the text tower's {positions} positions")
-    lower = bool(entry.recipe.get("lower_case"))  # SigLIP 2: transformers' Siglip2Tokenizer lowercases
-    side = entry.padding_side  # the tokenizer class's own side, where tokenizer_config.json names none
-    info = tokenizer_to_artifact(source, out, model_config=text_cfg, padding_side=side, do_lower_case=lower)
-    tok_config = _json(source / "tokenizer_config.json")
-    fixed_length = bool(entry.recipe.get("pad_to_max_length"))
-    use_mask = _uses_attention_mask(tok_config, entry)
-    tokenizer = TextTokenizer(out / "tokenizer", info, max_len)
-    recipe = _recipe(source, entry, vision_cfg)
+    def export(self, job: ExportJob) -> Manifest:
+        entry, opts, source = job.entry, job.opts, job.st.transformer_dir
+        text_cfg, vision_cfg = dict(job.config.get("text_config") or {}), dict(job.config.get("vision_config") or {})
+        positions = int(text_cfg.get("max_position_embeddings", 77))
+        max_len = int(opts.max_seq_len or positions)
+        if max_len > positions:
+            raise ExportError(f"max sequence length {max_len} exceeds the text tower's {positions} positions")
+        lower = bool(entry.recipe.get("lower_case"))  # SigLIP 2: transformers' Siglip2Tokenizer lowercases
+        side = entry.padding_side  # the tokenizer class's own side, where tokenizer_config.json names none
+        info = tokenizer_to_artifact(source, job.out, model_config=text_cfg, padding_side=side, do_lower_case=lower)
+        fixed_length = bool(entry.recipe.get("pad_to_max_length"))
+        use_mask = _uses_attention_mask(optional_json(source / "tokenizer_config.json"), entry)
+        tokenizer = TextTokenizer(job.out / "tokenizer", info, max_len)
+        recipe = _recipe(source, entry, vision_cfg)
+        loaded = _load(source, entry)
+        tokens = tokenizer.encode(opts.calibration_texts or default_calibration_texts())
+        arrays = pad(tokens.ids, None, pad_id=info.pad_token_id, length=max_len if fixed_length else None)
+        text_tower = TextTower(loaded, use_mask).eval()
+        image_feeds = stack([image_inputs(image, recipe) for image in check_images()])
+        engines: list[EngineEntry] = []
+        vectors: dict[str, np.ndarray] = {}
+        for modality, tower, feeds, file in (
+            ("text", text_tower, {name: arrays[name] for name in text_tower.input_names}, "model.onnx"),
+            ("image", ImageTower(loaded, list(image_feeds)).eval(), image_feeds, "vision.onnx"),
+        ):
+            vectors[modality] = _tower_graphs(job.out, tower, feeds, file, modality, opts, engines)
+        dim = int(vectors["text"].shape[-1])
+        return Manifest(
+            architecture=entry.architecture,
+            family=entry.family,
+            hidden_size=dim,
+            embedding_dim=dim,
+            pooling=Pooling(mode=entry.default_pooling),
+            max_seq_length=max_len,
+            tokenizer=info,
+            source=source_record(job.model, job.model_dir, opts.revision, source),
+            normalize=normalized_by_default(opts, job.st.normalize),
+            vocab_size=int(text_cfg["vocab_size"]) if text_cfg.get("vocab_size") else None,
+            calibration=calibration_ranges(np.concatenate([vectors["text"], vectors["image"]]), None),
+            engines=engines,
+            files=tokenizer_hashes(job.out, info),
+            vision={
+                "text_graph": "model.onnx",
+                "image_graph": "vision.onnx",
+                **_image_shape(recipe, entry, vision_cfg),
+                "preprocess": recipe.to_dict(),
+                "text_padding": max_len if fixed_length else None,
+            },
+        )
 
+
+TWO_TOWER = TwoTowerExporter()
+
+
+def _load(source: Path, entry: ZooEntry) -> Any:
     import transformers
 
     log.info("loading the %s weights into PyTorch", entry.architecture)
     try:
-        loaded = getattr(transformers, entry.loader).from_pretrained(str(source), attn_implementation="eager").eval()
+        return getattr(transformers, entry.loader).from_pretrained(str(source), attn_implementation="eager").eval()
     except Exception as exc:
         raise ExportError(f"{source}: {entry.loader} cannot load this checkpoint ({exc})") from exc
-    texts = opts.calibration_texts or default_calibration_texts()
-    tokens = tokenizer.encode(texts)
-    arrays = pad(tokens.ids, None, pad_id=info.pad_token_id, length=max_len if fixed_length else None)
-    text_feeds = {name: arrays[name] for name in TextTower(loaded, use_mask).input_names}
-    image_feeds = stack([image_inputs(image, recipe) for image in _check_images()])
-    engines: list[EngineEntry] = []
-    vectors: dict[str, np.ndarray] = {}
-    for modality, tower, feeds, file in (
-        ("text", TextTower(loaded, use_mask).eval(), text_feeds, "model.onnx"),
-        ("image", ImageTower(loaded, list(image_feeds)).eval(), image_feeds, "vision.onnx"),
-    ):
-        log.info("exporting the %s tower and checking it against PyTorch", modality)
-        with torch.no_grad():
-            reference = tower(*(torch.from_numpy(v) for v in feeds.values())).numpy()
-        vectors[modality] = reference
-        _trace(tower, feeds, out / file, modality)
-        inputs = [TensorSpec(n, str(v.dtype), _axes(v, modality)) for n, v in feeds.items()]
-        outputs = [TensorSpec("sentence_embedding", "float32", ["batch", int(reference.shape[-1])])]
 
-        def measured(
-            name: str,
-            precision: str,
-            *,
-            inputs: Any = inputs,
-            outputs: Any = outputs,
-            feeds: Any = feeds,
-            reference: Any = reference,
-            modality: str = modality,
-        ) -> tuple[EngineEntry, Any]:
-            batch = Batch("padded", dict(feeds), [1] * len(reference))
-            return checked_onnx_entry(
-                out,
-                name,
-                batch,
-                reference,
-                precision=precision,
-                inputs=inputs,
-                outputs=outputs,
-                tools=tool_versions(),
-                modality=modality,
-            )
 
-        base, cos = measured(file, "fp32")
-        if cos.min() < EXACT_MIN_COSINE:
-            raise ExportError(f"the exported {modality} graph does not match PyTorch (min cosine {cos.min():.6f})")
-        engines.append(base)
-        for precision in ("fp16", "int8"):
-            if precision in wanted:
-                reduced = _reduced(out, file, precision, measured)
-                if reduced is not None:
-                    engines.append(reduced)
-                elif wanted[precision]:
-                    raise ExportError(f"the {precision} {modality} graph is not accurate enough; export with fp32")
-    dim = int(vectors["text"].shape[-1])
-    return Manifest(
-        architecture=entry.architecture,
-        family=entry.family,
-        hidden_size=dim,
-        embedding_dim=dim,
-        pooling=Pooling(mode=entry.default_pooling),
-        max_seq_length=max_len,
-        tokenizer=info,
-        source=source_record(model, model_dir, opts.revision, source),
-        normalize=_normalize(st, opts),
-        vocab_size=int(text_cfg["vocab_size"]) if text_cfg.get("vocab_size") else None,
-        calibration=calibration_ranges(np.concatenate([vectors["text"], vectors["image"]]), None),
-        engines=engines,
-        files=tokenizer_hashes(out, info),
-        vision={
-            "text_graph": "model.onnx",
-            "image_graph": "vision.onnx",
-            **_image_shape(recipe, entry, vision_cfg),
-            "preprocess": recipe.to_dict(),
-            "text_padding": max_len if fixed_length else None,
-        },
-    )
+def _tower_graphs(
+    out: Path,
+    tower: torch.nn.Module,
+    feeds: dict[str, np.ndarray],
+    file: str,
+    modality: str,
+    opts: ExportOptions,
+    engines: list[EngineEntry],
+) -> np.ndarray:
+    """Trace one tower, check it against PyTorch, add its graph and reduced copies to `engines`; returns the
+    tower's PyTorch vectors."""
+    log.info("exporting the %s tower and checking it against PyTorch", modality)
+    with torch.no_grad():
+        reference: np.ndarray = tower(*(torch.from_numpy(v) for v in feeds.values())).numpy()
+    _trace(tower, feeds, out / file, modality)
+    inputs = [TensorSpec(n, str(v.dtype), _axes(v, modality)) for n, v in feeds.items()]
+    outputs = [TensorSpec("sentence_embedding", "float32", ["batch", int(reference.shape[-1])])]
+    batch = Batch("padded", dict(feeds), [1] * len(reference))
+
+    def measured(name: str, precision: str) -> tuple[EngineEntry, np.ndarray]:
+        return checked_onnx_entry(
+            out,
+            name,
+            batch,
+            reference,
+            precision=precision,
+            inputs=inputs,
+            outputs=outputs,
+            tools=tool_versions(),
+            modality=modality,
+        )
+
+    base, cos = measured(file, "fp32")
+    if cos.min() < EXACT_MIN_COSINE:
+        raise ExportError(f"the exported {modality} graph does not match PyTorch (min cosine {cos.min():.6f})")
+    engines.append(base)
+    for precision, required in precisions(opts.precision).items():
+        if precision != "fp32":
+            reduced = reduced_copy(out, file, precision, measured)
+            if reduced is not None:
+                engines.append(reduced)
+            elif required:
+                raise ExportError(f"the {precision} {modality} graph is not accurate enough; export with fp32")
+    return reference
 
 
 def _image_shape(recipe: ImageRecipe, entry: ZooEntry, vision_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -206,7 +208,7 @@ def _axes(value: np.ndarray, modality: str) -> list[str | int]:
     return ["batch", *(int(d) for d in value.shape[1:])]
 
 
-def _reduced(out: Path, file: str, precision: str, measured: Any) -> EngineEntry | None:
+def reduced_copy(out: Path, file: str, precision: str, measured: Measure) -> EngineEntry | None:
     """The fp16 (mixed precision, see `fp16_from_onnx`) or int8 (dynamic, per channel) copy of an fp32 graph,
     kept only if it passes the repo's accuracy rule against the fp32 reference (fp16: min cosine 0.999; int8: mean
     0.99, min 0.97)."""
@@ -234,25 +236,12 @@ def _reduced(out: Path, file: str, precision: str, measured: Any) -> EngineEntry
     return entry
 
 
-def _normalize(st: SentenceTransformerConfig, opts: Any) -> bool:
-    """The export option, else a sentence-transformers pipeline's own choice (clip-ViT-B-32 has no Normalize
-    module: its vectors are not normalized), else normalized (a plain HF checkpoint, compared by cosine)."""
-    if opts.normalize is not None:
-        return bool(opts.normalize)
-    return True if st.normalize is None else st.normalize
-
-
 def _trace(tower: torch.nn.Module, feeds: dict[str, np.ndarray], path: Path, modality: str) -> None:
     names = list(feeds)
     axes = {n: ({0: "batch", 1: "sequence"} if modality == "text" else {0: "batch"}) for n in names}
     axes["sentence_embedding"] = {0: "batch"}
     example = tuple(torch.from_numpy(v[:2]) for v in feeds.values())
     onnx_graph.onnx_from_module(tower, example, path, names, ["sentence_embedding"], axes)
-
-
-def _json(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    return data
 
 
 def _uses_attention_mask(tok_config: dict[str, Any], entry: ZooEntry) -> bool:
@@ -265,7 +254,7 @@ def _uses_attention_mask(tok_config: dict[str, Any], entry: ZooEntry) -> bool:
 
 
 def _recipe(source: Path, entry: ZooEntry, vision_cfg: dict[str, Any]) -> ImageRecipe:
-    config = _json(source / "preprocessor_config.json")
+    config = optional_json(source / "preprocessor_config.json")
     recipe = ImageRecipe.from_processor_config(config, entry.recipe["image_defaults"])
     if recipe.patches is not None or entry.recipe.get("naflex"):
         return _patch_recipe(source, recipe, vision_cfg)
@@ -291,7 +280,7 @@ def _patch_recipe(source: Path, recipe: ImageRecipe, vision_cfg: dict[str, Any])
     return recipe
 
 
-def _check_images() -> list[Any]:
+def check_images() -> list[Any]:
     """Deterministic test images of several sizes and kinds for the graph checks (noise, gradients, flat)."""
     from PIL import Image
 

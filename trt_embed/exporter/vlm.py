@@ -2,8 +2,9 @@
 the vision tower with its projector or merger and the decoder with its pooling, as two graphs of one artifact,
 plus the token embedding table. The graph contract and the runtime half: trt_embed/runtime/vlm/families.py.
 
-How a family plugs in, export side:
-- a zoo row with `family: vlm` and `loader: "package.module:NAME"`, NAME an object with the `VlmFamily` methods:
+How a vision-language model plugs in, export side:
+- a zoo row with `family: vlm` and `loader: "package.module:NAME"`, NAME an object with the `VlmLoader` methods
+  (exporter/models/vlm_parts.py):
   `parameters(model_dir, config)` counts the parameters without loading weights (the memory check runs before any
   weight is read), and `load(model_dir, entry, config)` returns `VlmParts`: the torch modules (our own code where
   the hub ships remote code: no trust_remote_code) and the runtime record;
@@ -11,16 +12,15 @@ How a family plugs in, export side:
 Everything else is shared: the exporter saves the table and arrays, prepares check inputs with the family's own
 runtime processor (export and serving share one preprocessing), traces both graphs with dynamic image-token and
 batch axes, checks each against the torch modules (fp32: cosine >= 0.99999) and keeps fp16 copies that pass the
-accuracy rule.
+accuracy rule. What the options may ask of it: `VlmExporter.supports` (no LoRA, no int8, no TensorRT plans yet).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,46 +30,24 @@ from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.checks import quality
+from trt_embed.exporter.interface import ExportJob, Supports
+from trt_embed.exporter.models.decoder import resolve_class
+from trt_embed.exporter.models.vlm_parts import VlmLoader, VlmParts
+from trt_embed.exporter.options import EXACT_MIN_COSINE, ExportOptions, normalized_by_default, precisions, tool_versions
 from trt_embed.exporter.source import source_record
 from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
+from trt_embed.exporter.two_tower import check_images, reduced_copy
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, sha256_file
 from trt_embed.poolers.torch_pooling import Pooling as PoolingHead
 from trt_embed.runtime.text.prepare import Preparer
 from trt_embed.runtime.types import EmbedRequest, Interleaved, PreparedInput
 from trt_embed.runtime.vlm.batch import VlmBatcher
 from trt_embed.runtime.vlm.prepare import VlmPreparer
-from trt_embed.zoo import ZooEntry
 
 log = logging.getLogger("trt_embed.export")
-EXACT_MIN_COSINE = 0.99999
 # fp32 weights in torch + the traced ONNX copy; each graph's torch weights are freed once it is traced, before the
 # onnxruntime check loads it (an estimate from the steps' copies, not measured on a multi-billion model)
 EXPORT_BYTES_PER_PARAMETER = 8
-
-
-@dataclasses.dataclass
-class VlmParts:
-    """What a family's `load` returns."""
-
-    vision: torch.nn.Module  # forward(*vision_inputs) -> image_features [N, H] (, deepstack_features [L, N, H])
-    vision_inputs: list[str]  # in forward order: the keys of the runtime processor's `vision_feeds`
-    vision_axes: dict[str, dict[int, str]]  # the dynamic axes of each vision input
-    decoder: torch.nn.Module  # forward(inputs_embeds, attention_mask, position_ids[, deepstack_embeds]) -> [B, S, H]
-    embeddings: torch.Tensor  # [V, H], the token embedding table
-    # the manifest `vlm` fields the runtime reads: family, processor (the recipe), image_token_id,
-    # image_placeholder, templates, suffix, position_rows (3 for multimodal RoPE), deepstack_layers
-    record: dict[str, Any]
-    pooling: str  # "last" | "mean", pooled in the decoder graph over the attention mask
-    max_positions: int
-    arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # extra arrays for the processor
-    prompts: dict[str, str] = dataclasses.field(default_factory=dict)  # instructions for `prompt_name`
-    matryoshka: list[int] | None = None  # None: not Matryoshka; []: any dimension
-
-
-class VlmFamily(Protocol):
-    def parameters(self, model_dir: Path, config: dict[str, Any]) -> int: ...
-
-    def load(self, model_dir: Path, entry: ZooEntry, config: dict[str, Any]) -> VlmParts: ...
 
 
 class PooledDecoder(torch.nn.Module):
@@ -82,13 +60,6 @@ class PooledDecoder(torch.nn.Module):
 
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         return self.pool(self.decoder(inputs_embeds, attention_mask, *rest), attention_mask)
-
-
-def meta_parameters(model_class: Any, config: Any) -> int:
-    """Parameters of `model_class(config)`, built on the meta device (no memory, no weights read)."""
-    with torch.device("meta"):
-        model = model_class(config)
-    return sum(p.numel() for p in model.parameters())
 
 
 def machine_memory() -> int:
@@ -111,69 +82,79 @@ def check_export_memory(parameters: int, architecture: str) -> None:
         )
 
 
-def export_vlm(out: Path, model: str, model_dir: Path, config: dict[str, Any], entry: ZooEntry, opts: Any) -> Manifest:
-    from trt_embed.exporter.export import precisions, tool_versions
-    from trt_embed.exporter.models.decoder import resolve_class
+class VlmExporter:
+    label = "vision-language models"
+    supports = Supports(precisions=("fp32", "fp16"), plans=False, lora=False)
 
-    if opts.lora:
-        raise ExportError(f"{entry.architecture}: LoRA variants are not supported for vision-language models yet")
-    if opts.engine != "onnx":
-        raise ExportError(f"{entry.architecture}: TensorRT plans are not built for vision-language models yet")
-    wanted = precisions(opts.precision)
-    family: VlmFamily = resolve_class(entry.loader)
-    check_export_memory(family.parameters(model_dir, config), entry.architecture)
-    log.info("loading the %s weights into PyTorch", entry.architecture)
-    parts = family.load(model_dir, entry, config)
-    max_len = int(opts.max_seq_len or parts.max_positions)
-    if max_len > parts.max_positions:
-        raise ExportError(f"max sequence length {max_len} exceeds the model's {parts.max_positions} positions")
-    info = tokenizer_to_artifact(
-        model_dir, out, model_config=config, padding_side=entry.padding_side, do_lower_case=False
-    )
+    def export(self, job: ExportJob) -> Manifest:
+        entry, opts, model_dir = job.entry, job.opts, job.st.transformer_dir
+        loader: VlmLoader = resolve_class(entry.loader)
+        check_export_memory(loader.parameters(model_dir, job.config), entry.architecture)
+        log.info("loading the %s weights into PyTorch", entry.architecture)
+        parts = loader.load(model_dir, entry, job.config)
+        max_len = int(opts.max_seq_len or parts.max_positions)
+        if max_len > parts.max_positions:
+            raise ExportError(f"max sequence length {max_len} exceeds the model's {parts.max_positions} positions")
+        info = tokenizer_to_artifact(
+            model_dir, job.out, model_config=job.config, padding_side=entry.padding_side, do_lower_case=False
+        )
+        arrays = _save_arrays(job.out, parts)
+        hidden = int(parts.embeddings.shape[1])
+        manifest = Manifest(
+            architecture=entry.architecture,
+            family=entry.family,
+            hidden_size=hidden,
+            embedding_dim=hidden,
+            pooling=Pooling(mode=opts.pooling or parts.pooling),
+            max_seq_length=max_len,
+            tokenizer=info,
+            source=source_record(job.model, model_dir, opts.revision, model_dir),
+            normalize=normalized_by_default(opts, None),
+            matryoshka_dimensions=sorted(opts.matryoshka_dims)
+            if opts.matryoshka_dims is not None
+            else parts.matryoshka,
+            prompts=parts.prompts,
+            vocab_size=int(parts.embeddings.shape[0]),
+            vlm={**parts.record, "vision_graph": "vision.onnx", "embeddings": "embeddings.npy", "arrays": arrays},
+        )
+        manifest.engines = _graphs_of(job.out, parts, manifest, opts)
+        manifest.files = {
+            **tokenizer_hashes(job.out, info),
+            **{name: sha256_file(job.out / name) for name in ("embeddings.npy", *arrays.values())},
+        }
+        return manifest
+
+
+VLM = VlmExporter()
+
+
+def _save_arrays(out: Path, parts: VlmParts) -> dict[str, str]:
+    """The token embedding table and the processor's arrays as .npy files; returns the arrays' files by name."""
     np.save(out / "embeddings.npy", parts.embeddings.detach().float().numpy())
     arrays = {name: f"{name}.npy" for name in parts.arrays}
     for name, value in parts.arrays.items():
         np.save(out / arrays[name], np.asarray(value, dtype=np.float32))
-    record = {**parts.record, "vision_graph": "vision.onnx", "embeddings": "embeddings.npy", "arrays": arrays}
-    hidden = int(parts.embeddings.shape[1])
-    manifest = Manifest(
-        architecture=entry.architecture,
-        family=entry.family,
-        hidden_size=hidden,
-        embedding_dim=hidden,
-        pooling=Pooling(mode=opts.pooling or parts.pooling),
-        max_seq_length=max_len,
-        tokenizer=info,
-        source=source_record(model, model_dir, opts.revision, model_dir),
-        normalize=True if opts.normalize is None else bool(opts.normalize),
-        matryoshka_dimensions=sorted(opts.matryoshka_dims) if opts.matryoshka_dims is not None else parts.matryoshka,
-        prompts=parts.prompts,
-        vocab_size=int(parts.embeddings.shape[0]),
-        vlm=record,
-    )
+    return arrays
+
+
+def _graphs_of(out: Path, parts: VlmParts, manifest: Manifest, opts: ExportOptions) -> list[EngineEntry]:
+    """The vision graph and the pooled decoder graph, each checked against its torch module on inputs the
+    runtime's own processor prepared."""
+    wanted, tools = precisions(opts.precision), tool_versions()
     preparer = VlmPreparer(Preparer(out, manifest))
     items = check_inputs(preparer, opts.calibration_texts)
-    tools = tool_versions()
     vision = parts.vision.eval()
     images = [image for item in items for image in item.features["images"]]
     batches = _decoder_batches(out, vision, parts, manifest, preparer, items)  # torch vision, before it is freed
-    manifest.engines += _vision_graphs(out, vision, parts, preparer, images, wanted, tools)
+    engines = _vision_graphs(out, vision, parts, preparer, images, wanted, tools)
     decoder = PooledDecoder(parts.decoder, manifest.pooling.mode).eval()
-    manifest.engines += _decoder_graphs(out, decoder, parts, manifest, batches, wanted, tools)
-    manifest.files = {
-        **tokenizer_hashes(out, info),
-        **{name: sha256_file(out / name) for name in ("embeddings.npy", *arrays.values())},
-    }
-    manifest.write(out)
-    return manifest
+    return engines + _decoder_graphs(out, decoder, parts, manifest, batches, wanted, tools)
 
 
 def check_inputs(preparer: VlmPreparer, texts: list[str] | None) -> list[PreparedInput]:
     """Texts, images of several sizes and shapes, and a text with its image, prepared as the runtime does."""
-    from trt_embed.exporter.two_tower import _check_images
-
     words = texts or ["a short query", "what is shown in this picture of a river and a city at night?", "hello"]
-    pictures = _check_images()[:4]
+    pictures = check_images()[:4]
     inputs: list[Any] = [*words[:3], *pictures, Interleaved((pictures[1], words[0]))]
     return preparer.prepare(EmbedRequest(inputs=inputs), "base").items
 
@@ -214,8 +195,6 @@ def _graphs(
     **fields: Any,
 ) -> list[EngineEntry]:
     """Trace `module` on `trace`, check it (and its fp16 copy) on `check` against torch."""
-    from trt_embed.exporter.two_tower import _reduced
-
     names = list(check)
     with torch.no_grad():
         result = module(*(torch.from_numpy(check[n]) for n in names))
@@ -239,7 +218,7 @@ def _graphs(
         raise ExportError(f"the exported {file} does not match PyTorch (min cosine {cos.min():.6f}); please report it")
     engines = [base]
     if "fp16" in wanted:
-        reduced = _reduced(out, file, "fp16", measured)
+        reduced = reduced_copy(out, file, "fp16", measured)
         if reduced is not None:
             engines.append(reduced)
         elif wanted["fp16"]:
@@ -253,8 +232,8 @@ def _vision_graphs(
     parts: VlmParts,
     preparer: VlmPreparer,
     images: list[Any],
-    wanted: Any,
-    tools: Any,
+    wanted: dict[str, bool],
+    tools: dict[str, str],
 ) -> list[EngineEntry]:
     log.info("exporting the vision tower and checking it against PyTorch")
     processor = preparer.processor
@@ -302,8 +281,8 @@ def _decoder_graphs(
     parts: VlmParts,
     manifest: Manifest,
     batches: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
-    wanted: Any,
-    tools: Any,
+    wanted: dict[str, bool],
+    tools: dict[str, str],
 ) -> list[EngineEntry]:
     log.info("exporting the decoder and checking it against PyTorch")
     check, trace = batches

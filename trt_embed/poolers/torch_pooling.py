@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import torch
 
+from trt_embed.poolers.numpy_pooling import POOLING_MODES
+
 
 class Pooling(torch.nn.Module):
     """Pools [B, S, H] token states with a [B, S] mask into [B, H]."""
 
     def __init__(self, mode: str) -> None:
         super().__init__()
-        if mode not in {"cls", "mean", "mean_sqrt_len", "weightedmean", "max", "last"}:
-            raise ValueError(f"unknown pooling mode {mode!r}")
+        if mode not in POOLING_MODES:
+            raise ValueError(f"unknown pooling mode {mode!r}; valid: {', '.join(POOLING_MODES)}")
         self.mode = mode
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

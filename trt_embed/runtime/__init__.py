@@ -9,12 +9,12 @@ from trt_embed.runtime.images.two_tower import part_item
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.outputs.encoding import binary_body
 from trt_embed.runtime.runtime import Runtime
-from trt_embed.runtime.text.chat import ChatOptions
 from trt_embed.runtime.text.chunking import Chunking
 from trt_embed.runtime.text.prepare import RequestTokenizer
 from trt_embed.runtime.text.tokenizer import Tokenized
 from trt_embed.runtime.types import (
     ENCODINGS,
+    ChatOptions,
     Dense,
     EmbedRequest,
     EmbedResult,

@@ -20,11 +20,11 @@ from trt_embed.runtime.outputs.by_kind import tasks_of
 from trt_embed.runtime.pipeline import Pipeline
 from trt_embed.runtime.routes import Limits, RouteContext, build_routes
 from trt_embed.runtime.routes.text import STREAM_CHUNK
-from trt_embed.runtime.text.chat import ChatOptions
 from trt_embed.runtime.text.chunking import Chunking
 from trt_embed.runtime.text.prepare import Preparer
 from trt_embed.runtime.text.tokenizer import TextTokenizer, Tokenized
 from trt_embed.runtime.types import (
+    ChatOptions,
     EmbedRequest,
     EmbedResult,
     Inputs,

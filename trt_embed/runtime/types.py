@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from trt_embed.runtime.text.chat import ChatOptions
+from trt_embed.errors import InvalidRequest
 
 Vectors = npt.NDArray[np.float32]
 TokenIds = Sequence[int]
@@ -48,6 +48,25 @@ TASK_OUTPUTS: dict[PoolingTask, str] = {
     "sparse": "sentence_embedding",
     "token_classify": "token_weights",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatOptions:
+    """How `messages` become a text. The defaults are the reference's for embedding requests; `/tokenize`
+    asks for a generation prompt."""
+
+    add_generation_prompt: bool = False
+    continue_final_message: bool = False
+    chat_template: str | None = None  # None: the tokenizer's own template
+    chat_template_kwargs: Mapping[str, Any] | None = None
+    tools: Sequence[Mapping[str, Any]] | None = None
+
+    def check(self) -> None:
+        if self.continue_final_message and self.add_generation_prompt:
+            raise InvalidRequest(
+                "Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
+                "continue_final_message",
+            )
 
 
 @dataclasses.dataclass(frozen=True)

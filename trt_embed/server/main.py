@@ -199,11 +199,7 @@ def run_server(plan: ServePlan, registry: Registry, sockets: list[socket.socket]
 
 
 def serve(args: argparse.Namespace) -> int:
-    processes = getattr(args, "processes", 1)
-    if processes > 1:
-        from trt_embed.server.processes import serve_processes
-
-        return serve_processes(args, processes)
+    """One server process (`--processes N`: server/processes.py, which builds on this module)."""
     check_port_free(args.host, args.port)
     plan = serve_plan(args)
     run_server(plan, load_registry(plan.names, plan.artifacts, plan.options))

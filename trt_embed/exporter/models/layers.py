@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from trt_embed.errors import ExportError
+from trt_embed.exporter.source import optional_json as optional_json  # re-exported for the models
 from trt_embed.exporter.source import weight_files
 
 
@@ -25,12 +26,6 @@ class EncoderOutput:
 def read_config(model_dir: Path) -> dict[str, Any]:
     config: dict[str, Any] = json.loads((model_dir / "config.json").read_text())
     return config
-
-
-def optional_json(path: Path) -> dict[str, Any]:
-    """A checkpoint's optional JSON file (a processor config), or {} when it has none."""
-    data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    return data
 
 
 def load_weights(model_dir: Path) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ from trt_embed.errors import ExportError
 from trt_embed.exporter.models.decoder import EmbedsDecoder
 from trt_embed.exporter.models.layers import optional_json
 from trt_embed.exporter.models.qwen2_vl import Qwen2VLFamily, token_of
-from trt_embed.exporter.vlm import VlmParts
+from trt_embed.exporter.models.vlm_parts import VlmParts
 from trt_embed.runtime.vlm.llava_next import recipe_from_configs
 from trt_embed.zoo import ZooEntry
 

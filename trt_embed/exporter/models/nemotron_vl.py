@@ -18,7 +18,7 @@ import torch
 from trt_embed.exporter.models.decoder import EmbedsDecoder
 from trt_embed.exporter.models.layers import load_exact, load_weights, optional_json, read_config, require
 from trt_embed.exporter.models.phi3_v import merge_2x2
-from trt_embed.exporter.vlm import VlmParts
+from trt_embed.exporter.models.vlm_parts import VlmParts
 from trt_embed.runtime.vlm.nemotron_vl import recipe_from_configs
 from trt_embed.zoo import ZooEntry
 
@@ -98,7 +98,7 @@ class NemotronVLFamily:
     def parameters(self, model_dir: Path, config: dict[str, Any]) -> int:
         from transformers import LlamaModel, SiglipVisionModel
 
-        from trt_embed.exporter.vlm import meta_parameters
+        from trt_embed.exporter.models.vlm_parts import meta_parameters
 
         vision, text = configs(config)
         return meta_parameters(SiglipVisionModel, vision) + meta_parameters(LlamaModel, text)

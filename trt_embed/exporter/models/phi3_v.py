@@ -234,7 +234,7 @@ class Phi3VFamily:
 
     def load(self, model_dir: Path, entry: ZooEntry, config: dict[str, Any]) -> Any:
         from trt_embed.exporter.models.qwen2_vl import token_of
-        from trt_embed.exporter.vlm import VlmParts
+        from trt_embed.exporter.models.vlm_parts import VlmParts
 
         model = Phi3V(model_dir).eval()
         placeholder_id = _token_id(model_dir, str(entry.recipe.get("image_token", "<|image|>")))
@@ -275,11 +275,6 @@ def _token_id(model_dir: Path, token: str) -> int:
 
         raise ExportError(f"{model_dir}: the tokenizer has no {token!r} token, Phi-3-V's image placeholder")
     return int(found)
-
-
-def phi3_v_model(model_dir: Path, entry: ZooEntry | None = None, trust_remote_code: bool = False) -> Phi3V:
-    """The checkpoint's modules, eval mode, fp32."""
-    return Phi3V(model_dir).eval()
 
 
 FAMILY = Phi3VFamily()

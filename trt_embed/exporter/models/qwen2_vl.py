@@ -16,7 +16,7 @@ import torch
 from trt_embed.errors import ExportError
 from trt_embed.exporter.models.decoder import DecoderEncoder
 from trt_embed.exporter.models.layers import optional_json
-from trt_embed.exporter.vlm import VlmParts, meta_parameters
+from trt_embed.exporter.models.vlm_parts import VlmParts, meta_parameters
 from trt_embed.runtime.vlm.qwen_vl import recipe_from_config
 from trt_embed.zoo import ZooEntry
 

@@ -16,7 +16,7 @@ import torch
 
 from trt_embed.errors import ExportError
 from trt_embed.exporter.models.qwen2_vl import PATCH_AXES, Qwen2VLFamily, Qwen2VLVision
-from trt_embed.exporter.vlm import VlmParts
+from trt_embed.exporter.models.vlm_parts import VlmParts
 from trt_embed.zoo import ZooEntry
 
 AXES = {**PATCH_AXES, "pos_indices": {0: "patches"}, "pos_weights": {0: "patches"}}

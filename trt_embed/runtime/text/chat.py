@@ -3,12 +3,12 @@ chat options: a generation prompt, an open final message, a template per request
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trt_embed.errors import InvalidRequest, MissingDependency
+from trt_embed.runtime.types import ChatOptions
 
 # Content parts a text-only model can read; anything else (an image, audio) is refused by name.
 TEXT_PARTS = ("text", "input_text")
@@ -22,25 +22,6 @@ MEDIA_PARTS = (
     "input_audio",
     "video_url",
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class ChatOptions:
-    """How `messages` become a text. The defaults are the reference's for embedding requests; `/tokenize`
-    asks for a generation prompt."""
-
-    add_generation_prompt: bool = False
-    continue_final_message: bool = False
-    chat_template: str | None = None  # None: the tokenizer's own template
-    chat_template_kwargs: Mapping[str, Any] | None = None
-    tools: Sequence[Mapping[str, Any]] | None = None
-
-    def check(self) -> None:
-        if self.continue_final_message and self.add_generation_prompt:
-            raise InvalidRequest(
-                "Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
-                "continue_final_message",
-            )
 
 
 @functools.lru_cache(maxsize=8)

@@ -14,12 +14,13 @@ import numpy as np
 from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
 from trt_embed.runtime.batching.blocks import TokenBlock
-from trt_embed.runtime.text.chat import ChatOptions, render_chat
+from trt_embed.runtime.text.chat import render_chat
 from trt_embed.runtime.text.chunking import Chunked, Chunking, chunk_ids, chunk_texts
 from trt_embed.runtime.text.tokenizer import TextTokenizer, Tokenized
 from trt_embed.runtime.types import (
     TASK_OUTPUTS,
     BatchKey,
+    ChatOptions,
     EmbedRequest,
     Inputs,
     Messages,

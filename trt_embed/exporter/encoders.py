@@ -1,5 +1,6 @@
-"""Encoder builders, one per zoo `family`: how a checkpoint becomes a torch module whose output has
-`.last_hidden_state` [B, S, H]. New families register here; model_zoo.yaml names them."""
+"""Encoder builders of the text exporter, one per zoo `family` of text models: how a checkpoint becomes a torch
+module whose output has `.last_hidden_state` [B, S, H]. A new text family registers its builder in
+`ENCODER_BUILDERS`; model_zoo.yaml names it. (Other exporters are chosen by `export.EXPORTERS`.)"""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def decoder_encoder(model_dir: Path, entry: ZooEntry, trust_remote_code: bool) -
     return build(model_dir, entry, trust_remote_code)
 
 
-FAMILIES: dict[str, EncoderBuilder] = {
+ENCODER_BUILDERS: dict[str, EncoderBuilder] = {
     "encoder": transformers_encoder,
     "nomic_bert": nomic_bert_encoder,
     "gte": gte_encoder,
@@ -64,7 +65,7 @@ FAMILIES: dict[str, EncoderBuilder] = {
 
 def build_encoder(model_dir: Path, entry: ZooEntry, trust_remote_code: bool) -> torch.nn.Module:
     try:
-        builder = FAMILIES[entry.family]
+        builder = ENCODER_BUILDERS[entry.family]
     except KeyError:
         raise ExportError(f"zoo family {entry.family!r} of {entry.architecture} has no encoder builder") from None
     return builder(model_dir, entry, trust_remote_code)
