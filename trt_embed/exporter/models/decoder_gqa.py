@@ -80,7 +80,15 @@ class _GroupQueryAttention(torch.autograd.Function):
         scale: float,
     ) -> Any:
         return g.op(
-            f"{_DOMAIN}::{PLACEHOLDER}", q, k, v, seqlens_k, total, num_heads_i=heads, kv_num_heads_i=kv_heads, scale_f=scale
+            f"{_DOMAIN}::{PLACEHOLDER}",
+            q,
+            k,
+            v,
+            seqlens_k,
+            total,
+            num_heads_i=heads,
+            kv_num_heads_i=kv_heads,
+            scale_f=scale,
         )
 
 
@@ -183,8 +191,8 @@ def gqa_graph(graph: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
 
 
 def gqa_from_placeholders(path: Path) -> int:
-    """Rename the traced placeholders to `com.microsoft.GroupQueryAttention` (empty past key/value inputs,
-    one output) in place; the count of nodes renamed. Weights stored beside the graph are left as they are."""
+    """Rename the traced placeholders to `com.microsoft.GroupQueryAttention` (empty past key/value inputs) in
+    place; the count of nodes renamed. Weights stored beside the graph are left as they are."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -195,6 +203,8 @@ def gqa_from_placeholders(path: Path) -> int:
             del node.input[:]
             node.input.extend([*inputs[:3], "", "", *inputs[3:5]])
             node.op_type, node.domain = "GroupQueryAttention", "com.microsoft"
+            # present key/value: unused here, named so that every kernel of the op has somewhere to write them
+            node.output.extend([f"gqa{count}_present_key", f"gqa{count}_present_value"])
             count += 1
     imports = [o for o in model.opset_import if o.domain not in (_DOMAIN, "com.microsoft")]
     del model.opset_import[:]
@@ -204,7 +214,11 @@ def gqa_from_placeholders(path: Path) -> int:
 
 
 def export_gqa_graph(
-    graph: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path, dtype: torch.dtype, trace: Callable[..., None]
+    graph: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    path: Path,
+    dtype: torch.dtype,
+    trace: Callable[..., None],
 ) -> None:
     """Trace `graph` (an `EmbeddingGraph` over a supported decoder) in `dtype` with GroupQueryAttention to `path`.
     `trace` is `onnx_graph.onnx_from_graph`."""
