@@ -43,7 +43,7 @@ def test_gqa_graph_matches_transformers(architecture: str, tiny_model: Callable[
     source = tiny_model(architecture)
     entry = zoo_entry(architecture)
     encoder = decoder_encoder(source, entry, trust_remote_code=False)
-    assert supported(encoder) is None
+    assert supported(encoder, 512) is None
     graph = EmbeddingGraph(encoder, "last", [], uses_token_type_ids=False, separate_pooling_mask=False).eval()
     vocab = int(encoder.model.config.vocab_size)
     example = tuple(torch.from_numpy(a) for a in _batch((5, 3), "left", vocab))
@@ -94,6 +94,9 @@ def test_unsupported_decoders_keep_the_plain_graph(tiny_model: Callable[[str], P
     from trt_embed.exporter.models.decoder_gqa import supported
 
     gemma = decoder_encoder(tiny_model("Gemma3TextModel"), zoo_entry("Gemma3TextModel"), trust_remote_code=False)
-    assert supported(gemma) == "bidirectional attention (the op is causal)"
+    assert supported(gemma, 512) == "bidirectional attention (the op is causal)"
     mistral = decoder_encoder(tiny_model("MistralModel"), zoo_entry("MistralModel"), trust_remote_code=False)
-    assert supported(mistral) == "sliding-window layers"
+    assert supported(mistral, 16) is None  # its 16-token window never binds on inputs of 16 tokens
+    assert supported(mistral, 17) == "sliding windows (16 tokens) shorter than the inputs (17 tokens)"
+    gemma2 = decoder_encoder(tiny_model("Gemma2Model"), zoo_entry("Gemma2Model"), trust_remote_code=False)
+    assert supported(gemma2, 16) == "attention logit soft-capping"

@@ -17,13 +17,13 @@ from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.calibration import default_calibration_texts
-from trt_embed.exporter.models.decoder_gqa import gqa_engines
 from trt_embed.exporter.checks import add_packed_graphs, checked_onnx_entry, ensure_fp16_graph
 from trt_embed.exporter.colbert import colbert_config, mark_special
 from trt_embed.exporter.families import WeightVariants, build_encoder
 from trt_embed.exporter.graph import EmbeddingGraph, dense_from_st
 from trt_embed.exporter.heads import MultiVectorGraph, head_graph, multi_vector_config, special_token_ids
 from trt_embed.exporter.int8 import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE, calibration_passages, static_int8_entry
+from trt_embed.exporter.models.decoder_gqa import gqa_engines
 from trt_embed.exporter.models.recipe import apply_recipe, ensure_eos, entry_for, recipe_matryoshka
 from trt_embed.exporter.plans import PlanOptions, add_plans
 from trt_embed.exporter.source import (
@@ -433,7 +433,7 @@ def _export_engines(
     _check_other_outputs(out / base.file, base, feeds, dict(zip(graph.output_names, computed, strict=True)))
     engines = [base]
     if "fp16" in precisions(opts.precision) and opts.engine != "tensorrt":  # fused attention for decoders on CUDA
-        engines += gqa_engines(graph, example, out, prefix, measured, onnx_graph.onnx_from_graph)
+        engines += gqa_engines(graph, example, out, prefix, measured, onnx_graph.onnx_from_graph, tokenizer.max_length)
     if release:
         graph.to("meta")  # the torch weights are done with: free them before the ONNX passes (export memory)
     source = out / f"{prefix}model.onnx"

@@ -9,8 +9,9 @@ the graph takes either padding side, like the plain one.
 
 The transformers model is reused as is (its norms, rotary embedding, MLP); only its attention function is
 swapped, through transformers' `AttentionInterface`, for one that traces into a placeholder node, renamed to
-the contrib op after export (`gqa_from_placeholders`). Causal attention without sliding windows only
-(Llama, Mistral without a window, Qwen2, Qwen3); other decoders keep the plain graph. Checked against PyTorch
+the contrib op after export (`gqa_from_placeholders`). Causal attention only (Llama, Mistral, Qwen2, Qwen3),
+and sliding windows only where they never bind (no shorter than the model's input limit); other decoders keep
+the plain graph. Checked against PyTorch
 on CPU at export (onnxruntime's CPU kernel of the op) and on a GPU in tests/gpu.
 """
 
@@ -127,14 +128,16 @@ def _register() -> None:
     AttentionInterface.register(IMPLEMENTATION, _attention)
 
 
-def supported(encoder: torch.nn.Module) -> str | None:
-    """Why the encoder cannot have a GroupQueryAttention graph (None: it can)."""
+def supported(encoder: torch.nn.Module, max_length: int) -> str | None:
+    """Why the encoder cannot have a GroupQueryAttention graph for inputs of up to `max_length` tokens (None: it
+    can). Sliding windows at least that long never bind, so such layers are full attention here."""
     if type(encoder) is not DecoderEncoder:
         return "not a plain decoder encoder"
     if encoder.bidirectional:
         return "bidirectional attention (the op is causal)"
-    if encoder.windows != {"full_attention": None}:
-        return "sliding-window layers"
+    windows = [w for w in encoder.windows.values() if w is not None]
+    if windows and min(windows) < max_length:
+        return f"sliding windows ({min(windows)} tokens) shorter than the inputs ({max_length} tokens)"
     config = encoder.model.config
     if getattr(config, "attn_logit_softcapping", None):
         return "attention logit soft-capping"
@@ -239,11 +242,12 @@ def gqa_engines(
     prefix: str,
     measured: Measured,
     trace: Callable[..., None],
+    max_length: int,
 ) -> list[EngineEntry]:
     """`model.gqa.fp16.onnx` for onnxruntime-cuda (manifest target `cuda`, preferred there over the plain fp16
     graph), checked on CPU against the fp32 PyTorch reference like every fp16 graph; none where the decoder is
     not supported or the check fails. `measured(file, precision, optimized)` is the exporter's checker."""
-    reason = supported(graph.encoder)  # type: ignore[arg-type]
+    reason = supported(graph.encoder, max_length)  # type: ignore[arg-type]
     if reason is not None:
         log.info("no GroupQueryAttention graph: %s", reason)
         return []
