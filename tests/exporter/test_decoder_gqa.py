@@ -1,6 +1,7 @@
-"""Decoder graphs with onnxruntime's GroupQueryAttention (exporter/models/decoder_gqa.py), run by onnxruntime's
-CPU kernel of the op against the transformers model itself: left- and right-padded batches equal each input
-alone; the exporter ships the fp16 form for onnxruntime-cuda only. tests/gpu runs it on a GPU."""
+"""Decoder graphs with onnxruntime's GroupQueryAttention / MultiHeadAttention (exporter/models/decoder_gqa.py),
+run by onnxruntime's CPU kernels of the ops against the transformers model itself: left- and right-padded
+batches equal each input alone; the exporter ships the fp16 form for onnxruntime-cuda only. tests/gpu runs it
+on a GPU."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _batch(lengths: tuple[int, ...], side: str, vocab: int) -> tuple[np.ndarray,
     return ids, mask
 
 
-@pytest.mark.parametrize("architecture", ["Qwen3Model", "LlamaModel"])
+@pytest.mark.parametrize("architecture", ["Qwen3Model", "LlamaModel", "GritLM"])
 def test_gqa_graph_matches_transformers(architecture: str, tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
     import onnxruntime as ort
     import torch
@@ -49,15 +50,19 @@ def test_gqa_graph_matches_transformers(architecture: str, tiny_model: Callable[
     example = tuple(torch.from_numpy(a) for a in _batch((5, 3), "left", vocab))
     export_gqa_graph(graph, example, tmp_path / "gqa.onnx", torch.float32, onnx_from_graph)
     session = ort.InferenceSession(str(tmp_path / "gqa.onnx"), providers=["CPUExecutionProvider"])
-    assert "GroupQueryAttention" in {n.op_type for n in __import__("onnx").load(str(tmp_path / "gqa.onnx")).graph.node}
     model = load_base_model(source, entry, trust_remote_code=False)  # independent: its own masks and positions
+    ops = {n.op_type for n in __import__("onnx").load(str(tmp_path / "gqa.onnx")).graph.node}
+    assert ("MultiHeadAttention" if encoder.bidirectional else "GroupQueryAttention") in ops
     for side in ("left", "right"):
         ids, mask = _batch(LENGTHS, side, vocab)
         pooled, states = session.run(None, {"input_ids": ids, "attention_mask": mask})
         for row in range(len(LENGTHS)):
             real = mask[row].astype(bool)
+            alone = torch.from_numpy(ids[row, real])[None]
+            # bidirectional (GritLM): an all-visible 4D mask of our own, as tests/exporter/test_decoders.py does
+            own = torch.zeros((1, 1, len(alone[0]), len(alone[0]))) if encoder.bidirectional else None
             with torch.no_grad():
-                want = model(input_ids=torch.from_numpy(ids[row, real])[None]).last_hidden_state[0].numpy()
+                want = model(input_ids=alone, attention_mask=own).last_hidden_state[0].numpy()
             np.testing.assert_allclose(states[row, real], want, atol=2e-5, rtol=1e-4)
             np.testing.assert_allclose(pooled[row], want[-1], atol=2e-5, rtol=1e-4)
 
@@ -94,7 +99,7 @@ def test_unsupported_decoders_keep_the_plain_graph(tiny_model: Callable[[str], P
     from trt_embed.exporter.models.decoder_gqa import supported
 
     gemma = decoder_encoder(tiny_model("Gemma3TextModel"), zoo_entry("Gemma3TextModel"), trust_remote_code=False)
-    assert supported(gemma, 512) == "bidirectional attention (the op is causal)"
+    assert supported(gemma, 512) == "sliding windows (9 tokens) shorter than the inputs (512 tokens)"
     mistral = decoder_encoder(tiny_model("MistralModel"), zoo_entry("MistralModel"), trust_remote_code=False)
     assert supported(mistral, 16) is None  # its 16-token window never binds on inputs of 16 tokens
     assert supported(mistral, 17) == "sliding windows (16 tokens) shorter than the inputs (17 tokens)"

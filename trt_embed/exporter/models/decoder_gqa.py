@@ -1,18 +1,20 @@
-"""Decoder graphs with fused attention for onnxruntime-cuda: onnxruntime's `GroupQueryAttention` contrib op.
+"""Decoder graphs with fused attention for onnxruntime-cuda: onnxruntime's `GroupQueryAttention` and
+`MultiHeadAttention` contrib ops.
 
 The plain decoder graph (decoder.py) computes attention as MatMul + Softmax over a padded [B, heads, S, S]
-tensor built from a 4D mask. Here each layer's attention is one `com.microsoft.GroupQueryAttention` node: grouped
-key/value heads without repeating them, causal masking and each row's length (`seqlens_k`) inside the kernel
-(flash attention on CUDA), so neither the mask nor the score tensor is ever materialized. The op reads
-right-padded rows, so the graph rolls each left-padded row to the right at its start and back at its end:
-the graph takes either padding side, like the plain one.
+tensor built from a 4D mask. Here each layer's attention is one contrib-op node, so neither the mask nor the
+score tensor is materialized (flash or memory-efficient attention on CUDA): causal decoders get
+`GroupQueryAttention` (grouped key/value heads as they are, causality and each row's length `seqlens_k` inside
+the kernel); bidirectional ones (GritLM, voyage) `MultiHeadAttention` with each row's length as its 1D key
+mask, key/value heads repeated for it. Both ops read right-padded rows, so the graph rolls each left-padded row
+to the right at its start and back at its end: it takes either padding side, like the plain one.
 
 The transformers model is reused as is (its norms, rotary embedding, MLP); only its attention function is
-swapped, through transformers' `AttentionInterface`, for one that traces into a placeholder node, renamed to
-the contrib op after export (`gqa_from_placeholders`). Causal attention only (Llama, Mistral, Qwen2, Qwen3),
-and sliding windows only where they never bind (no shorter than the model's input limit); other decoders keep
-the plain graph. Checked against PyTorch
-on CPU at export (onnxruntime's CPU kernel of the op) and on a GPU in tests/gpu.
+swapped, through transformers' `AttentionInterface`, for one that traces into placeholder nodes, renamed to
+the contrib ops after export (`gqa_from_placeholders`). Sliding windows are supported only where they never
+bind (no shorter than the model's input limit; Gemma 3 halves its window when bidirectional), soft-capped
+attention not at all: those decoders keep the plain graph. Checked against transformers on CPU (onnxruntime's
+CPU kernels of both ops) at export and in tests; tests/gpu checks them on a GPU.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ log = logging.getLogger("trt_embed.export")
 
 IMPLEMENTATION = "trt_embed_gqa"
 PLACEHOLDER = "GqaPlaceholder"
+MHA_PLACEHOLDER = "MhaPlaceholder"
 _DOMAIN = "trt_embed"
 
 
@@ -93,6 +96,34 @@ class _GroupQueryAttention(torch.autograd.Function):
         )
 
 
+class _BidirectionalAttention(torch.autograd.Function):
+    """q, k, v [B, S, H*D] (key/value heads already repeated), right-padded rows of `lengths` tokens ->
+    [B, S, H*D], every key of a row visible; traced as the placeholder of `MultiHeadAttention` (1D key mask)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, heads: int, scale: float
+    ) -> torch.Tensor:
+        batch, seq, _ = q.shape
+        qh, kh, vh = (t.view(batch, seq, heads, -1).transpose(1, 2) for t in (q, k, v))
+        visible = torch.arange(seq, device=q.device)[None, :] < lengths[:, None].long()
+        out = torch.nn.functional.scaled_dot_product_attention(
+            qh, kh, vh, attn_mask=visible[:, None, None], scale=scale
+        )
+        return out.transpose(1, 2).reshape(batch, seq, -1)
+
+    @staticmethod
+    def symbolic(g: Any, q: Any, k: Any, v: Any, lengths: Any, heads: int, scale: float) -> Any:
+        return g.op(f"{_DOMAIN}::{MHA_PLACEHOLDER}", q, k, v, lengths, num_heads_i=heads, scale_f=scale)
+
+
+def _repeat_heads(states: torch.Tensor, group: int) -> torch.Tensor:
+    """[B, Hkv, S, D] -> [B, S, Hkv*group*D], each key/value head repeated for its group of query heads."""
+    batch, kv_heads, seq, dim = states.shape
+    spread = states.transpose(1, 2)[:, :, :, None, :].expand(batch, seq, kv_heads, group, dim)
+    return spread.reshape(batch, seq, kv_heads * group * dim)
+
+
 def _attention(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -104,11 +135,20 @@ def _attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention-function signature: q [B, H, S, D], k/v [B, Hkv, S, D] -> [B, S, H, D]. The
-    4D mask is ignored: rows and causality come from `trt_seqlens_k` (passed down as a model kwarg)."""
+    4D mask is ignored: rows come from `trt_seqlens_k`, causality from `trt_causal` (passed down as model kwargs).
+    Bidirectional layers repeat the key/value heads for `MultiHeadAttention`, which has no grouped heads."""
     config = module.config  # type: ignore[attr-defined]
     heads, kv_heads = int(config.num_attention_heads), int(config.num_key_value_heads)
     dim = query.shape[-1]
     scale = float(scaling) if scaling is not None else dim**-0.5
+    if not kwargs["trt_causal"]:
+        group = heads // kv_heads
+        lengths = kwargs["trt_seqlens_k"] + 1
+        q = query.transpose(1, 2).flatten(2)
+        both = _BidirectionalAttention.apply(
+            q, _repeat_heads(key, group), _repeat_heads(value, group), lengths, heads, scale
+        )
+        return both.unflatten(2, (heads, dim)), None
     out = _GroupQueryAttention.apply(
         query.transpose(1, 2).flatten(2),
         key.transpose(1, 2).flatten(2),
@@ -128,13 +168,11 @@ def _register() -> None:
     AttentionInterface.register(IMPLEMENTATION, _attention)
 
 
-def supported(encoder: torch.nn.Module, max_length: int) -> str | None:
+def supported(encoder: torch.nn.Module | None, max_length: int) -> str | None:
     """Why the encoder cannot have a GroupQueryAttention graph for inputs of up to `max_length` tokens (None: it
     can). Sliding windows at least that long never bind, so such layers are full attention here."""
-    if type(encoder) is not DecoderEncoder:
+    if not isinstance(encoder, DecoderEncoder) or type(encoder) is not DecoderEncoder:
         return "not a plain decoder encoder"
-    if encoder.bidirectional:
-        return "bidirectional attention (the op is causal)"
     windows = [w for w in encoder.windows.values() if w is not None]
     if windows and min(windows) < max_length:
         return f"sliding windows ({min(windows)} tokens) shorter than the inputs ({max_length} tokens)"
@@ -150,9 +188,10 @@ class GqaDecoderEncoder(torch.nn.Module):
     """`DecoderEncoder`'s contract (`(input_ids, attention_mask) -> .last_hidden_state`, either padding side)
     with each layer's attention as one GroupQueryAttention node (use inside `gqa_attention`)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, *, bidirectional: bool) -> None:
         super().__init__()
         self.model = model
+        self.bidirectional = bidirectional
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> BaseModelOutput:
         seq = input_ids.shape[1]
@@ -168,6 +207,7 @@ class GqaDecoderEncoder(torch.nn.Module):
             use_cache=False,
             trt_seqlens_k=(lengths - 1).to(torch.int32),
             trt_total=torch.ones_like(attention_mask[0]).sum().to(torch.int32),
+            trt_causal=not self.bidirectional,
         )
         hidden: torch.Tensor = out.last_hidden_state
         back = ((index - offset[:, None]) % seq)[:, :, None].expand(-1, -1, hidden.shape[-1])
@@ -189,13 +229,14 @@ def gqa_attention(model: torch.nn.Module) -> Iterator[None]:
 def gqa_graph(graph: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     """A copy of an `EmbeddingGraph` over a decoder, in `dtype`, its encoder the GroupQueryAttention one."""
     fused = copy.deepcopy(graph).to(dtype)
-    fused.encoder = GqaDecoderEncoder(fused.encoder.model)
+    fused.encoder = GqaDecoderEncoder(fused.encoder.model, bidirectional=fused.encoder.bidirectional)
     return fused.eval()
 
 
 def gqa_from_placeholders(path: Path) -> int:
-    """Rename the traced placeholders to `com.microsoft.GroupQueryAttention` (empty past key/value inputs) in
-    place; the count of nodes renamed. Weights stored beside the graph are left as they are."""
+    """Rename the traced placeholders to `com.microsoft.GroupQueryAttention` (empty past key/value inputs) or
+    `com.microsoft.MultiHeadAttention` (bidirectional) in place; the count of nodes renamed. Weights stored
+    beside the graph are left as they are."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -208,6 +249,12 @@ def gqa_from_placeholders(path: Path) -> int:
             node.op_type, node.domain = "GroupQueryAttention", "com.microsoft"
             # present key/value: unused here, named so that every kernel of the op has somewhere to write them
             node.output.extend([f"gqa{count}_present_key", f"gqa{count}_present_value"])
+            count += 1
+        elif node.domain == _DOMAIN and node.op_type == MHA_PLACEHOLDER:
+            inputs = list(node.input)
+            del node.input[:]
+            node.input.extend([*inputs[:3], "", inputs[3]])  # no bias; key_padding_mask [B]: each row's length
+            node.op_type, node.domain = "MultiHeadAttention", "com.microsoft"
             count += 1
     imports = [o for o in model.opset_import if o.domain not in (_DOMAIN, "com.microsoft")]
     del model.opset_import[:]
@@ -244,14 +291,16 @@ def gqa_engines(
     trace: Callable[..., None],
     max_length: int,
 ) -> list[EngineEntry]:
-    """`model.gqa.fp16.onnx` for onnxruntime-cuda (manifest target `cuda`, preferred there over the plain fp16
-    graph), checked on CPU against the fp32 PyTorch reference like every fp16 graph; none where the decoder is
-    not supported or the check fails. `measured(file, precision, optimized)` is the exporter's checker."""
-    reason = supported(graph.encoder, max_length)  # type: ignore[arg-type]
+    """`model.gqa.fp16.onnx` (`model.mha.fp16.onnx` for bidirectional decoders) for onnxruntime-cuda (manifest
+    target `cuda`, preferred there over the plain fp16 graph), checked on CPU against the fp32 PyTorch reference
+    like every fp16 graph; none where the decoder is not supported or the check fails. `measured(file,
+    precision, optimized)` is the exporter's checker."""
+    reason = supported(getattr(graph, "encoder", None), max_length)
     if reason is not None:
-        log.info("no GroupQueryAttention graph: %s", reason)
+        log.info("no fused-attention graph: %s", reason)
         return []
-    file = f"{prefix}model.gqa.fp16.onnx"
+    bidirectional = bool(graph.encoder.bidirectional)
+    file = f"{prefix}model.{'mha' if bidirectional else 'gqa'}.fp16.onnx"
     export_gqa_graph(graph, example, out / file, torch.float16, trace)
     entry, cos = measured(file, "fp16", True)
     if cos.min() < FP16_MIN_COSINE:
@@ -262,5 +311,6 @@ def gqa_engines(
         path.unlink()
         return []
     entry.target = "cuda"
-    entry.extra = {**entry.extra, "attention": "GroupQueryAttention", "checked": "on CPU and in tests/gpu"}
+    op = "MultiHeadAttention" if bidirectional else "GroupQueryAttention"
+    entry.extra = {**entry.extra, "attention": op, "checked": "on CPU and in tests/gpu"}
     return [entry]
