@@ -154,3 +154,24 @@ def test_decoder_gqa_bf16_graph_matches_pytorch(
     got = session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})[0].astype(np.float32)
     want = _decoder_reference(source, batch.ids)
     assert ((got * want).sum(1) / np.linalg.norm(got, axis=1)).min() >= 0.999
+
+
+def test_decoder_mha_fp16_graph_matches_cpu_fp32(
+    tiny_model: Callable[[str], Path], tmp_path: Path, corpus: list[str]
+) -> None:
+    """A bidirectional decoder (GritLM: MultiHeadAttention, prompt left out of pooling) on CUDA against the fp32
+    graph on CPU, which tests/exporter/test_decoders.py checks against PyTorch."""
+    reason = _cuda_missing()
+    if reason:
+        pytest.skip(f"needs a CUDA GPU and onnxruntime-gpu: {reason}")
+    out = tmp_path / "artifact"
+    export_model(str(tiny_model("GritLM")), out, ExportOptions(precision="fp16"))
+    texts = _texts(corpus)
+    with Runtime.load(out, backend="onnxruntime-cpu", precision="fp32") as runtime:
+        want = runtime.embed(texts, prompt_name="query")
+    with Runtime.load(out, backend="onnxruntime-cuda", precision="fp16") as runtime:
+        assert runtime.engine.entry.file == "model.mha.fp16.onnx"
+        got = runtime.embed(texts, prompt_name="query")
+        single = np.concatenate([runtime.embed([t], prompt_name="query") for t in texts[:12]])
+    assert (got * want).sum(1).min() >= 0.9999
+    np.testing.assert_allclose(got[:12], single, atol=3e-3)
