@@ -105,3 +105,30 @@ def test_unsupported_decoders_keep_the_plain_graph(tiny_model: Callable[[str], P
     assert supported(mistral, 17) == "sliding windows (16 tokens) shorter than the inputs (17 tokens)"
     gemma2 = decoder_encoder(tiny_model("Gemma2Model"), zoo_entry("Gemma2Model"), trust_remote_code=False)
     assert supported(gemma2, 16) == "attention logit soft-capping"
+
+
+def test_16_bit_graphs_keep_exact_rotary_frequencies(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
+    """Weights in 16 bits, the rotary inverse frequencies in fp32 as the model has them (rounded, they would turn
+    the rotary angles of late positions by tenths of a radian)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from trt_embed.exporter.graph import EmbeddingGraph
+    from trt_embed.exporter.models.decoder import decoder_encoder
+    from trt_embed.exporter.models.decoder_gqa import export_gqa_graph
+    from trt_embed.exporter.onnx_graph import onnx_from_graph
+
+    encoder = decoder_encoder(tiny_model("Qwen3Model"), zoo_entry("Qwen3Model"), trust_remote_code=False)
+    graph = EmbeddingGraph(encoder, "last", [], uses_token_type_ids=False, separate_pooling_mask=False).eval()
+    frequencies = encoder.model.rotary_emb.inv_freq.numpy()
+    example = tuple(torch.from_numpy(a) for a in _batch((5, 3), "left", 64))
+    for dtype, elem in ((torch.float16, onnx.TensorProto.FLOAT16), (torch.bfloat16, onnx.TensorProto.BFLOAT16)):
+        export_gqa_graph(graph, example, tmp_path / "g.onnx", dtype, onnx_from_graph)
+        model = onnx.load(str(tmp_path / "g.onnx"))
+        assert {t.data_type for t in model.graph.initializer} == {elem}
+        constants = [
+            numpy_helper.to_array(a.t) for n in model.graph.node if n.op_type == "Constant" for a in n.attribute
+        ]
+        assert any(c.dtype == np.float32 and np.array_equal(c.ravel(), frequencies) for c in constants)
+    assert encoder.model.embed_tokens.weight.dtype == torch.float32  # the exporter's model is left as it was

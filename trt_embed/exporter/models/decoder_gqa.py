@@ -227,8 +227,14 @@ def gqa_attention(model: torch.nn.Module) -> Iterator[None]:
 
 
 def gqa_graph(graph: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """A copy of an `EmbeddingGraph` over a decoder, in `dtype`, its encoder the GroupQueryAttention one."""
-    fused = copy.deepcopy(graph).to(dtype)
+    """A copy of an `EmbeddingGraph` over a decoder, its weights in `dtype`, its encoder the fused-attention one.
+    Buffers keep their precision: the rotary inverse frequencies rounded to 16 bits would turn each rotary angle
+    by up to position x 1e-3 (fp16) or x 4e-3 (bf16) radians; the rotary code casts cos/sin to `dtype` itself.
+    The weights are converted while copying, so the fp32 weights are never held twice."""
+    memo: dict[int, Any] = {
+        id(p): torch.nn.Parameter(p.detach().to(dtype), requires_grad=False) for p in graph.parameters()
+    }
+    fused = copy.deepcopy(graph, memo)
     fused.encoder = GqaDecoderEncoder(fused.encoder.model, bidirectional=fused.encoder.bidirectional)
     return fused.eval()
 
