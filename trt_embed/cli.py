@@ -65,6 +65,7 @@ def _export(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
         revision=args.revision,
         fuse=not args.no_fuse,
+        fused_attention=args.fused_attention,
         calibration_texts=calibration,
         matryoshka_dims=_matryoshka_dims(args),
         lora=dict(_lora_pair(spec) for spec in args.lora),
@@ -470,6 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true", help="let transformers run the model's own code")
     p.add_argument("--revision", default=None, help="hub revision to look up in the local cache")
     p.add_argument("--no-fuse", action="store_true", help="skip the onnxruntime-fused variant")
+    p.add_argument(
+        "--fused-attention",
+        action="store_true",
+        help="decoders: also a fp16 graph with fused attention for onnxruntime-cuda (GroupQueryAttention, "
+        "MultiHeadAttention); off by default until measured on a GPU",
+    )
     p.add_argument("--calibration-file", default=None, help="texts (one per line) to check int8 accuracy on")
     p.add_argument("--matryoshka-dims", default=None, help="comma-separated Matryoshka dimensions the model supports")
     p.add_argument("--matryoshka", action="store_true", help="the model supports any Matryoshka dimension")

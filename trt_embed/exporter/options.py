@@ -46,6 +46,9 @@ class ExportOptions:
     matryoshka_dims: list[int] | None = None  # record Matryoshka support the config does not state ([] = any)
     lora: dict[str, str] = dataclasses.field(default_factory=dict)  # variant name -> PEFT adapter directory
     convert: str | None = None  # "embed": export a *ForCausalLM / *Model that is not in the zoo
+    # decoders: also a fused-attention fp16 graph (GroupQueryAttention / MultiHeadAttention) for onnxruntime-cuda;
+    # opt-in until it has been measured and tested on a GPU (tests/gpu, scripts/bench-gpu-decoders)
+    fused_attention: bool = False
     architecture: str | None = None  # instead of config.json's (GritLM-7B says MistralForCausalLM; like vLLM's
     # `--hf-overrides '{"architectures": [...]}'`)
 

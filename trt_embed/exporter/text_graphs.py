@@ -18,6 +18,7 @@ from trt_embed.exporter import onnx_graph
 from trt_embed.exporter.checks import checked_onnx_entry
 from trt_embed.exporter.graph import EmbeddingGraph
 from trt_embed.exporter.int8 import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE, calibration_passages, static_int8_entry
+from trt_embed.exporter.models.decoder_gqa import gqa_engines
 from trt_embed.exporter.options import EXACT_MIN_COSINE, ExportOptions, precisions, tool_versions
 from trt_embed.manifest import EngineEntry, TensorSpec, TokenizerInfo
 from trt_embed.runtime.batching.batch import pad
@@ -120,17 +121,28 @@ def export_checked_graphs(
             f"{graphs.entry.architecture} exporter, please report it"
         )
     checker.check_other_outputs(base)
+    attention = _fused_attention(graph, example, checker)  # traced from the torch graph: before it is released
     if release:
         graph.to("meta")  # the torch weights are done with: free them before the ONNX passes (export memory)
     engines = [base]
     onnx_only = graphs.opts.engine != "tensorrt"
     fused = _fused(checker) if onnx_only and graphs.opts.fuse and graphs.entry.ort_fusion else None
     engines += [fused] if fused is not None else []
+    engines += attention
     if onnx_only and "int8" in precisions(graphs.opts.precision):
         engines += _int8(checker, fused.file if fused is not None else base.file)
         if any(e.precision == "int8" for e in engines):
             engines += _static_int8(graph, checker)
     return engines
+
+
+def _fused_attention(graph: EmbeddingGraph, example: tuple[torch.Tensor, ...], checker: Checker) -> list[EngineEntry]:
+    """Decoders with `fused_attention`: the fp16 graph with fused attention for onnxruntime-cuda, if it traces."""
+    opts = checker.graphs.opts
+    if not opts.fused_attention or opts.engine == "tensorrt" or "fp16" not in precisions(opts.precision):
+        return []
+    out, measured, limit = checker.graphs.out, checker.measured, checker.graphs.tokenizer.max_length
+    return gqa_engines(graph, example, out, checker.prefix, measured, onnx_graph.onnx_from_graph, limit)
 
 
 def _named(variant: str) -> str:
