@@ -16,7 +16,7 @@ from trt_embed.engines.base import Batch
 from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
-from trt_embed.exporter.calibration import default_calibration_texts
+from trt_embed.exporter.calibration import check_texts, default_calibration_texts
 from trt_embed.exporter.checks import add_packed_graphs, checked_onnx_entry, ensure_fp16_graph
 from trt_embed.exporter.colbert import colbert_config, mark_special
 from trt_embed.exporter.families import WeightVariants, build_encoder
@@ -241,11 +241,11 @@ def precisions(spec: str) -> dict[str, bool]:
 def _more_engines(out: Path, manifest: Manifest, calibration: list[str], opts: ExportOptions) -> None:
     """The fp16 graph and TensorRT plans, after the fp32/int8 ONNX graphs exist."""
     wanted = precisions(opts.precision)
-    if "fp16" in wanted:
-        log.info("making the mixed-precision fp16 graph and checking it against fp32")
-        ensure_fp16_graph(out, manifest, calibration, strict=wanted["fp16"])
-        if any(e.optimized and e.precision == "fp32" for e in manifest.engines):
-            ensure_fp16_graph(out, manifest, calibration, strict=wanted["fp16"], fused=True)
+    for variant in sorted({e.variant for e in manifest.engines} if "fp16" in wanted else ()):
+        log.info("making the mixed-precision fp16 graph and checking it against fp32 (variant %s)", variant)
+        ensure_fp16_graph(out, manifest, calibration, variant=variant, strict=wanted["fp16"])
+        if any(e.optimized and e.precision == "fp32" and e.variant == variant for e in manifest.engines):
+            ensure_fp16_graph(out, manifest, calibration, variant=variant, strict=wanted["fp16"], fused=True)
     if opts.engine != "tensorrt":
         for variant in sorted({e.variant for e in manifest.engines}):
             if add_packed_graphs(out, manifest, variant):
@@ -397,7 +397,7 @@ def _export_engines(
     # Trace on two inputs of different lengths (padding present), check on other shapes.
     by_length = sorted(calibration, key=len)
     example = _example(graph, tokenizer, info, [by_length[0], by_length[-1]])
-    check_inputs = _example(graph, tokenizer, info, calibration)
+    check_inputs = _example(graph, tokenizer, info, check_texts(calibration))
     with torch.no_grad():
         computed = [t.numpy() for t in graph(*check_inputs)]
     reference = computed[0]
