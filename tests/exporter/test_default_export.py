@@ -30,9 +30,7 @@ INFERENCE_FREE = "inference-free SPLADE"
 # which `Runtime.load(precision="int8")` picks: the gate must measure on the engine that runs the graph (open).
 OPENVINO_INT8_GAP = {"GritLM", "LlamaBidirectionalModel", "Qwen2ForCausalLM", "VoyageQwen3BidirectionalEmbedModel"}
 MODELS = [
-    pytest.param(
-        name, marks=pytest.mark.xfail(strict=False, reason="static int8 gated on onnxruntime, run on openvino")
-    )
+    pytest.param(name, marks=pytest.mark.xfail(strict=False, reason="int8 gate: onnxruntime, runs: openvino"))
     if name in OPENVINO_INT8_GAP
     else name
     for name in [*sorted(load_zoo()), INFERENCE_FREE]
