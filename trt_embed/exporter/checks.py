@@ -13,8 +13,9 @@ import numpy as np
 
 from trt_embed.engines.base import Batch
 from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
-from trt_embed.errors import ExportError
+from trt_embed.errors import EngineError, ExportError
 from trt_embed.exporter import onnx_graph
+from trt_embed.exporter.calibration import check_texts
 from trt_embed.exporter.external_data import data_hashes
 from trt_embed.manifest import EngineEntry, Manifest, TensorSpec, sha256_file
 from trt_embed.runtime.batching.batch import pad
@@ -61,11 +62,12 @@ def ensure_fp16_graph(
     strict: bool = True,
     fused: bool = False,
 ) -> EngineEntry | None:
-    """Add `model.fp16.onnx` (mixed precision, see `fp16_from_onnx`) checked against the fp32 graph on CPU;
+    """Add `model.fp16.onnx` (mixed precision, see `fp16_from_onnx`) checked against the fp32 graph on CPU
+    (on `check_texts(texts)`: short queries and long passages too);
     with `fused`, `model.optimized.fp16.onnx` from the onnxruntime-fused graph (what onnxruntime-cuda runs).
 
-    Returns the existing entry if there is one. If the fp16 graph is not accurate enough it is not kept:
-    `strict` raises, otherwise a warning is logged and None returned.
+    Returns the existing entry if there is one. If the fp16 graph fails to build or load, or is not accurate
+    enough, it is not kept: `strict` raises, otherwise a warning is logged and None returned.
     """
     existing = [
         e
@@ -80,9 +82,34 @@ def ensure_fp16_graph(
         return existing[0]
     base = _base_graph(manifest, variant, fused)
     file = base.file.replace(".onnx", ".fp16.onnx")
+    try:
+        entry, cos = _checked_fp16_graph(directory, manifest, texts, base, file)
+    except (ExportError, EngineError) as exc:  # a graph onnxruntime cannot convert or load
+        (directory / file).unlink(missing_ok=True)
+        if strict:
+            raise ExportError(f"the fp16 graph of {base.file} failed: {exc}; use --precision fp32") from exc
+        log.warning("the fp16 graph of %s failed, not shipping it: %s", base.file, exc)
+        return None
+    if cos.min() < FP16_MIN_COSINE:
+        (directory / file).unlink()
+        message = f"the fp16 graph is not accurate enough (min cosine vs fp32 {cos.min():.5f} < {FP16_MIN_COSINE})"
+        if strict:
+            raise ExportError(message + "; use --precision fp32")
+        log.warning("%s; not shipping it", message)
+        return None
+    kept_fp32 = entry.extra["fp32_ops"]
+    log.info("fp16 graph %s: min cosine vs fp32 %.6f (kept in fp32: %s)", file, cos.min(), ", ".join(kept_fp32))
+    manifest.engines.append(entry)
+    return entry
+
+
+def _checked_fp16_graph(
+    directory: Path, manifest: Manifest, texts: list[str], base: EngineEntry, file: str
+) -> tuple[EngineEntry, np.ndarray]:
+    """Convert `base` to fp16 as `file` and run both on `check_texts(texts)`: the entry and per-input cosines."""
     kept_fp32 = onnx_graph.fp16_from_onnx(directory / base.file, directory / file)
     tokenizer = TextTokenizer(directory / manifest.tokenizer.directory, manifest.tokenizer, manifest.max_seq_length)
-    tokenized = tokenizer.encode(texts)
+    tokenized = tokenizer.encode(check_texts(texts))
     info = manifest.tokenizer
     feeds = pad(tokenized.ids, tokenized.type_ids, pad_id=info.pad_token_id, side=info.padding_side)
     feeds["pooling_mask"] = feeds["attention_mask"]
@@ -91,16 +118,7 @@ def ensure_fp16_graph(
     got, want = (_run_cpu(directory / e.file, e, batch) for e in (entry, base))
     entry.quality, cos = quality(got, want)
     entry.extra = {"fp32_ops": kept_fp32, "checked_against": base.file}
-    if cos.min() < FP16_MIN_COSINE:
-        (directory / file).unlink()
-        message = f"the fp16 graph is not accurate enough (min cosine vs fp32 {cos.min():.5f} < {FP16_MIN_COSINE})"
-        if strict:
-            raise ExportError(message + "; use --precision fp32")
-        log.warning("%s; not shipping it", message)
-        return None
-    log.info("fp16 graph %s: min cosine vs fp32 %.6f (kept in fp32: %s)", file, cos.min(), ", ".join(kept_fp32))
-    manifest.engines.append(entry)
-    return entry
+    return entry, cos
 
 
 def add_packed_graphs(directory: Path, manifest: Manifest, variant: str = "base") -> list[EngineEntry]:

@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 
 from trt_embed.errors import ExportError
+from trt_embed.exporter.calibration import short_queries
 from trt_embed.exporter.external_data import data_files
 from trt_embed.manifest import EngineEntry
 
 log = logging.getLogger("trt_embed.export")
-INT8_MIN_MEAN_COSINE = 0.99  # an int8 graph is shipped only this close to fp32 (on the calibration texts)
+INT8_MIN_MEAN_COSINE = 0.99  # an int8 graph is shipped only this close to fp32 (on `check_texts`)
 INT8_MIN_COSINE = 0.97
 
 # SmoothQuant migration strengths tried at export; the one most accurate on the calibration texts is kept.
@@ -27,9 +28,10 @@ Measure = Callable[[str, str, bool], tuple[EngineEntry, np.ndarray]]
 
 
 def calibration_passages(texts: list[str]) -> list[str]:
-    """The texts, plus passages made by joining runs of 4, 8 and 16 of them: activation ranges grow with
-    sequence length, so static scales calibrated on short sentences alone clip long inputs."""
-    passages = list(texts)
+    """The texts, short queries cut from them, and passages made by joining runs of 4, 8 and 16 of them:
+    activation ranges grow with sequence length, so static scales calibrated on short sentences alone clip long
+    inputs, and scales calibrated without short queries misplace theirs."""
+    passages = [*texts, *short_queries(texts)]
     for size in (4, 8, 16):
         passages += [" ".join(texts[i : i + size]) for i in range(0, max(1, len(texts) - size + 1), size // 2)]
     return passages

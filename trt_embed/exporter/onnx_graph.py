@@ -180,6 +180,7 @@ def fp16_from_onnx(src: Path, dst: Path) -> list[str]:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(src))
+    _type_fused_outputs(model)
     nodes = list(model.graph.node)
     keep = {n.name for n in nodes if n.op_type in FP32_OPS}
     keep |= _ancestors(nodes, {n.name for n in nodes if n.op_type in ("Cos", "Sin")})
@@ -199,6 +200,48 @@ def fp16_from_onnx(src: Path, dst: Path) -> list[str]:
     _unique_nodes(converted)
     onnx.save(converted, str(dst))
     return sorted({n.op_type for n in nodes if n.name in keep})
+
+
+def _type_fused_outputs(model: Any) -> None:
+    """Record the element types of onnxruntime's fused ops' outputs (BiasGelu, SkipLayerNormalization,
+    Attention, ...) and of what follows them. onnx's shape inference does not know these ops, so their outputs
+    and everything downstream have no type; the fp16 converter then inserts no Cast in front of an op kept in
+    fp32 that reads one (the fused MLM head's BiasGelu -> LayerNormalization), and onnxruntime refuses the graph.
+    In an fp32 graph these outputs are float, but EmbedLayerNormalization's mask index (int32)."""
+    import onnx
+
+    float_type, int32_type = onnx.TensorProto.FLOAT, onnx.TensorProto.INT32
+    skeleton = onnx.ModelProto()  # the graph without weights (typed inputs instead): inference needs types only
+    skeleton.CopyFrom(model)
+    del skeleton.graph.initializer[:]
+    skeleton.graph.input.extend(
+        onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in model.graph.initializer
+    )
+    for _ in range(len(model.graph.node)):  # alternate with onnx's inference until nothing new is typed
+        inferred = onnx.shape_inference.infer_shapes(skeleton)
+        del skeleton.graph.value_info[:]
+        skeleton.graph.value_info.extend(inferred.graph.value_info)
+        known = {
+            v.name: v.type.tensor_type.elem_type
+            for v in [*skeleton.graph.input, *skeleton.graph.value_info, *skeleton.graph.output]
+            if v.type.tensor_type.elem_type
+        }
+        added = 0
+        for node in skeleton.graph.node:
+            if node.domain != "com.microsoft" or not any(known.get(i) == float_type for i in node.input):
+                continue
+            for index, name in enumerate(node.output):
+                if name and name not in known:
+                    mask = node.op_type == "EmbedLayerNormalization" and index == 1
+                    skeleton.graph.value_info.append(
+                        onnx.helper.make_tensor_value_info(name, int32_type if mask else float_type, None)
+                    )
+                    known[name] = int32_type if mask else float_type
+                    added += 1
+        if not added:
+            break
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(skeleton.graph.value_info)
 
 
 def _ancestors(nodes: list[Any], names: set[str], *, values_only: bool = False) -> set[str]:

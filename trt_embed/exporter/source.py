@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trt_embed.defaults import cached_hub_model, looks_like_hub_id, missing_model
+from trt_embed.defaults import (
+    cached_hub_model,
+    default_model_dir,
+    is_default_name,
+    looks_like_hub_id,
+    missing_model,
+    model_name,
+)
 from trt_embed.errors import ExportError
 from trt_embed.manifest import sha256_file
 
@@ -70,6 +77,8 @@ def resolve_model_dir(model: str, revision: str | None = None) -> Path:
     path = Path(model).expanduser()
     if path.is_dir():
         return path.resolve()
+    if is_default_name(model):  # `all-MiniLM-L6-v2`: the embedded default model
+        return default_model_dir().resolve()
     if path.exists():
         raise ExportError(f"{model} is a file, not a model directory")
     if not looks_like_hub_id(model):
@@ -113,6 +122,7 @@ def source_record(model: str | Path, model_dir: Path, revision: str | None, weig
     weight file (in `weights_dir`: the transformer's folder of a sentence-transformers model)."""
     return {
         "model": str(model),
+        "name": model_name(str(model), model_dir),  # served under this name
         "path_name": model_dir.name,
         "revision": revision,
         "weights_sha256": {p.name: sha256_file(p) for p in weight_files(weights_dir)},

@@ -157,11 +157,11 @@ def _lora_variants(build: Any, graphs: TextGraphs, adapters: dict[str, dict[str,
 def _derived_graphs(out: Path, manifest: Manifest, calibration: list[str], opts: ExportOptions) -> None:
     """The fp16 graphs and packed graphs, made from the checked fp32 ONNX graphs on disk."""
     wanted = precisions(opts.precision)
-    if "fp16" in wanted:
-        log.info("making the mixed-precision fp16 graph and checking it against fp32")
-        ensure_fp16_graph(out, manifest, calibration, strict=wanted["fp16"])
-        if any(e.optimized and e.precision == "fp32" for e in manifest.engines):
-            ensure_fp16_graph(out, manifest, calibration, strict=wanted["fp16"], fused=True)
+    for variant in sorted({e.variant for e in manifest.engines} if "fp16" in wanted else ()):
+        log.info("making the mixed-precision fp16 graph and checking it against fp32 (variant %s)", variant)
+        ensure_fp16_graph(out, manifest, calibration, variant=variant, strict=wanted["fp16"])
+        if any(e.optimized and e.precision == "fp32" and e.variant == variant for e in manifest.engines):
+            ensure_fp16_graph(out, manifest, calibration, variant=variant, strict=wanted["fp16"], fused=True)
     if opts.engine != "tensorrt":
         for variant in sorted({e.variant for e in manifest.engines}):
             if add_packed_graphs(out, manifest, variant):

@@ -15,6 +15,7 @@ from trt_embed.engines.base import Batch
 from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
+from trt_embed.exporter.calibration import check_texts
 from trt_embed.exporter.checks import checked_onnx_entry
 from trt_embed.exporter.graph import EmbeddingGraph
 from trt_embed.exporter.int8 import INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE, calibration_passages, static_int8_entry
@@ -150,7 +151,7 @@ def _named(variant: str) -> str:
 
 
 def _checker(graph: EmbeddingGraph, graphs: TextGraphs, variant: str) -> Checker:
-    check_inputs = graphs.example(graph, graphs.calibration)
+    check_inputs = graphs.example(graph, check_texts(graphs.calibration))  # every length class, short queries too
     with torch.no_grad():
         computed = [t.numpy() for t in graph(*check_inputs)]
     return Checker(

@@ -15,6 +15,7 @@ from trt_embed.errors import (
     ArtifactError,
     BackendUnavailable,
     EngineError,
+    InputTooLong,
     InvalidRequest,
     Overloaded,
     TooLarge,
@@ -23,6 +24,10 @@ from trt_embed.errors import (
 )
 
 log = logging.getLogger("trt_embed.server")
+TRUNCATION_HINT = (
+    'To cut over-long inputs to the limit instead, send "truncate_prompt_tokens": -1 (Cohere\'s /v2/embed: '
+    '"truncate": "END"), or start the server with --auto-truncate.'
+)
 
 
 class HTTPError(Exception):
@@ -75,6 +80,8 @@ def response_for(exc: BaseException) -> Response:
         return error_response(400, f"request body is not valid JSON: {exc}", "BadRequestError")
     if isinstance(exc, TooLarge):
         return error_response(413, str(exc), "RequestTooLargeError", exc.param)
+    if isinstance(exc, InputTooLong):  # the reference's words, then our ways around it
+        return error_response(400, f"{exc} {TRUNCATION_HINT}", "BadRequestError", exc.param)
     if isinstance(exc, InvalidRequest):
         return error_response(400, str(exc), "BadRequestError", exc.param)
     if isinstance(exc, UnknownModel):

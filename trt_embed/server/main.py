@@ -29,7 +29,7 @@ MAX_HEADER_BYTES = 16 * 1024  # request line and headers together; a larger head
 
 
 def served_names(models: list[str | None], artifacts: list[Path], given: list[str] | None) -> list[str]:
-    """One name per model: --served-model-name, else the model it was exported from (the README's name)."""
+    """One name per model: --served-model-name, else the name its manifest records (the README's name)."""
     if given:
         if len(given) != len(artifacts):
             raise InvalidRequest(
@@ -38,8 +38,9 @@ def served_names(models: list[str | None], artifacts: list[Path], given: list[st
         return given
     names = []
     for model, artifact in zip(models, artifacts, strict=True):
-        source = str(Manifest.read(artifact).source.get("model", ""))
-        names.append(DEFAULT_MODEL_NAME if model is None else source_name(source) or artifact.name)
+        record = Manifest.read(artifact).source  # `name`: what the exporter called it (older ones: `model` only)
+        name = str(record.get("name") or source_name(str(record.get("model", ""))))
+        names.append(DEFAULT_MODEL_NAME if model is None else name or artifact.name)
     return names
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from trt_embed.errors import InvalidRequest
 from trt_embed.server.common import EmbedOptions, ignored_headers
 from trt_embed.server.ids import safe_request_id
 from trt_embed.server.output import embeddings_response
@@ -30,6 +31,8 @@ class EmbeddingRequest(EmbedOptions):
 async def embeddings(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, EmbeddingRequest, ctx.settings.max_body_bytes)
+    if body.input is None and "inputs" in (body.model_extra or {}):  # Hugging Face TEI's field name
+        raise InvalidRequest("/v1/embeddings reads `input` (OpenAI's field), not `inputs`: rename it", "input")
     served = ctx.registry.get(body.model)
     require_dense(served, "/v1/embeddings")
     check_priority(ctx, body.priority)

@@ -31,8 +31,9 @@ def pair_inputs(first: str | Sequence[Any], second: str | Sequence[Any]) -> tupl
     """vLLM's score pairing rules; returns the two sides with the first side of length 1 or len(second)."""
     left = [first] if isinstance(first, str) or is_image(first) else list(first)  # an image: CLIP/SigLIP
     right = [second] if isinstance(second, str) or is_image(second) else list(second)
-    if not left or not right:
-        raise InvalidRequest("both sides of a score request need at least one text", "text_1")
+    for side, name in ((left, "text_1"), (right, "text_2")):
+        if not side:
+            raise InvalidRequest(f"{name} is empty: both sides of a score request need at least one text", name)
     if len(left) != 1 and len(left) != len(right):
         raise InvalidRequest(
             f"text_1 has {len(left)} items and text_2 has {len(right)}: give one text_1 (1:N) or as many as "

@@ -248,7 +248,12 @@ def token_id_inputs(inputs: Sequence[Any], truncate: Truncate, limit: int, vocab
         if not tokens:
             raise InvalidRequest(f"input[{n}] is an empty token list", "input")
         if min(tokens) < 0 or max(tokens) >= vocab:
-            raise InvalidRequest(f"input[{n}] has token ids outside the vocabulary [0, {vocab})", "input")
+            raise InvalidRequest(
+                f"input[{n}] has token ids outside the vocabulary [0, {vocab}): token ids must come from this "
+                "model's tokenizer. OpenAI-compatible clients that count tokens with tiktoken send OpenAI's ids "
+                "instead of the text; send texts (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)",
+                "input",
+            )
         if len(tokens) > limit:
             if truncate == "none":
                 check_length(n, len(tokens), limit)
