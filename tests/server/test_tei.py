@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import httpx
+import huggingface_hub.constants
 import numpy as np
 import pytest
-import huggingface_hub.constants
 from huggingface_hub import InferenceClient
 
 from tests.server.conftest import API_KEY, LiveServer
@@ -19,7 +19,7 @@ TEI_INFO_FIELDS = {
     "max_batch_tokens", "max_batch_requests", "max_client_batch_size", "auto_truncate", "tokenization_workers",
     "version", "sha", "docker_label",
 }  # fmt: skip
-# TEI's ErrorResponse fields and ErrorType -> status (router/src/http/server.rs, `impl From<&ErrorType> for StatusCode`).
+# TEI's ErrorResponse fields and ErrorType -> status (router/src/http/server.rs, From<&ErrorType> for StatusCode).
 TEI_ERROR_FIELDS = {"error", "error_type"}
 TEI_STATUS = {"validation": 413, "tokenizer": 422, "backend": 424, "overloaded": 429, "empty": 400}
 # TEI's timing headers on /embed (router/src/http/server.rs).

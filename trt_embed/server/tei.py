@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import trt_embed
-from trt_embed.runtime import Dense, EmbedRequest
+from trt_embed.errors import InvalidRequest
+from trt_embed.runtime import Dense, EmbedRequest, Truncate
 from trt_embed.server.errors import response_for
 from trt_embed.server.registry import Context, StrictInput, answered, as_inputs, check_batch_size, timing_headers
 from trt_embed.server.responses import JSON, parse
@@ -75,10 +76,12 @@ async def _embed(request: Request) -> Response:
     body = await parse(request, TEIEmbedRequest, ctx.settings.max_body_bytes)
     served = ctx.registry.get(body.model)
     require_dense(served, "POST /embed")
+    if not body.inputs:
+        raise InvalidRequest("`inputs` cannot be empty: pass at least one text", "inputs")
     inputs = as_inputs(body.inputs)
     check_batch_size(ctx, inputs, "inputs")
     cut = body.truncate if body.truncate is not None else True
-    side = "start" if body.truncation_direction.lower() == "left" else "end"
+    side: Truncate = "start" if body.truncation_direction.lower() == "left" else "end"
     runtime_request = EmbedRequest(
         inputs=inputs,
         truncate=side if cut else "none",
