@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from trt_embed.server import cohere, invocations, openai, pooling, score, sparse, tokenize
+from trt_embed.server import cohere, invocations, openai, pooling, score, sparse, tei, tokenize
 from trt_embed.server.errors import HTTPError, error_response, response_for
 from trt_embed.server.ids import header_request_id, safe_request_id
 from trt_embed.server.metrics import Metrics
@@ -102,6 +102,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "vLLM pooling (embed, token_embed, sparse, token_classify)",
         pooling.PoolingRequest,
     ),
+    Endpoint("/embed", tei.embed, "POST", "Dense embeddings (TEI)", tei.TEIEmbedRequest),
+    Endpoint("/", tei.embed, "POST", "TEI's root: /embed for an embedding model", tei.TEIEmbedRequest),
+    Endpoint("/info", tei.info, "GET", "The served model and limits (TEI)"),
     Endpoint("/embed_sparse", sparse.embed_sparse, "POST", "Sparse embeddings (TEI)", sparse.EmbedSparseRequest),
     Endpoint("/score", score.score, "POST", "Cosine similarity of text pairs", score.ScoreRequest),
     Endpoint("/v1/score", score.score, "POST", "Cosine similarity of text pairs", score.ScoreRequest),
