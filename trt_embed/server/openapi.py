@@ -22,6 +22,19 @@ ERRORS = (
     (429, "overloaded"),
     (503, "unhealthy"),
 )
+# text-embeddings-inference's routes answer TEI's error shape and statuses (its router's `ErrorType` mapping)
+TEI_ERROR = {"$ref": "#/components/schemas/TEIError"}
+TEI_ERRORS = (
+    (400, "empty input"),
+    (401, "bad or missing API key"),
+    (404, "unknown model"),
+    (413, "too large"),
+    (415, "not JSON"),
+    (422, "invalid request or input the tokenizer refuses"),
+    (424, "the backend failed"),
+    (429, "overloaded"),
+    (503, "unhealthy"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +46,7 @@ class Endpoint:
     method: str
     summary: str
     schema: type[BaseModel] | None = None
+    tei_errors: bool = False  # text-embeddings-inference's error shape and statuses
 
 
 @functools.cache
@@ -52,9 +66,17 @@ def openapi_document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
             }
         },
     }
+    components["TEIError"] = {
+        "type": "object",
+        "properties": {"error": {"type": "string"}, "error_type": {"type": "string"}},
+    }
     errors = {
         str(status): {"description": text, "content": {"application/json": {"schema": ERROR}}}
         for status, text in ERRORS
+    }
+    tei_errors = {
+        str(status): {"description": text, "content": {"application/json": {"schema": TEI_ERROR}}}
+        for status, text in TEI_ERRORS
     }
     paths: dict[str, Any] = {}
     for e in endpoints:
@@ -62,7 +84,7 @@ def openapi_document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
         if e.schema is not None:
             body = {"$ref": f"#/components/schemas/{e.schema.__name__}"}
             operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-            operation["responses"].update(errors)
+            operation["responses"].update(tei_errors if e.tei_errors else errors)
         paths[e.path] = {e.method.lower(): operation}
     return {
         "openapi": "3.1.0",
