@@ -24,16 +24,15 @@ ERRORS = (
 )
 # text-embeddings-inference's routes answer TEI's error shape and statuses (its router's `ErrorType` mapping)
 TEI_ERROR = {"$ref": "#/components/schemas/TEIError"}
-TEI_ERRORS = (
-    (400, "empty input"),
-    (401, "bad or missing API key"),
-    (404, "unknown model"),
-    (413, "too large"),
-    (415, "not JSON"),
-    (422, "invalid request or input the tokenizer refuses"),
-    (424, "the backend failed"),
-    (429, "overloaded"),
-    (503, "unhealthy"),
+TEI_ERRORS = tuple(
+    sorted(
+        {
+            **dict(ERRORS),
+            400: "empty input",
+            422: "invalid request, or input the tokenizer refuses",
+            424: "the backend failed",
+        }.items()
+    )
 )
 
 
