@@ -18,12 +18,12 @@ from trt_embed.engines.base import Batch
 from trt_embed.engines.onnxruntime import OnnxRuntimeEngine
 from trt_embed.errors import ExportError
 from trt_embed.exporter import onnx_graph
+from trt_embed.exporter.external_data import data_hashes
 from trt_embed.exporter.interface import ExportJob, Supports
 from trt_embed.exporter.options import tool_versions
 from trt_embed.exporter.rerankers import ClassifierGraph
 from trt_embed.exporter.source import source_record
 from trt_embed.exporter.tokenizer import tokenizer_hashes, tokenizer_to_artifact
-from trt_embed.exporter.external_data import data_hashes
 from trt_embed.manifest import EngineEntry, Manifest, Pooling, TensorSpec, sha256_file
 from trt_embed.runtime.outputs.pair_scores import classifier_activation, default_activation
 from trt_embed.runtime.text.pairs import PairTokenizer

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from trt_embed.errors import ExportError
-from trt_embed.exporter.cross_encoder import CROSS_ENCODER, FAMILY as CROSS_ENCODER_FAMILY, cross_encoder_entry
+from trt_embed.exporter.cross_encoder import CROSS_ENCODER, cross_encoder_entry
 from trt_embed.exporter.interface import ExportJob, ModelExporter, refuse_unsupported
 from trt_embed.exporter.models.recipe import entry_for
 from trt_embed.exporter.options import ExportOptions, PlanOptions, precisions
@@ -26,7 +26,7 @@ from trt_embed.zoo import architecture_of, load_zoo, zoo_entry
 log = logging.getLogger("trt_embed.export")
 
 # zoo `family` -> its exporter; every other family (encoder, nomic_bert, gte, jina_v3, decoder) is text
-EXPORTERS: dict[str, ModelExporter] = {"two_tower": TWO_TOWER, "vlm": VLM, CROSS_ENCODER_FAMILY: CROSS_ENCODER}
+EXPORTERS: dict[str, ModelExporter] = {"two_tower": TWO_TOWER, "vlm": VLM, "cross_encoder": CROSS_ENCODER}
 
 __all__ = ["EXPORTERS", "ExportOptions", "export_model"]
 
