@@ -10,6 +10,8 @@ Each ```python / ```bash block follows an HTML comment `<!-- test: KIND [ARTIFAC
   matryoshka-prompts NAME / lora NAME / clip NAME / vlm NAME   Python, in a folder where NAME is a tiny artifact
                  with what it needs
   sparse NAME    Python, in a folder where NAME is a tiny SPLADE (`splade`) or bge-m3-shaped (`m3`) artifact
+  rerankers NAME NAME  Python, in a folder where the names are a tiny exported cross-encoder (1 label) and a tiny
+                 3-label classifier
   layout         the package tree: every module it names exists where it says
 The Install block is checked against pyproject.toml instead (its commands build and install).
 """
@@ -236,6 +238,17 @@ def test_python_api_on_sparse_models(
         for name in block.argument.split():
             if not (tmp_path / name).exists():
                 (tmp_path / name).symlink_to(tiny_artifact(SPARSE_ARTIFACTS[name]))
+        run_python(block.body, tmp_path, monkeypatch)
+
+
+def test_python_api_on_rerankers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tests.exporter.test_cross_encoder import _save
+    from trt_embed.exporter.export import export_model
+
+    for block in blocks_of("rerankers"):
+        for name, labels in zip(block.argument.split(), (1, 3), strict=True):
+            if not (tmp_path / name).exists():
+                export_model(str(_save("bert", labels, tmp_path / f"{name}-model")), tmp_path / name)
         run_python(block.body, tmp_path, monkeypatch)
 
 

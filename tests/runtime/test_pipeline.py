@@ -32,7 +32,8 @@ BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"prompt_name": "a", "prompt": "b"}, InvalidRequest, "either prompt or prompt_name"),
     ({"encodings": ("float16",)}, InvalidRequest, "encodings must be among"),
     ({"embed_dtype": "float64", "encodings": ("base64",)}, InvalidRequest, "embed_dtype"),
-    ({"task": "classify"}, InvalidRequest, "pooling task"),
+    ({"task": "bogus"}, InvalidRequest, "pooling task"),
+    ({"task": "classify"}, InvalidRequest, "task 'classify' is not available for this model"),  # cross-encoders only
     ({"task": "token_embed", "dimensions": 32}, InvalidRequest, "embed task only"),
     ({"truncate": "middle"}, InvalidRequest, "truncate must be"),
     ({"truncate_prompt_tokens": 0}, InvalidRequest, "truncate_prompt_tokens"),

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from trt_embed.errors import ExportError
+from trt_embed.exporter.cross_encoder import CROSS_ENCODER, cross_encoder_entry
 from trt_embed.exporter.interface import ExportJob, ModelExporter, refuse_unsupported
 from trt_embed.exporter.models.recipe import entry_for
 from trt_embed.exporter.options import ExportOptions, PlanOptions, precisions
@@ -25,7 +26,7 @@ from trt_embed.zoo import architecture_of, load_zoo, zoo_entry
 log = logging.getLogger("trt_embed.export")
 
 # zoo `family` -> its exporter; every other family (encoder, nomic_bert, gte, jina_v3, decoder) is text
-EXPORTERS: dict[str, ModelExporter] = {"two_tower": TWO_TOWER, "vlm": VLM}
+EXPORTERS: dict[str, ModelExporter] = {"two_tower": TWO_TOWER, "vlm": VLM, "cross_encoder": CROSS_ENCODER}
 
 __all__ = ["EXPORTERS", "ExportOptions", "export_model"]
 
@@ -69,7 +70,10 @@ def _job(model: str, out: Path, opts: ExportOptions) -> ExportJob:
         )
     routed = architecture_of(config, [p.name for p in st.transformer_dir.iterdir()])
     use_routing = routed in load_zoo() and not opts.architecture
-    entry = zoo_entry(routed) if use_routing else entry_for(architectures[0], opts.convert)
+    if not use_routing and architectures[0].endswith("ForSequenceClassification") and opts.convert is None:
+        entry = cross_encoder_entry(architectures[0])  # any sequence classifier: head in the graph
+    else:
+        entry = zoo_entry(routed) if use_routing else entry_for(architectures[0], opts.convert)
     config = {**{key: config[alias] for key, alias in entry.config_aliases.items() if alias in config}, **config}
     return ExportJob(out, model, model_dir, st, config, entry, opts)
 

@@ -8,6 +8,7 @@ from trt_embed.runtime.images.sources import ImageURL
 from trt_embed.runtime.images.two_tower import part_item
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.outputs.encoding import binary_body
+from trt_embed.runtime.outputs.ranking import Classified, Ranked, classified, classify_request
 from trt_embed.runtime.runtime import Runtime
 from trt_embed.runtime.text.chunking import Chunking
 from trt_embed.runtime.text.prepare import RequestTokenizer
@@ -33,6 +34,7 @@ __all__ = [
     "ENCODINGS",
     "Artifact",
     "ChatOptions",
+    "Classified",
     "Chunking",
     "Dense",
     "EmbedRequest",
@@ -40,6 +42,7 @@ __all__ = [
     "ImageURL",
     "Interleaved",
     "Observer",
+    "Ranked",
     "RequestTokenizer",
     "Runtime",
     "RuntimeOptions",
@@ -52,5 +55,7 @@ __all__ = [
     "Truncate",
     "Vectors",
     "binary_body",
+    "classified",
+    "classify_request",
     "part_item",
 ]

@@ -26,6 +26,7 @@ class ModelKind:
     weighted_score: bool = False  # `score` weights dense, sparse and ColBERT scores (bge-m3)
     queries_apart: bool = False  # queries are encoded unlike documents (expansion, skiplist)
     token_blocks: bool = False  # dense `embed` of a list may run through token blocks (one pooled row each)
+    pairs: bool = False  # the graph reads (query, document) pairs: `score`/`rerank` run it on them (cross-encoders)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -75,6 +76,8 @@ KINDS: dict[str, ModelKind] = {
             score=("token_embed",),
             queries_apart=True,
         ),
+        # *ForSequenceClassification (exporter/cross_encoder.py): `logits` [B, num_labels] of pairs or texts
+        ModelKind("cross_encoder", {"score": "logits", "classify": "logits"}, dense=False, score=(), pairs=True),
     )
 }
 

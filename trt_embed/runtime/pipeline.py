@@ -24,6 +24,7 @@ from trt_embed.runtime.outputs import encoding
 from trt_embed.runtime.outputs.assemble import Plan, embed_result
 from trt_embed.runtime.outputs.postprocess import check_dimensions
 from trt_embed.runtime.outputs.scoring import (
+    cross_encoder_runs,
     pair_inputs,
     pair_scores,
     score_errors,
@@ -203,6 +204,8 @@ class Pipeline:
         """The embed requests a score request needs, and how their results become its scores: by the model kind
         (both sides in one pass, or queries and documents apart), or each side with its own token limit."""
         left, right = pair_inputs(request.first, request.second)
+        if self.kind.pairs:  # a cross-encoder: each (first, second) pair through the graph, the activation applied
+            return cross_encoder_runs(self.manifest.head_config, request, left, right)
         if request.first_max_tokens is None and request.second_max_tokens is None:
             kind = self.manifest.kind
             runs = score_requests(kind, self.manifest.prompts, request, left, right, self._sides)

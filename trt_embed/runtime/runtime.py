@@ -17,6 +17,7 @@ from trt_embed.runtime.kinds import kind_of
 from trt_embed.runtime.options import RuntimeOptions
 from trt_embed.runtime.outputs.assemble import observe_batches
 from trt_embed.runtime.outputs.by_kind import tasks_of
+from trt_embed.runtime.outputs.ranking import Classified, Ranked, check_rerank, classified, classify_request, ranked
 from trt_embed.runtime.pipeline import Pipeline
 from trt_embed.runtime.routes import Limits, RouteContext, build_routes
 from trt_embed.runtime.routes.text import STREAM_CHUNK
@@ -277,6 +278,27 @@ class Runtime:
 
     async def ascore(self, first: str | Sequence[str], second: str | Sequence[str], **options: Any) -> Vectors:
         return (await self.arun_score(score_request(first, second, options))).scores
+
+    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None, **options: Any) -> list[Ranked]:
+        """The documents by relevance to `query`, best first (`top_n` of them; None: all): a cross-encoder's
+        score of each (query, document) pair (sentence-transformers' CrossEncoder.rank), an embedder's cosine.
+        Each `Ranked` holds the document's index in `documents` and its score."""
+        checked = check_rerank(query, documents, top_n)
+        return ranked(self.score(query, checked, **options), top_n)
+
+    async def arerank(
+        self, query: str, documents: Sequence[str], *, top_n: int | None = None, **options: Any
+    ) -> list[Ranked]:
+        checked = check_rerank(query, documents, top_n)
+        return ranked(await self.ascore(query, checked, **options), top_n)
+
+    def classify(self, texts: Sequence[str], *, model: str | None = None, priority: int = 0) -> list[Classified]:
+        """A sequence classifier's label and class probabilities for each text (softmax, or sigmoid per label for
+        multi-label models, as the model's config says); other models refuse (task classify, InvalidRequest)."""
+        return classified(self.manifest.head_config, self.run(classify_request(texts, model, priority)))
+
+    async def aclassify(self, texts: Sequence[str], *, model: str | None = None, priority: int = 0) -> list[Classified]:
+        return classified(self.manifest.head_config, await self.arun(classify_request(texts, model, priority)))
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ Vectors = npt.NDArray[np.float32]
 TokenIds = Sequence[int]
 Inputs = Sequence[str] | Sequence[TokenIds]
 Messages = Sequence[Mapping[str, Any]]
-PoolingTask = Literal["embed", "token_embed", "sparse", "token_classify"]
+PoolingTask = Literal["embed", "token_embed", "sparse", "token_classify", "score", "classify"]
 Truncate = Literal["end", "start", "none"]
 
 
@@ -36,7 +36,7 @@ EncodingName = Literal["float", "base64", "binary", "ubinary", "int8", "uint8"]
 EmbedDtype = Literal["float32", "float16", "bfloat16", "fp8_e4m3", "fp8_e5m2"]
 Endianness = Literal["native", "little", "big"]
 
-POOLING_TASKS: tuple[PoolingTask, ...] = ("embed", "token_embed", "sparse", "token_classify")
+POOLING_TASKS: tuple[PoolingTask, ...] = ("embed", "token_embed", "sparse", "token_classify", "score", "classify")
 TRUNCATE_MODES: tuple[Truncate, ...] = ("end", "start", "none")
 ENCODINGS: tuple[EncodingName, ...] = ("float", "base64", "binary", "ubinary", "int8", "uint8")
 EMBED_DTYPES: tuple[EmbedDtype, ...] = ("float32", "float16", "bfloat16", "fp8_e4m3", "fp8_e5m2")
@@ -100,6 +100,8 @@ class EmbedRequest:
     also: tuple[PoolingTask, ...] = ()  # more outputs from the same engine call (bge-m3: sparse, token_embed)
     top_k: int | None = None  # sparse: keep the k largest weights
     return_tokens: bool = False  # sparse: decode each kept token id
+    # cross-encoders (task "score"): (query, document) pairs, each tokenized as one sequence; their logit rows
+    pairs: Sequence[tuple[str, str]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

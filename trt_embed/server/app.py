@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from trt_embed.server import cohere, invocations, openai, pooling, score, sparse, tei, tokenize
+from trt_embed.server import classify, cohere, invocations, openai, pooling, score, sparse, tei, tokenize
 from trt_embed.server.errors import HTTPError, error_response, response_for
 from trt_embed.server.ids import header_request_id, safe_request_id
 from trt_embed.server.metrics import Metrics
@@ -106,11 +106,36 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/", tei.embed, "POST", "TEI's root: /embed for an embedding model", tei.TEIEmbedRequest, tei_errors=True),
     Endpoint("/info", tei.info, "GET", "The served model and limits (TEI)"),
     Endpoint("/embed_sparse", sparse.embed_sparse, "POST", "Sparse embeddings (TEI)", sparse.EmbedSparseRequest),
-    Endpoint("/score", score.score, "POST", "Cosine similarity of text pairs", score.ScoreRequest),
-    Endpoint("/v1/score", score.score, "POST", "Cosine similarity of text pairs", score.ScoreRequest),
-    Endpoint("/rerank", score.rerank, "POST", "Rank documents by cosine similarity to a query", score.RerankRequest),
-    Endpoint("/v1/rerank", score.rerank, "POST", "Rank documents by cosine similarity to a query", score.RerankRequest),
-    Endpoint("/v2/rerank", score.rerank, "POST", "Rank documents by cosine similarity to a query", score.RerankRequest),
+    Endpoint(
+        "/score", score.score, "POST", "Text pair scores (cross-encoder, or cosine similarity)", score.ScoreRequest
+    ),
+    Endpoint(
+        "/v1/score", score.score, "POST", "Text pair scores (cross-encoder, or cosine similarity)", score.ScoreRequest
+    ),
+    Endpoint(
+        "/rerank",
+        score.rerank,
+        "POST",
+        "Rank documents by relevance to a query (cross-encoder or cosine)",
+        score.RerankRequest,
+    ),
+    Endpoint(
+        "/v1/rerank",
+        score.rerank,
+        "POST",
+        "Rank documents by relevance to a query (cross-encoder or cosine)",
+        score.RerankRequest,
+    ),
+    Endpoint(
+        "/v2/rerank",
+        score.rerank,
+        "POST",
+        "Rank documents by relevance to a query (cross-encoder or cosine)",
+        score.RerankRequest,
+    ),
+    Endpoint(
+        "/classify", classify.classify, "POST", "vLLM classify: labels and probabilities", classify.ClassifyRequest
+    ),
     Endpoint(
         "/invocations",
         invocations.invocations,

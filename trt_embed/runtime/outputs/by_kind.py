@@ -159,6 +159,8 @@ def build(
         return Dense(finish(matrix, dimensions=dimensions, normalize=normalize, transform=transform))
     assert not isinstance(rows, np.ndarray)
     values = pick(rows, graph_output(kind, task))
+    if task in ("score", "classify"):  # cross-encoders: one logit row per pair or text, as computed
+        return Dense(np.stack(values).astype(np.float32, copy=False))
     if task == "sparse":
         return sparse_output(kind, values, ids, request, manifest.special_token_ids, decode)
     if task == "token_classify":

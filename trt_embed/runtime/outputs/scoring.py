@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,7 @@ import numpy as np
 from trt_embed.errors import InputTooLong, InvalidRequest
 from trt_embed.runtime.images.sources import is_image
 from trt_embed.runtime.kinds import kind_of
+from trt_embed.runtime.outputs.pair_scores import scores
 from trt_embed.runtime.types import (
     Dense,
     EmbedRequest,
@@ -179,3 +180,32 @@ def score_errors() -> Iterator[None]:
         yield
     except InputTooLong as exc:
         raise InputTooLong(str(exc).replace("for embedding generation.", "for score."), exc.param) from None
+
+
+def cross_encoder_runs(
+    head: Mapping[str, Any], request: ScoreRequest, left: list[Any], right: list[Any]
+) -> tuple[list[EmbedRequest], Callable[[list[EmbedResult]], ScoreResult]]:
+    """A cross-encoder's score request: one run over the (first, second) pairs (1:N or N:N), then the
+    CrossEncoder activation of the manifest on the logits ([N] for one label, [N, num_labels] otherwise)."""
+    if request.first_max_tokens is not None or request.second_max_tokens is not None:
+        raise InvalidRequest(
+            "per-side token limits are not applied to cross-encoders yet: the pair is cut to the model's limit "
+            "(longest side first)",
+            "max_tokens_per_doc",
+        )
+    firsts = left * len(right) if len(left) == 1 else left
+    for n, text in enumerate([*firsts[:1], *right]):
+        if not isinstance(text, str):
+            side = "query" if n == 0 else f"documents[{n - 1}]"
+            raise InvalidRequest(f"{side} must be a string for a cross-encoder, got {type(text).__name__}", side)
+    run = EmbedRequest(
+        pairs=list(zip(firsts, right, strict=True)), task="score", priority=request.priority, variant=request.variant
+    )
+
+    def finish(results: list[EmbedResult]) -> ScoreResult:
+        (result,) = results
+        assert isinstance(result.output, Dense)
+        logits = result.output.vectors
+        return ScoreResult(scores(logits, head.get("activation", "sigmoid")), result.num_tokens, result.timing)
+
+    return [run], finish

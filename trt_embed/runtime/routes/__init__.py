@@ -9,6 +9,7 @@ one line here.
 from __future__ import annotations
 
 from trt_embed.runtime.routes.base import Job, Limits, Route, RouteContext, Staged
+from trt_embed.runtime.routes.pairs import PairRoute
 from trt_embed.runtime.routes.query_table import QueryTableRoute
 from trt_embed.runtime.routes.text import TextRoute
 from trt_embed.runtime.routes.token_blocks import TokenBlockRoute
@@ -16,6 +17,7 @@ from trt_embed.runtime.routes.two_tower import TwoTowerRoute
 from trt_embed.runtime.routes.vlm import VlmRoute
 
 ROUTES: tuple[type[Route], ...] = (
+    PairRoute,  # cross-encoders and sequence classifiers: every request (pairs to score, texts to classify)
     QueryTableRoute,  # inference-free SPLADE queries: a weight table, no engine call
     VlmRoute,  # vision-language models: every request
     TwoTowerRoute,  # CLIP / SigLIP: requests with images
