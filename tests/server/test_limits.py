@@ -1,0 +1,97 @@
+"""Request-head limits against a real uvicorn server with each HTTP parser (httptools is what the `[server]` extra
+installs and uvicorn prefers; h11 is the fallback), driven with raw sockets."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+
+from trt_embed.server.limits import limited
+
+pytest.importorskip("httptools")
+HEAD_TIMEOUT = 0.5
+
+
+async def hello(scope, receive, send):  # type: ignore[no-untyped-def]
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def port(request: pytest.FixtureRequest) -> Iterator[int]:
+    config = uvicorn.Config(
+        hello,
+        http=limited(request.param, 16 * 1024, HEAD_TIMEOUT),
+        log_level="warning",
+        limit_concurrency=4,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(5)
+
+
+def read_until_closed(conn: socket.socket) -> bytes:
+    out = b""
+    while chunk := conn.recv(65536):
+        out += chunk
+    return out
+
+
+def test_small_head_is_served(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        assert read_until_closed(conn).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("pieces", [1, 3])
+def test_oversized_head_is_431_and_closed(port: int, pieces: int) -> None:
+    head = b"GET / HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 20 * 1024 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        step = len(head) // pieces + 1
+        for i in range(0, len(head), step):  # whole, or split so that no single read holds the head
+            conn.sendall(head[i : i + step])
+            time.sleep(0.02)
+        answer = read_until_closed(conn)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert b"connection: close" in answer
+
+
+def test_incomplete_head_is_closed_after_timeout(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        start = time.monotonic()
+        conn.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        answer = read_until_closed(conn)
+        elapsed = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert HEAD_TIMEOUT * 0.8 < elapsed < HEAD_TIMEOUT + 2
+
+
+def test_idle_connection_is_closed_after_timeout(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        assert read_until_closed(conn) == b""
+
+
+def test_requests_beyond_the_cap_get_503(port: int) -> None:
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(4)]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            assert read_until_closed(conn).startswith(b"HTTP/1.1 503 ")
+    finally:
+        for c in idle:
+            c.close()
