@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import uvicorn
@@ -95,3 +96,42 @@ def test_requests_beyond_the_cap_get_503(port: int) -> None:
     finally:
         for c in idle:
             c.close()
+
+
+def test_request_cancelled_at_the_drain_deadline_is_answered_503_with_retry_after() -> None:
+    """uvicorn cancels what is still running when --drain-seconds runs out; the Gate answers it 503 + Retry-After
+    (and counts it), where uvicorn alone would send a 500."""
+    import asyncio
+
+    from trt_embed.server.app import Gate
+    from trt_embed.server.metrics import Metrics
+    from trt_embed.server.registry import Settings
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(30)
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    metrics = Metrics()
+    gate = Gate(slow_app, Settings(), metrics)
+    scope = {"type": "http", "path": "/v1/embeddings", "headers": [], "method": "POST"}
+
+    async def main() -> None:
+        task = asyncio.create_task(gate(scope, receive, send))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    assert start["status"] == 503 and headers["retry-after"] == "1"
+    assert b"drain deadline" in b"".join(m.get("body", b"") for m in sent)
+    assert 'status="503"' in metrics.render().decode()

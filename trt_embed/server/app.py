@@ -3,6 +3,7 @@ headers and metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import time
@@ -164,6 +165,10 @@ class Gate:
             await self.guarded(scope, receive, send_headers)
         except ClientDisconnect:  # the client left mid-body: nobody to answer, and not a server error
             status = CLIENT_CLOSED
+        except asyncio.CancelledError:  # the drain deadline passed (uvicorn cancels what is left): retry elsewhere
+            if not started_response:
+                await drain_deadline_response()(scope, receive, send_headers)
+            raise
         except Exception as exc:  # every error leaves in the same shape, with its status and request id
             if started_response:
                 raise
@@ -187,6 +192,17 @@ class Gate:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def drain_deadline_response() -> Response:
+    """A request still running when the drain deadline passed: 503 with Retry-After, so clients and load balancers
+    send it to another server, instead of the 500 the HTTP server would send for a cancelled request."""
+    return error_response(
+        503,
+        "the server is shutting down and this request did not finish before its drain deadline; retry it",
+        "ServiceUnavailable",
+        headers={"Retry-After": "1"},
+    )
 
 
 def secure_headers(raw: Iterable[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:
