@@ -135,3 +135,16 @@ def test_request_cancelled_at_the_drain_deadline_is_answered_503_with_retry_afte
     assert start["status"] == 503 and headers["retry-after"] == "1"
     assert b"drain deadline" in b"".join(m.get("body", b"") for m in sent)
     assert 'status="503"' in metrics.render().decode()
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_every_429_and_503_leaves_with_retry_after(status: int) -> None:
+    """Whatever path produced it (the queue, the concurrency cap, a handler), a 429 or 503 tells the client when to
+    retry; a Retry-After the handler set is kept."""
+    from trt_embed.server.app import secure_headers
+
+    bare = dict(secure_headers([(b"content-type", b"application/json")], "req-1", status))
+    assert bare[b"retry-after"] == b"1"
+    own = secure_headers([(b"Retry-After", b"7")], "req-1", status)
+    assert [v for k, v in own if k.lower() == b"retry-after"] == [b"7"]
+    assert b"retry-after" not in dict(secure_headers([], "req-1", 400))

@@ -158,7 +158,7 @@ class Gate:
             if message["type"] == "http.response.start":
                 started_response = True
                 status = message["status"]
-                message["headers"] = secure_headers(message.get("headers", []), request_id)
+                message["headers"] = secure_headers(message.get("headers", []), request_id, status)
             await send(message)
 
         try:
@@ -205,9 +205,9 @@ def drain_deadline_response() -> Response:
     )
 
 
-def secure_headers(raw: Iterable[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:
+def secure_headers(raw: Iterable[tuple[bytes, bytes]], request_id: str, status: int = 200) -> list[tuple[bytes, bytes]]:
     """A response's headers with `nosniff` and exactly one header-safe `x-request-id` (a handler's own id is kept
-    only if it is safe: it may come from the request body)."""
+    only if it is safe: it may come from the request body); a 429 or 503 always carries Retry-After."""
     out = []
     own_id = None
     for key, value in raw:
@@ -216,6 +216,8 @@ def secure_headers(raw: Iterable[tuple[bytes, bytes]], request_id: str) -> list[
             own_id = own_id or safe_request_id(value.decode("latin-1"))
         elif name != b"x-content-type-options":
             out.append((key, value))
+    if status in (429, 503) and not any(key.lower() == b"retry-after" for key, _ in out):
+        out.append((b"retry-after", b"1"))
     out.append((b"x-request-id", (own_id or request_id).encode("latin-1")))
     out.append((b"x-content-type-options", b"nosniff"))
     return out
