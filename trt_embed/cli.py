@@ -656,6 +656,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrtEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C (an export in progress removes its partial directory on the way out)
+        print("interrupted", file=sys.stderr)
+        return 130
     finally:
         ours.handlers, ours.propagate, ours.level = saved
 
