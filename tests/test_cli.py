@@ -251,3 +251,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_ctrl_c_during_an_export_is_one_line_and_leaves_no_partial_artifact(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from trt_embed.exporter import export as export_module
+
+    def interrupted(job: object) -> None:
+        (tmp_path / ".artifact.partial" / "half-written").write_text("x")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module.TEXT, "export", interrupted)
+    model = defaults.default_model_dir()
+    assert main(["export", str(model), "-o", str(tmp_path / "artifact"), "-q"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "interrupted", err
+    assert not (tmp_path / ".artifact.partial").exists() and not (tmp_path / "artifact").exists()

@@ -417,6 +417,20 @@ def _add_serving_limits(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="on SIGTERM, keep serving this long with /health answering 503, so load balancers stop sending first",
     )
+    g.add_argument(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection whose request line and headers do not arrive within this time (408; 0: no limit)",
+    )
+    g.add_argument(
+        "--limit-concurrency",
+        type=positive,
+        default=1000,
+        metavar="N",
+        help="open connections and requests in progress beyond which new requests are answered 503 (default: 1000)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -642,6 +656,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrtEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C (an export in progress removes its partial directory on the way out)
+        print("interrupted", file=sys.stderr)
+        return 130
     finally:
         ours.handlers, ours.propagate, ours.level = saved
 

@@ -3,6 +3,7 @@ headers and metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import time
@@ -185,13 +186,17 @@ class Gate:
             if message["type"] == "http.response.start":
                 started_response = True
                 status = message["status"]
-                message["headers"] = secure_headers(message.get("headers", []), request_id)
+                message["headers"] = secure_headers(message.get("headers", []), request_id, status)
             await send(message)
 
         try:
             await self.guarded(scope, receive, send_headers)
         except ClientDisconnect:  # the client left mid-body: nobody to answer, and not a server error
             status = CLIENT_CLOSED
+        except asyncio.CancelledError:  # the drain deadline passed (uvicorn cancels what is left): retry elsewhere
+            if not started_response:
+                await drain_deadline_response()(scope, receive, send_headers)
+            raise
         except Exception as exc:  # every error leaves in the same shape, with its status and request id
             if started_response:
                 raise
@@ -217,9 +222,20 @@ class Gate:
         await self.app(scope, receive, send)
 
 
-def secure_headers(raw: Iterable[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:
+def drain_deadline_response() -> Response:
+    """A request still running when the drain deadline passed: 503 with Retry-After, so clients and load balancers
+    send it to another server, instead of the 500 the HTTP server would send for a cancelled request."""
+    return error_response(
+        503,
+        "the server is shutting down and this request did not finish before its drain deadline; retry it",
+        "ServiceUnavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
+def secure_headers(raw: Iterable[tuple[bytes, bytes]], request_id: str, status: int = 200) -> list[tuple[bytes, bytes]]:
     """A response's headers with `nosniff` and exactly one header-safe `x-request-id` (a handler's own id is kept
-    only if it is safe: it may come from the request body)."""
+    only if it is safe: it may come from the request body); a 429 or 503 always carries Retry-After."""
     out = []
     own_id = None
     for key, value in raw:
@@ -228,6 +244,8 @@ def secure_headers(raw: Iterable[tuple[bytes, bytes]], request_id: str) -> list[
             own_id = own_id or safe_request_id(value.decode("latin-1"))
         elif name != b"x-content-type-options":
             out.append((key, value))
+    if status in (429, 503) and not any(key.lower() == b"retry-after" for key, _ in out):
+        out.append((b"retry-after", b"1"))
     out.append((b"x-request-id", (own_id or request_id).encode("latin-1")))
     out.append((b"x-content-type-options", b"nosniff"))
     return out

@@ -20,12 +20,13 @@ from trt_embed.errors import InvalidRequest
 from trt_embed.manifest import Manifest
 from trt_embed.runtime import Runtime, RuntimeOptions
 from trt_embed.server.app import check_settings, create_app
+from trt_embed.server.limits import default_http, limited
 from trt_embed.server.metrics import Metrics
 from trt_embed.server.registry import Registry, Settings
 
 log = logging.getLogger("trt_embed.server")
 DEFAULT_MAX_QUEUE = 8192
-MAX_HEADER_BYTES = 16 * 1024  # request line and headers together; a larger head is refused by uvicorn
+MAX_HEADER_BYTES = 16 * 1024  # request line and headers together; a larger head is answered 431 (server/limits.py)
 
 
 def served_names(models: list[str | None], artifacts: list[Path], given: list[str] | None) -> list[str]:
@@ -132,6 +133,8 @@ class ServePlan:
     access_log: bool
     drain_seconds: float
     shutdown_delay: float
+    head_timeout: float = 10.0
+    limit_concurrency: int | None = 1000
 
 
 def serve_plan(args: argparse.Namespace) -> ServePlan:
@@ -177,6 +180,8 @@ def serve_plan(args: argparse.Namespace) -> ServePlan:
         access_log=args.access_log,
         drain_seconds=args.drain_seconds,
         shutdown_delay=args.shutdown_delay,
+        head_timeout=getattr(args, "head_timeout", 10.0),
+        limit_concurrency=getattr(args, "limit_concurrency", 1000),
     )
 
 
@@ -194,7 +199,9 @@ def run_server(plan: ServePlan, registry: Registry, sockets: list[socket.socket]
         access_log=plan.access_log,
         timeout_graceful_shutdown=int(plan.drain_seconds),
         timeout_keep_alive=5,
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        http=limited(default_http(), MAX_HEADER_BYTES, plan.head_timeout),
+        h11_max_incomplete_event_size=4 * MAX_HEADER_BYTES,  # a backstop; the 431 comes from limits.py first
+        limit_concurrency=plan.limit_concurrency,
     )
     Draining(config, registry, plan.shutdown_delay).run(sockets)
 
