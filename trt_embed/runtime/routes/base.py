@@ -144,3 +144,22 @@ class Route:
     ) -> list[Row]:
         """One row per item: the pooled output read (routes whose rows are cut otherwise override this)."""
         return list(outputs[key.output])
+
+
+class WholeJob(Job):
+    """A request prepared and queued in one piece (no chunks); `prepare` fills `ids`, `take` collects the rows in
+    request order."""
+
+    def __init__(self, route: Any, request: EmbedRequest, variant: str) -> None:
+        self.route, self.request, self.variant = route, request, variant
+        self.found: list[Row] = []
+        self.ids: list[Sequence[int]] = []
+
+    def chunks(self) -> Iterable[None]:
+        return [None]
+
+    def take(self, staged: Staged, results: list[EngineRows]) -> None:
+        self.found.extend(results[0].rows)
+
+    def answer(self) -> Answer:
+        return self.found, self.ids

@@ -5,7 +5,7 @@ texts. One `logits` row [num_labels] per input; the activation and labels are ap
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,8 +14,7 @@ import numpy.typing as npt
 from trt_embed.engines.base import Batch, Engine
 from trt_embed.errors import InvalidRequest
 from trt_embed.runtime.batching.batch import make_batch
-from trt_embed.runtime.batching.work import EngineRows
-from trt_embed.runtime.routes.base import Answer, Job, Route, RouteContext, Staged
+from trt_embed.runtime.routes.base import Job, Route, RouteContext, Staged, WholeJob
 from trt_embed.runtime.text.pairs import PairTokenizer
 from trt_embed.runtime.types import BatchKey, EmbedRequest, PreparedInput, Row
 
@@ -90,16 +89,10 @@ def _checked_pairs(pairs: Sequence[tuple[str, str]] | None) -> Sequence[tuple[st
     return pairs
 
 
-class PairJob(Job):
+class PairJob(WholeJob):
     """A request in one piece: its pairs (or texts) tokenized, queued as single inputs, rows in request order."""
 
-    def __init__(self, route: PairRoute, request: EmbedRequest, variant: str) -> None:
-        self.route, self.request, self.variant = route, request, variant
-        self.found: list[Row] = []
-        self.ids: list[Sequence[int]] = []
-
-    def chunks(self) -> Iterable[None]:
-        return [None]
+    route: PairRoute
 
     def prepare(self, chunk: None) -> Staged:
         arrays = self.route.encode(self.request)
@@ -111,9 +104,3 @@ class PairJob(Job):
         self.ids = [list(item.features["input_ids"]) for item in items]
         key = BatchKey(self.variant, "logits", 0, route=self.route.name)
         return Staged([(key, items)], int(lengths.sum()))
-
-    def take(self, staged: Staged, results: list[EngineRows]) -> None:
-        self.found.extend(results[0].rows)
-
-    def answer(self) -> Answer:
-        return self.found, self.ids

@@ -4,14 +4,14 @@ through the vision graph first (`vlm/batch.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from trt_embed.engines.base import Batch, Engine
 from trt_embed.runtime.batching.work import EngineRows
 from trt_embed.runtime.outputs.assemble import input_ids
-from trt_embed.runtime.routes.base import Answer, Job, Route, RouteContext, Staged
-from trt_embed.runtime.types import BatchKey, EmbedRequest, Prepared, PreparedInput, Row
+from trt_embed.runtime.routes.base import Job, Route, RouteContext, Staged, WholeJob
+from trt_embed.runtime.types import BatchKey, EmbedRequest, Prepared, PreparedInput
 from trt_embed.runtime.vlm.batch import VlmBatcher
 from trt_embed.runtime.vlm.prepare import VlmPreparer
 
@@ -50,14 +50,8 @@ class VlmRoute(Route):
         return self.batcher.batch(items, run_vision)
 
 
-class VlmJob(Job):
-    def __init__(self, route: VlmRoute, request: EmbedRequest, variant: str) -> None:
-        self.route, self.request, self.variant = route, request, variant
-        self.found: list[Row] = []
-        self.ids: list[Sequence[int]] = []
-
-    def chunks(self) -> Iterable[None]:
-        return [None]
+class VlmJob(WholeJob):
+    route: VlmRoute
 
     def prepare(self, chunk: None) -> Staged:
         request = self.request
@@ -66,9 +60,6 @@ class VlmJob(Job):
         return Staged([(prepared.key, prepared.items)], prepared.num_tokens, prepared)
 
     def take(self, staged: Staged, results: list[EngineRows]) -> None:
+        super().take(staged, results)
         prepared: Prepared = staged.state
-        self.found.extend(results[0].rows)
         self.ids.extend(input_ids(prepared))
-
-    def answer(self) -> Answer:
-        return self.found, self.ids
